@@ -1,0 +1,43 @@
+"""The result of one collection: what each account reported, as plain immutable data.
+
+The collector produces it; the metrics renderer and the status page read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from exporter.ams.model import Job, JobState, Task
+from exporter.jobview import JobView
+
+
+@dataclass(frozen=True, slots=True)
+class AccountResult:
+    """One account's collection.
+
+    ``jobs`` holds the in-scope jobs that get per-job series (at most ``max_jobs``);
+    ``state_counts`` counts every in-scope job, including the ``dropped`` ones.
+    """
+
+    account: str
+    up: bool
+    duration_seconds: float
+    last_success: float | None
+    error: str | None = None
+    jobs: tuple[Job, ...] = ()
+    tasks: Mapping[str, tuple[Task, ...]] = field(default_factory=dict)
+    state_counts: Mapping[JobState, int] = field(default_factory=dict)
+    dropped: int = 0
+
+    def views(self, now: float) -> list[JobView]:
+        """The exported jobs with their tasks, as seen at ``now``."""
+        return [JobView(job, self.tasks.get(job.id), now) for job in self.jobs]
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """All accounts, collected at ``time`` (Unix seconds)."""
+
+    time: float
+    accounts: tuple[AccountResult, ...]

@@ -1,0 +1,74 @@
+"""What a job looks like at collection time: the derived durations and progress.
+
+The collector (metrics) and the status page (HTML) both show these values, so they are computed here
+once, from the job as AMS reported it and the collection time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exporter.ams.model import ERROR_CODES, Job, JobState, Task
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """One in-scope job with its tasks, as seen at ``now`` (Unix seconds)."""
+
+    job: Job
+    tasks: Sequence[Task] | None
+    now: float
+
+    @property
+    def age_seconds(self) -> float:
+        """Collection time minus Created."""
+        return max(0.0, self.now - self.job.created)
+
+    @property
+    def queued_seconds(self) -> float:
+        """StartTime minus Created; while the job has not started, collection time minus Created."""
+        job = self.job
+        until = job.start_time if job.start_time is not None else self.now
+        return max(0.0, until - job.created)
+
+    @property
+    def running_seconds(self) -> float:
+        """RunningDuration, or, while Processing with RunningDuration still 0, time since StartTime.
+
+        AMS leaves RunningDuration at 0 until a job ends (captured responses show 0.0 for a job in
+        state 2), so a running job's duration is measured from its StartTime instead.
+        """
+        job = self.job
+        if job.running_duration_seconds > 0 or job.state is not JobState.PROCESSING:
+            return job.running_duration_seconds
+        if job.start_time is None:
+            return 0.0
+        return max(0.0, self.now - job.start_time)
+
+    @property
+    def progress_ratio(self) -> float | None:
+        """Mean of the tasks' Progress as 0..1 (the SDK extensions' definition of job progress).
+
+        Jobs that have not started are 0 and Finished jobs are 1 without asking for their tasks;
+        ``None`` when the tasks of a job that needs them are unknown.
+        """
+        state = self.job.state
+        if state in (JobState.QUEUED, JobState.SCHEDULED):
+            return 0.0
+        if state is JobState.FINISHED and not self.tasks:
+            return 1.0
+        if not self.tasks:
+            return None
+        return sum(task.progress for task in self.tasks) / (100.0 * len(self.tasks))
+
+    @property
+    def error_codes(self) -> list[tuple[str, str]]:
+        """(task id, error code) pairs of a job in Error, codes limited to the documented list."""
+        if self.job.state is not JobState.ERROR or not self.tasks:
+            return []
+        pairs = []
+        for task in self.tasks:
+            for code in dict.fromkeys(task.error_codes):
+                pairs.append((task.id, code if code in ERROR_CODES else "Unknown"))
+        return pairs
