@@ -1,0 +1,345 @@
+"""OData v3 as AMS v2 speaks it: literals for ``$filter``, reading response bodies, dates.
+
+AMS answers in two JSON shapes depending on the ``Accept`` header: minimal metadata
+(``{"value": [...]}``) and verbose (``{"d": {"results": [...]}}``). Both are read here, as are
+every documented date form and the error bodies of AMS and Azure AD. Nothing in this module
+does I/O; every reader either returns a value or raises :class:`ODataFormatError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from exporter.ams.model import ERROR_CODES, Job, JobState, Task
+
+
+class ODataFormatError(ValueError):
+    """A body or a value does not have the shape AMS documents; the message says what is wrong."""
+
+
+_KNOWN_ERROR_CODES = frozenset(ERROR_CODES)
+_EXCERPT_CHARS = 160
+_MESSAGE_CHARS = 300
+
+# Zone-less ISO (the minimal JSON shape trims trailing fractional zeros), with an optional ``Z``
+# or numeric offset. Up to 7 fractional digits: .NET ticks are 100 ns.
+_ISO_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?",
+    re.ASCII,
+)
+# WCF's JSON date: milliseconds since the epoch (UTC), optionally followed by an offset that
+# only says which zone the value was meant for; the instant is the milliseconds alone.
+_MS_DATE_RE = re.compile(r"/Date\((-?\d{1,15})([+-]\d{4})?\)/", re.ASCII)
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}")
+_CONTROL_RE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+_XML_CODE_RE = re.compile(r"<(?:\w+:)?code>([^<]{0,200})</(?:\w+:)?code>")
+_XML_MESSAGE_RE = re.compile(r"<(?:\w+:)?message[^>]*>([^<]{0,2000})</(?:\w+:)?message>")
+# .NET's DateTime.MinValue, which WCF writes for a DateTime that was never set.
+_DOTNET_MIN_YEAR = 1
+
+
+def quote(value: str) -> str:
+    """An OData string literal: single quotes around ``value``, inner quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def datetime_literal(ts: float) -> str:
+    """An OData v3 ``datetime'...'`` literal for Unix time ``ts``, in UTC, whole seconds."""
+    moment = datetime.fromtimestamp(math.floor(ts), tz=timezone.utc)
+    return f"datetime'{moment.strftime('%Y-%m-%dT%H:%M:%S')}'"
+
+
+def parse_datetime(value: object) -> float | None:
+    """A date from an AMS body as UTC Unix seconds; ``None`` for null.
+
+    Accepted forms: zone-less ISO with 0-7 fractional digits (read as UTC, as the Java SDK does),
+    ISO with ``Z`` or an offset, ``/Date(ms)/`` with or without an offset suffix, and a bare
+    JSON number of milliseconds (the REST page describes Created as "milliseconds since Jan 1
+    1970"). .NET's ``DateTime.MinValue`` (year 1) means "not set" and reads as ``None``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ODataFormatError(f"expected a date, got {value!r}")
+    if isinstance(value, (int, float)):
+        return _from_milliseconds(value)
+    if not isinstance(value, str):
+        raise ODataFormatError(f"expected a date, got {type(value).__name__}")
+    text = value.strip()
+    ms_match = _MS_DATE_RE.fullmatch(text)
+    if ms_match:
+        return _from_milliseconds(int(ms_match.group(1)))
+    iso_match = _ISO_RE.fullmatch(text)
+    if iso_match:
+        return _from_iso(iso_match)
+    raise ODataFormatError(f"not a date in any documented form: {excerpt(text)!r}")
+
+
+def _from_milliseconds(ms: float) -> float:
+    if not math.isfinite(ms) or abs(ms) > 253_402_300_800_000:  # beyond year 9999
+        raise ODataFormatError(f"date out of range: {ms!r} ms")
+    return ms / 1000.0
+
+
+def _from_iso(match: re.Match[str]) -> float | None:
+    year, month, day, hour, minute = (int(match.group(i)) for i in range(1, 6))
+    if year == _DOTNET_MIN_YEAR:
+        return None
+    second = int(match.group(6) or 0)
+    fraction = match.group(7) or ""
+    zone = match.group(8)
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    except ValueError as exc:
+        raise ODataFormatError(f"invalid date {match.group(0)!r}: {exc}") from None
+    ts = moment.timestamp() + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        ts -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return ts
+
+
+def decode_json(body: bytes | str) -> Any:
+    """Parse a JSON body; ``NaN``/``Infinity`` and invalid UTF-8 are errors, not values."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ODataFormatError(f"the body is not valid JSON ({_json_reason(exc)})") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_reason(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return excerpt(str(exc))
+
+
+def read_entities(body: bytes | str) -> list[dict[str, Any]]:
+    """The entities of a collection response, in either JSON shape.
+
+    Minimal metadata: ``{"odata.metadata": ..., "value": [...]}``. Verbose:
+    ``{"d": {"results": [...]}}``, or the OData v1 verbose form ``{"d": [...]}``.
+    """
+    document = decode_json(body)
+    if not isinstance(document, dict):
+        raise ODataFormatError(f"expected a JSON object, got {_json_type(document)}")
+    if "value" in document:
+        items, where = document["value"], "value"
+    elif "d" in document:
+        inner = document["d"]
+        if isinstance(inner, dict) and "results" in inner:
+            items, where = inner["results"], "d.results"
+        elif isinstance(inner, list):
+            items, where = inner, "d"
+        else:
+            raise ODataFormatError("'d' holds neither 'results' nor a list")
+    else:
+        keys = ", ".join(sorted(str(key) for key in document)[:5]) or "none"
+        raise ODataFormatError(f"expected 'value' or 'd' in the body, found keys: {excerpt(keys)}")
+    if not isinstance(items, list):
+        raise ODataFormatError(f"'{where}' is {_json_type(items)}, expected a list")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ODataFormatError(f"'{where}[{index}]' is {_json_type(item)}, expected an object")
+    return items
+
+
+def read_error(body: bytes | str) -> tuple[str, str]:
+    """``(code, message)`` from an error body; never raises.
+
+    Shapes: OData v3 minimal ``{"odata.error": {"code", "message": {"lang", "value"}}}``,
+    verbose ``{"error": {...same...}}``, a plain string message, Azure AD's
+    ``{"error": "invalid_client", "error_description": "AADSTS...: ..."}``, and the Atom/XML
+    ``<error><code/><message/></error>``. Anything else yields ``("", <short excerpt>)``. The
+    message is bounded, free of control characters, and anything shaped like a token is removed.
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return _error_from_text(text)
+    if isinstance(document, dict):
+        found = _error_from_json(document)
+        if found is not None:
+            return found
+    return "", excerpt(text)
+
+
+def _error_from_json(document: dict[str, Any]) -> tuple[str, str] | None:
+    error = document.get("odata.error", document.get("error"))
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, dict):
+            message = message.get("value")
+        return _clean(error.get("code")), _clean_message(message)
+    if isinstance(error, str):
+        return _clean(error), _clean_message(_first_line(document.get("error_description")))
+    return None
+
+
+def _error_from_text(text: str) -> tuple[str, str]:
+    code = _XML_CODE_RE.search(text)
+    message = _XML_MESSAGE_RE.search(text)
+    if code or message:
+        return (
+            _clean(code.group(1) if code else ""),
+            _clean_message(message.group(1) if message else ""),
+        )
+    return "", excerpt(text)
+
+
+def _first_line(value: object) -> object:
+    return value.strip().splitlines()[0] if isinstance(value, str) and value.strip() else value
+
+
+def _clean(value: object) -> str:
+    return excerpt(value, 100) if isinstance(value, str) else ""
+
+
+def _clean_message(value: object) -> str:
+    return excerpt(value, _MESSAGE_CHARS) if isinstance(value, str) else ""
+
+
+def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
+    """``text`` made safe to show: control characters folded, tokens redacted, length bounded."""
+    cleaned = _JWT_RE.sub("<redacted>", _CONTROL_RE.sub(" ", text[: limit * 4])).strip()
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def job_from_entity(d: Mapping[str, Any]) -> Job:
+    """A :class:`Job` from one Jobs entity (either shape).
+
+    ``RunningDuration`` is milliseconds although the .NET IJob page says seconds: the REST page,
+    the SDK's conversion and a captured job all agree on milliseconds.
+    """
+    job_id = _required_str(d, "Id")
+    try:
+        created = parse_datetime(d.get("Created"))
+        if created is None:
+            raise ODataFormatError("'Created' is missing")
+        last_modified = parse_datetime(d.get("LastModified"))
+        return Job(
+            id=job_id,
+            name=_optional_str(d, "Name"),
+            state=_job_state(d.get("State")),
+            created=created,
+            last_modified=created if last_modified is None else last_modified,
+            start_time=parse_datetime(d.get("StartTime")),
+            end_time=parse_datetime(d.get("EndTime")),
+            priority=int(_number(d, "Priority", integral=True)),
+            running_duration_seconds=_number(d, "RunningDuration") / 1000.0,
+        )
+    except ODataFormatError as exc:
+        raise ODataFormatError(f"job {excerpt(job_id, 80)!r}: {exc}") from None
+
+
+def task_from_entity(d: Mapping[str, Any]) -> Task:
+    """A :class:`Task` from one Tasks entity; ``RunningDuration`` ms becomes seconds.
+
+    Error codes outside the documented closed list become ``Unknown`` so that they can be labels.
+    """
+    task_id = _required_str(d, "Id")
+    try:
+        return Task(
+            id=task_id,
+            name=_optional_str(d, "Name"),
+            state=int(_number(d, "State", integral=True, required=True)),
+            progress=_number(d, "Progress"),
+            running_duration_seconds=_number(d, "RunningDuration") / 1000.0,
+            start_time=parse_datetime(d.get("StartTime")),
+            end_time=parse_datetime(d.get("EndTime")),
+            error_codes=_error_codes(d.get("ErrorDetails")),
+        )
+    except ODataFormatError as exc:
+        raise ODataFormatError(f"task {excerpt(task_id, 80)!r}: {exc}") from None
+
+
+def _required_str(d: Mapping[str, Any], key: str) -> str:
+    value = d.get(key)
+    if not isinstance(value, str) or not value:
+        raise ODataFormatError(f"'{key}' is {_json_type(value)}, expected a non-empty string")
+    return value
+
+
+def _optional_str(d: Mapping[str, Any], key: str) -> str:
+    value = d.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ODataFormatError(f"'{key}' is {_json_type(value)}, expected a string")
+    return value
+
+
+def _number(
+    d: Mapping[str, Any], key: str, *, integral: bool = False, required: bool = False
+) -> float:
+    """A number sent as a JSON number or a numeric string (verbose JSON quotes some Edm types).
+
+    Missing or null reads as 0 unless ``required``.
+    """
+    value = d.get(key)
+    if value is None:
+        if required:
+            raise ODataFormatError(f"'{key}' is missing")
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ODataFormatError(f"'{key}' is {_json_type(value)}, expected a number")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ODataFormatError(f"'{key}' is not a number: {excerpt(str(value), 40)!r}") from None
+    if not math.isfinite(number) or (integral and not number.is_integer()):
+        kind = "an integer" if integral else "a finite number"
+        raise ODataFormatError(f"'{key}' is not {kind}: {excerpt(str(value), 40)!r}")
+    return number
+
+
+def _job_state(value: object) -> JobState:
+    state = _number({"State": value}, "State", integral=True, required=True)
+    try:
+        return JobState(int(state))
+    except ValueError:
+        raise ODataFormatError(f"'State' {int(state)} is not a documented job state") from None
+
+
+def _error_codes(value: object) -> tuple[str, ...]:
+    """Codes of an ``ErrorDetails`` collection: a plain array or verbose ``{"results": [...]}``."""
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        value = value.get("results")
+    if not isinstance(value, list):
+        raise ODataFormatError(f"'ErrorDetails' is {_json_type(value)}, expected a list")
+    codes = []
+    for item in value:
+        code = item.get("Code") if isinstance(item, dict) else None
+        codes.append(code if isinstance(code, str) and code in _KNOWN_ERROR_CODES else "Unknown")
+    return tuple(codes)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
