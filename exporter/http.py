@@ -180,6 +180,21 @@ def _read_some(response: requests.Response, deadline: Deadline | None) -> bytes:
     return chunk
 
 
+def transport_reason(exc: BaseException) -> str:
+    """A short, secret-free reason for a failed request: "timed out", "ConnectionRefusedError"."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    root = exc
+    for _ in range(10):
+        nxt = root.__cause__ or root.__context__
+        if nxt is None:
+            break
+        root = nxt
+    if root is exc:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {type(root).__name__}"
+
+
 def _limit_socket_wait(response: requests.Response, deadline: Deadline) -> None:
     left = deadline.remaining()
     if left <= 0.0:

@@ -1,0 +1,415 @@
+"""The AMS v2 REST client: endpoint resolution, headers, paging, task fetches, retries, deadline.
+
+Every request carries the headers AMS documents (``x-ms-version``, the DataServiceVersion pair, a
+fresh ``x-ms-client-request-id``), is bounded by the collection's :class:`Deadline`, and is retried
+with exponential back-off on transient failures (the .NET SDK's policy: 4 retries from 100 ms to
+1.6 s), honouring ``Retry-After`` and never sleeping past the deadline. A 401 drops the token and
+retries once. Paging follows the documented ``$top=1000``/``$skip`` loop; once the first page is
+full, later pages are fetched a few at a time so that network latency overlaps.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+from urllib.parse import quote as url_quote
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from exporter.ams import odata
+from exporter.ams.model import Job, Task
+from exporter.auth import TokenProvider
+from exporter.config import AccountConfig
+from exporter.deadline import Deadline
+from exporter.errors import (
+    AmsApiError,
+    AmsResponseError,
+    AmsTransportError,
+    DeadlineExceeded,
+    ExporterError,
+)
+from exporter.http import BodyTooLarge, UpstreamSession, transport_reason
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2.19"
+ACCEPT_MINIMAL = "application/json"
+ACCEPT_VERBOSE = "application/json;odata=verbose"
+PAGE_SIZE = 1000  # the service's hard limit per query
+JOB_FIELDS = (
+    "Id",
+    "Name",
+    "State",
+    "Created",
+    "LastModified",
+    "StartTime",
+    "EndTime",
+    "Priority",
+    "RunningDuration",
+)
+TASK_FIELDS = (
+    "Id",
+    "Name",
+    "State",
+    "Progress",
+    "RunningDuration",
+    "StartTime",
+    "EndTime",
+    "ErrorDetails",
+)
+PAGE_WINDOW = 4  # job pages in flight at most
+MAX_PAGES = 1000  # a million jobs: far beyond the 90-day retention of any real account
+MAX_RETRIES = 4
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 1.6
+MAX_REDIRECTS = 3
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 307, 308})
+
+_T = TypeVar("_T")
+
+
+class AmsClient:
+    """Reads jobs and tasks of one AMS account. Safe to use from several threads.
+
+    ``accept`` selects the JSON shape AMS answers in (minimal by default; verbose is read too).
+    """
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        tokens: TokenProvider,
+        session: UpstreamSession,
+        task_concurrency: int = 8,
+        *,
+        accept: str = ACCEPT_MINIMAL,
+    ) -> None:
+        self._account = account
+        self._tokens = tokens
+        self._session = session
+        self._accept = accept
+        self._name = account.name
+        self._pages = ThreadPoolExecutor(PAGE_WINDOW, thread_name_prefix=f"ams-pages-{self._name}")
+        self._tasks = ThreadPoolExecutor(
+            max(1, task_concurrency), thread_name_prefix=f"ams-tasks-{self._name}"
+        )
+        self._base: str | None = None
+        self._base_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the worker threads and close the AMS session."""
+        self._pages.shutdown(wait=False, cancel_futures=True)
+        self._tasks.shutdown(wait=False, cancel_futures=True)
+        self._session.close()
+
+    def list_jobs(self, filter: str | None, deadline: Deadline) -> list[Job]:
+        """Every job matching ``filter`` (all pages), each Id once, in the service's order.
+
+        Pages beyond the first are fetched concurrently, at most as many at once as full pages
+        already seen (up to :data:`PAGE_WINDOW`): small accounts pay no speculative requests,
+        large ones overlap latency. A full page that brings no new Id means the service ignores
+        ``$skip``; that is an error rather than an endless loop.
+        """
+        first = self._jobs_page(filter, 0, deadline)
+        jobs: dict[str, Job] = {}
+        self._merge_page(jobs, first, 0)
+        if len(first) >= PAGE_SIZE:
+            self._read_following_pages(filter, jobs, deadline)
+        return list(jobs.values())
+
+    def list_tasks(self, job_id: str, deadline: Deadline) -> list[Task]:
+        """The tasks of one job; a job that no longer exists (404) has none."""
+        path = f"Jobs({_path_quote(odata.quote(job_id))})/Tasks"
+        try:
+            body = self._get(path, {"$select": ",".join(TASK_FIELDS)}, deadline)
+        except AmsApiError as exc:
+            if exc.status == 404:
+                log.debug(
+                    "account %s: job %s vanished before its tasks were read", self._name, job_id
+                )
+                return []
+            raise
+        return self._entities(body, odata.task_from_entity, f"tasks of job {job_id}")
+
+    def list_tasks_many(
+        self, job_ids: Sequence[str], deadline: Deadline
+    ) -> dict[str, list[Task] | ExporterError]:
+        """The tasks of many jobs, fetched ``task_concurrency`` at a time; a failure per job.
+
+        Jobs not done by the deadline map to :class:`DeadlineExceeded`.
+        """
+        futures = {
+            job_id: self._tasks.submit(self._tasks_or_error, job_id, deadline)
+            for job_id in dict.fromkeys(job_ids)
+        }
+        wait(futures.values(), timeout=deadline.remaining())
+        results: dict[str, list[Task] | ExporterError] = {}
+        for job_id, future in futures.items():
+            if future.done() and not future.cancelled():
+                results[job_id] = future.result()
+            else:
+                future.cancel()
+                results[job_id] = DeadlineExceeded(
+                    f"account {self._name}: tasks of job {job_id} not read before the deadline"
+                )
+        return results
+
+    def _tasks_or_error(self, job_id: str, deadline: Deadline) -> list[Task] | ExporterError:
+        try:
+            return self.list_tasks(job_id, deadline)
+        except ExporterError as exc:
+            return exc
+
+    def _read_following_pages(
+        self, filter: str | None, jobs: dict[str, Job], deadline: Deadline
+    ) -> None:
+        in_flight: deque[tuple[int, Future[list[Job]]]] = deque()
+        next_skip = PAGE_SIZE
+        full_pages = 1
+        try:
+            while True:
+                while len(in_flight) < min(PAGE_WINDOW, full_pages):
+                    if next_skip >= MAX_PAGES * PAGE_SIZE:
+                        break
+                    future = self._pages.submit(self._jobs_page, filter, next_skip, deadline)
+                    in_flight.append((next_skip, future))
+                    next_skip += PAGE_SIZE
+                if not in_flight:
+                    raise AmsResponseError(
+                        self._name, f"more than {MAX_PAGES} pages of jobs; not reading further"
+                    )
+                skip, future = in_flight.popleft()
+                page = _result(future, deadline, f"account {self._name}: job page at $skip={skip}")
+                self._merge_page(jobs, page, skip)
+                if len(page) < PAGE_SIZE:
+                    return
+                full_pages += 1
+        finally:
+            for _, pending in in_flight:
+                pending.cancel()
+
+    def _merge_page(self, jobs: dict[str, Job], page: list[Job], skip: int) -> None:
+        before = len(jobs)
+        for job in page:
+            jobs.setdefault(job.id, job)
+        added = len(jobs) - before
+        if added < len(page):
+            log.debug(
+                "account %s: %d repeated job(s) in the page at $skip=%d",
+                self._name,
+                len(page) - added,
+                skip,
+            )
+        if skip > 0 and len(page) >= PAGE_SIZE and added == 0:
+            raise AmsResponseError(
+                self._name,
+                f"the job page at $skip={skip} repeats only jobs already read; "
+                "the service seems to ignore $skip",
+            )
+
+    def _jobs_page(self, filter: str | None, skip: int, deadline: Deadline) -> list[Job]:
+        params = {"$select": ",".join(JOB_FIELDS), "$top": str(PAGE_SIZE), "$skip": str(skip)}
+        if filter:
+            params = {"$filter": filter, **params}
+        body = self._get("Jobs", params, deadline)
+        return self._entities(body, odata.job_from_entity, f"job page at $skip={skip}")
+
+    def _entities(
+        self, body: bytes, convert: Callable[[dict[str, object]], _T], what: str
+    ) -> list[_T]:
+        try:
+            return [convert(entity) for entity in odata.read_entities(body)]
+        except odata.ODataFormatError as exc:
+            raise AmsResponseError(self._name, f"unreadable {what}: {exc}") from None
+
+    def _get(self, path: str, params: dict[str, str], deadline: Deadline) -> bytes:
+        url = self._endpoint(deadline) + path + "?" + _query(params)
+        return self._request(url, deadline, path).content
+
+    def _endpoint(self, deadline: Deadline) -> str:
+        """The account's REST base URI, resolved once (see :meth:`_resolve`)."""
+        if self._base is not None:
+            return self._base
+        if not self._base_lock.acquire(timeout=deadline.remaining()):
+            raise DeadlineExceeded(
+                f"account {self._name}: endpoint not resolved before the deadline"
+            )
+        try:
+            if self._base is None:
+                self._base = self._resolve(deadline)
+            return self._base
+        finally:
+            self._base_lock.release()
+
+    def _resolve(self, deadline: Deadline) -> str:
+        """An ``.../api/`` endpoint as is; a legacy root through its redirects.
+
+        The legacy root answers 301 with the account's cluster URI in ``Location`` (or 200 when
+        it is itself the service). Redirects are never followed by requests: it would drop the
+        ``Authorization`` header on the way to another host.
+        """
+        url = _with_slash(self._account.endpoint)
+        seen = [url]
+        while not _is_api_root(url):
+            response = self._request(url, deadline, "the service root", redirect_ok=True)
+            if response.status_code not in REDIRECT_STATUSES:
+                break
+            url = self._follow(response, url, seen)
+        if url != seen[0]:
+            log.info("account %s: endpoint %s resolved to %s", self._name, seen[0], url)
+        return url
+
+    def _follow(self, response: requests.Response, url: str, seen: list[str]) -> str:
+        status = response.status_code
+        location = response.headers.get("Location")
+        if not location:
+            raise AmsApiError(self._name, status, "", f"{url} redirects without a Location header")
+        target = _with_slash(urljoin(url, location))
+        chain = " -> ".join([*seen, target])
+        if target in seen:
+            raise AmsApiError(
+                self._name, status, "RedirectLoop", f"the endpoint redirects in a loop: {chain}"
+            )
+        if len(seen) > MAX_REDIRECTS:
+            raise AmsApiError(
+                self._name,
+                status,
+                "TooManyRedirects",
+                f"more than {MAX_REDIRECTS} redirects: {chain}",
+            )
+        seen.append(target)
+        return target
+
+    def _request(
+        self, url: str, deadline: Deadline, what: str, *, redirect_ok: bool = False
+    ) -> requests.Response:
+        """GET ``url`` with retries; the 2xx (or, if ``redirect_ok``, 3xx) response, body read."""
+        retries = 0
+        reauthenticated = False
+        while True:
+            try:
+                response = self._send(url, deadline)
+            except requests.RequestException as exc:
+                error: ExporterError = self._transport_error(exc, deadline, what)
+                retryable = not isinstance(exc, requests.exceptions.SSLError)
+                wait_at_least = 0.0
+            else:
+                status = response.status_code
+                if 200 <= status < 300 or (redirect_ok and status in REDIRECT_STATUSES):
+                    return response
+                if status == 401 and not reauthenticated:
+                    log.debug("account %s: AMS answered 401 to GET %s; new token", self._name, what)
+                    self._tokens.invalidate()
+                    reauthenticated = True
+                    continue
+                error = self._api_error(response, what)
+                retryable = status in RETRYABLE_STATUSES
+                wait_at_least = _retry_after(response.headers.get("Retry-After"))
+            if not retryable or retries >= MAX_RETRIES:
+                raise error
+            delay = max(_backoff(retries), wait_at_least)
+            if delay >= deadline.remaining():
+                raise error
+            log.debug(
+                "account %s: GET %s failed (%s); retry in %.2f s", self._name, what, error, delay
+            )
+            time.sleep(delay)
+            retries += 1
+
+    def _send(self, url: str, deadline: Deadline) -> requests.Response:
+        headers = {
+            "Authorization": f"Bearer {self._tokens.token(deadline)}",
+            "x-ms-version": API_VERSION,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0",
+            "Accept": self._accept,
+            "x-ms-client-request-id": str(uuid.uuid4()),
+        }
+        try:
+            return self._session.request("GET", url, headers=headers, deadline=deadline)
+        except BodyTooLarge as exc:
+            raise AmsResponseError(self._name, str(exc)) from None
+
+    def _transport_error(
+        self, exc: requests.RequestException, deadline: Deadline, what: str
+    ) -> ExporterError:
+        if isinstance(exc, requests.Timeout) and deadline.expired():
+            return DeadlineExceeded(
+                f"account {self._name}: GET {what} did not finish before the deadline"
+            )
+        return AmsTransportError(self._name, f"GET {what} failed: {transport_reason(exc)}")
+
+    def _api_error(self, response: requests.Response, what: str) -> AmsApiError:
+        status = response.status_code
+        if status in REDIRECT_STATUSES:
+            location = odata.excerpt(response.headers.get("Location", ""), 200)
+            return AmsApiError(
+                self._name, status, "", f"GET {what}: unexpected redirect to {location}"
+            )
+        code, message = odata.read_error(response.content)
+        return AmsApiError(
+            self._name,
+            status,
+            code,
+            f"GET {what}: {message or response.reason or 'no message'}",
+            retryable=status in RETRYABLE_STATUSES,
+        )
+
+
+def _result(future: Future[_T], deadline: Deadline, what: str) -> _T:
+    try:
+        return future.result(timeout=deadline.remaining())
+    except FutureTimeout:
+        raise DeadlineExceeded(f"{what} not read before the deadline") from None
+
+
+def _backoff(retries: int) -> float:
+    """Exponential back-off with a little jitter so that accounts do not retry in lockstep."""
+    base: float = min(BACKOFF_MAX, BACKOFF_FIRST * 2.0**retries)
+    return base * random.uniform(0.8, 1.0)
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait from a ``Retry-After`` header: delta seconds or an HTTP date; 0 if absent."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:
+        return 0.0
+    return max(0.0, float(when.timestamp()) - time.time())
+
+
+def _query(params: dict[str, str]) -> str:
+    """A query string with spaces as ``%20`` (as the AMS docs show), keys' ``$`` kept."""
+    return "&".join(
+        f"{key}={url_quote(value, safe=chr(39) + '(),')}" for key, value in params.items()
+    )
+
+
+def _path_quote(literal: str) -> str:
+    """A key literal in a path: ``'nb%3Ajid%3AUUID%3A...'``, as the AMS docs write it."""
+    return url_quote(literal, safe="'")
+
+
+def _with_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def _is_api_root(url: str) -> bool:
+    return urlsplit(url).path.lower().endswith("/api/")

@@ -1,0 +1,246 @@
+"""Azure AD tokens for AMS, through msal: client secret, client certificate, managed identity.
+
+A provider holds one token and hands it out until shortly before it expires; ``invalidate()``
+(after AMS answered 401) makes the next ``token()`` go to Azure AD for real. The msal application
+is built lazily, on the first ``token()``, because building a ``ConfidentialClientApplication``
+already talks to the authority (OIDC discovery), and that must happen under a deadline. All
+traffic goes through the account's ``aad`` :class:`UpstreamSession`: verified against the account's
+CA, bounded by the deadline, counted. Every failure, including msal's own exceptions and transport
+errors, becomes an :class:`AuthError` that carries AAD's error code and the first line of its
+description (the AADSTS code), never the secret or a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import msal
+import requests
+
+from exporter.ams.odata import excerpt
+from exporter.config import CLOUDS, AccountConfig
+from exporter.deadline import Deadline
+from exporter.errors import AuthError, DeadlineExceeded, ExporterError
+from exporter.http import UpstreamSession, transport_reason
+
+log = logging.getLogger(__name__)
+
+# The authority hosts of the public clouds. msal knows them and skips instance discovery for them
+# anyway; for any other host (a private AAD stand-in, the emulator, a proxy) instance discovery
+# would ask login.microsoftonline.com to vouch for it, which leaks the host name to Microsoft,
+# fails without internet, and adds nothing: the host comes from the operator's own config.
+PUBLIC_AUTHORITY_HOSTS = frozenset(
+    urlsplit(cloud.authority_host).hostname for cloud in CLOUDS.values()
+)
+
+# Refresh this long before expiry (msal itself treats tokens with under 5 minutes left as expired);
+# for short-lived tokens, refresh at half-life instead.
+_REFRESH_MARGIN_SECONDS = 300.0
+_PEM_KEY_RE = re.compile(
+    r"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----.+?-----END \1-----", re.DOTALL
+)
+_PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+class TokenProvider(Protocol):
+    """Where the AMS client gets its bearer token."""
+
+    def token(self, deadline: Deadline) -> str:
+        """A valid access token, cached until shortly before it expires."""
+
+    def invalidate(self) -> None:
+        """Forget the cached token: AMS refused it (401); the next ``token()`` fetches a new one."""
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedToken:
+    value: str
+    refresh_at: float  # time.monotonic()
+
+
+class _MsalTokenProvider(ABC):
+    """Caching, single-flight fetching and error mapping shared by every msal credential."""
+
+    def __init__(self, account: AccountConfig, session: UpstreamSession) -> None:
+        self._account = account
+        self._session = session
+        self._lock = threading.Lock()
+        self._cached: _CachedToken | None = None
+        self._app: Any = None
+
+    def token(self, deadline: Deadline) -> str:
+        """The cached token, or a new one from Azure AD (one fetch at a time per account)."""
+        cached = self._cached
+        if cached is not None and time.monotonic() < cached.refresh_at:
+            return cached.value
+        if not self._lock.acquire(timeout=deadline.remaining()):
+            raise DeadlineExceeded(f"account {self._account.name}: no token before the deadline")
+        try:
+            cached = self._cached
+            if cached is not None and time.monotonic() < cached.refresh_at:
+                return cached.value
+            self._cached = self._fetch(deadline)
+            return self._cached.value
+        finally:
+            self._lock.release()
+
+    def invalidate(self) -> None:
+        """Drop the cached token and make msal forget its copy too."""
+        with self._lock:
+            self._cached = None
+            if self._app is not None:
+                self._forget_tokens()
+
+    def _fetch(self, deadline: Deadline) -> _CachedToken:
+        started = time.monotonic()
+        try:
+            with self._session.bounded_by(deadline):
+                if self._app is None:
+                    self._app = self._build()
+                result = self._acquire()
+        except ExporterError:
+            raise
+        except requests.RequestException as exc:
+            self._app = None
+            raise AuthError(
+                self._account.name, f"Azure AD could not be reached ({transport_reason(exc)})"
+            ) from None
+        except Exception as exc:  # msal raises ValueError, KeyError, its own errors ...
+            self._app = None
+            raise AuthError(
+                self._account.name,
+                f"msal failed: {type(exc).__name__}: {self._redact(str(exc), 200)}",
+            ) from None
+        return self._cached_from(result, started)
+
+    def _cached_from(self, result: Any, started: float) -> _CachedToken:
+        if not isinstance(result, dict) or not isinstance(result.get("access_token"), str):
+            # msal keeps failed answers in a per-application throttle cache (5 s for 5xx, 60 s
+            # for 400); dropping the application lets the next collection really retry.
+            self._app = None
+            raise self._auth_error(result if isinstance(result, dict) else {})
+        lifetime = _seconds(result.get("expires_in"), default=3600.0)
+        margin = min(_REFRESH_MARGIN_SECONDS, lifetime / 2)
+        log.debug("account %s: token acquired, valid %.0f s", self._account.name, lifetime)
+        return _CachedToken(result["access_token"], started + max(0.0, lifetime - margin))
+
+    def _auth_error(self, result: dict[str, Any]) -> AuthError:
+        code = result.get("error")
+        code = excerpt(code, 80) if isinstance(code, str) and code else "unknown_error"
+        description = result.get("error_description")
+        first_line = description.strip().splitlines()[0] if isinstance(description, str) else ""
+        status = result.get("status_code")
+        detail = self._redact(first_line, 200) if first_line else "no description"
+        return AuthError(
+            self._account.name,
+            f"Azure AD refused the token request: {code}: {detail}",
+            status=status if isinstance(status, int) else None,
+            code=code,
+        )
+
+    def _redact(self, text: str, limit: int) -> str:
+        """``text`` bounded and cleaned, with this account's secret removed should it appear."""
+        credential = self._account.credential
+        for secret in (credential.secret, credential.certificate_pem):
+            if secret is not None and secret.reveal():
+                text = text.replace(secret.reveal(), "<redacted>")
+        return excerpt(text, limit)
+
+    @abstractmethod
+    def _build(self) -> Any:
+        """The msal application (may talk to the authority)."""
+
+    @abstractmethod
+    def _acquire(self) -> Any:
+        """msal's token result dict."""
+
+    @abstractmethod
+    def _forget_tokens(self) -> None:
+        """Make msal's own cache forget the token."""
+
+
+class ConfidentialClientTokenProvider(_MsalTokenProvider):
+    """A service principal with a client secret or a client certificate."""
+
+    def _build(self) -> Any:
+        account = self._account
+        host = urlsplit(account.authority_host).hostname
+        return msal.ConfidentialClientApplication(
+            account.client_id,
+            client_credential=self._credential(),
+            authority=f"{account.authority_host}/{account.tenant}",
+            instance_discovery=host in PUBLIC_AUTHORITY_HOSTS,
+            http_client=self._session,
+        )
+
+    def _credential(self) -> Any:
+        credential = self._account.credential
+        if credential.kind == "client_secret" and credential.secret is not None:
+            return credential.secret.reveal()
+        if credential.kind == "client_certificate" and credential.certificate_pem is not None:
+            return certificate_credential(credential.certificate_pem.reveal())
+        raise AuthError(self._account.name, f"credential {credential.kind} has no value")
+
+    def _acquire(self) -> Any:
+        return self._app.acquire_token_for_client(scopes=[f"{self._account.resource}/.default"])
+
+    def _forget_tokens(self) -> None:
+        self._app.remove_tokens_for_client()
+
+
+class ManagedIdentityTokenProvider(_MsalTokenProvider):
+    """The managed identity of the host: system-assigned, or user-assigned when ``client_id``
+    is set. msal finds the endpoint from the environment (``IDENTITY_ENDPOINT`` and
+    ``IDENTITY_HEADER`` on App Service and Container Apps, else the VM's IMDS).
+    """
+
+    def _build(self) -> Any:
+        client_id = self._account.client_id
+        identity = (
+            msal.UserAssignedManagedIdentity(client_id=client_id)
+            if client_id
+            else msal.SystemAssignedManagedIdentity()
+        )
+        return msal.ManagedIdentityClient(identity, http_client=self._session)
+
+    def _acquire(self) -> Any:
+        return self._app.acquire_token_for_client(resource=self._account.resource)
+
+    def _forget_tokens(self) -> None:
+        # ManagedIdentityClient has no way to drop a token: a new client starts with an empty cache.
+        self._app = None
+
+
+def certificate_credential(pem: str) -> dict[str, str]:
+    """msal's certificate credential from one PEM text holding the private key and certificate.
+
+    Given ``public_certificate`` and no SHA-1 ``thumbprint``, msal (>= 1.35) signs the client
+    assertion with PS256 and an ``x5t#S256`` thumbprint, and sends the chain as ``x5c``.
+    """
+    key = _PEM_KEY_RE.search(pem)
+    certificates = _PEM_CERT_RE.findall(pem)
+    if key is None or not certificates:
+        raise ValueError("the certificate file must hold a PEM private key and a PEM certificate")
+    return {"private_key": key.group(0), "public_certificate": "\n".join(certificates)}
+
+
+def token_provider_for(account: AccountConfig, session: UpstreamSession) -> TokenProvider:
+    """The token provider for the account's credential kind (nothing is fetched yet)."""
+    if account.credential.kind == "managed_identity":
+        return ManagedIdentityTokenProvider(account, session)
+    return ConfidentialClientTokenProvider(account, session)
+
+
+def _seconds(value: object, default: float) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return seconds if seconds > 0 else default
