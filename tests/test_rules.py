@@ -1,0 +1,289 @@
+"""The Prometheus rule files, their promtool unit tests, and the conventions they follow.
+
+promtool (Debian package `prometheus`) validates the files and runs the unit tests in
+tests/prometheus/; the rest of this module checks what promtool does not: the mixin conventions
+(severity, summary, description, runbook_url), that every alert and recording rule has unit tests,
+that rules collapse duplicate series before comparing or aggregating, and that docs/alerting.md
+lists the same thresholds as the files.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "prometheus" / "rules.yml"
+ALERTS = ROOT / "prometheus" / "alerts.yml"
+CONFIG = ROOT / "prometheus" / "prometheus.yml"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+ALERTING_DOC = ROOT / "docs" / "alerting.md"
+UNIT_TESTS = sorted((ROOT / "tests" / "prometheus").glob("*.yml"))
+RUNBOOK_BASE = "https://github.com/ams-exporter/ams-exporter/blob/main/docs/runbooks.md"
+SEVERITIES = {"critical", "warning", "info"}
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    assert path, "promtool not found: install the Debian package 'prometheus' (scripts/test does)"
+    return path
+
+
+def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def rules_of(path: Path) -> list[dict[str, Any]]:
+    return [rule for group in load(path)["groups"] for rule in group["rules"]]
+
+
+ALERT_RULES = {rule["alert"]: rule for rule in rules_of(ALERTS)}
+RECORDING_RULES = {rule["record"]: rule for rule in rules_of(RULES)}
+
+
+def unit_test_cases() -> list[dict[str, Any]]:
+    return [case for path in UNIT_TESTS for case in load(path)["tests"]]
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading: lower case, punctuation dropped, - for spaces."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def runbook_anchors() -> set[str]:
+    headings = re.findall(r"^#{1,6} +(.+?) *$", RUNBOOKS.read_text(encoding="utf-8"), re.M)
+    return {github_anchor(heading) for heading in headings}
+
+
+# promtool itself
+
+
+def test_promtool_accepts_both_rule_files() -> None:
+    result = run_promtool("check", "rules", RULES, ALERTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(RECORDING_RULES)} rules found" in result.stdout
+    assert f"SUCCESS: {len(ALERT_RULES)} rules found" in result.stdout
+
+
+def test_example_config_is_valid_and_loads_both_rule_files() -> None:
+    result = run_promtool("check", "config", CONFIG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = load(CONFIG)
+    assert config["rule_files"] == ["rules.yml", "alerts.yml"]
+    (ams,) = [job for job in config["scrape_configs"] if job["job_name"] == "ams"]
+    assert ams["static_configs"] == [{"targets": ["localhost:10267"]}]
+    assert "alerting" not in config
+
+
+def test_there_are_unit_test_files() -> None:
+    assert len(UNIT_TESTS) >= 3, UNIT_TESTS
+
+
+@pytest.mark.parametrize("path", UNIT_TESTS, ids=lambda p: p.name)
+def test_promtool_unit_tests_pass(path: Path) -> None:
+    result = run_promtool("test", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize("path", UNIT_TESTS, ids=lambda p: p.name)
+def test_unit_tests_load_the_real_rule_files(path: Path) -> None:
+    loaded = {(path.parent / name).resolve() for name in load(path)["rule_files"]}
+    assert loaded <= {RULES, ALERTS}
+    assert RULES in loaded
+
+
+def test_a_wrong_expectation_makes_promtool_fail(tmp_path: Path) -> None:
+    """The unit tests can fail: the same file with one expected value changed is rejected."""
+    source = ROOT / "tests" / "prometheus" / "recording_rules_test.yml"
+    text = source.read_text(encoding="utf-8")
+    original = 'account:ams_jobs_active:sum{account="a"}\', value: 7}'
+    assert original in text
+    broken = tmp_path / source.name
+    broken.write_text(
+        text.replace(original, original.replace("value: 7", "value: 14")).replace(
+            "../../prometheus/", str(ROOT / "prometheus") + "/"
+        ),
+        encoding="utf-8",
+    )
+    result = run_promtool("test", "rules", broken)
+    assert result.returncode != 0
+    assert "account:ams_jobs_active:sum" in result.stdout + result.stderr
+
+
+# Conventions of the rule files
+
+
+def test_group_names_are_prefixed_ams() -> None:
+    for path in (RULES, ALERTS):
+        for group in load(path)["groups"]:
+            assert group["name"].startswith("AMS"), group["name"]
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_alert_follows_the_mixin_conventions(name: str) -> None:
+    rule = ALERT_RULES[name]
+    assert re.fullmatch(r"AMS(?:[A-Z][a-z]+)+", name)
+    assert rule["labels"]["severity"] in SEVERITIES
+    annotations = rule["annotations"]
+    summary = annotations["summary"]
+    assert summary.endswith(".") and summary.count(". ") == 0, summary
+    assert "{{" not in summary, "the summary is a fixed sentence; details go in the description"
+    description = annotations["description"]
+    assert "$labels." in description or "$value" in description
+    assert set(annotations) == {"summary", "description", "runbook_url"}
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_alert_links_an_existing_runbook_section(name: str) -> None:
+    url = ALERT_RULES[name]["annotations"]["runbook_url"]
+    base, _, anchor = url.partition("#")
+    assert base == RUNBOOK_BASE
+    assert anchor == github_anchor(name)
+    assert anchor in runbook_anchors(), f"docs/runbooks.md has no section '{name}'"
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_descriptions_name_what_the_alert_is_about(name: str) -> None:
+    """Per-job alerts name the account, job name and job id; account alerts name the account."""
+    rule = ALERT_RULES[name]
+    description = rule["annotations"]["description"]
+    grouping = re.match(r"\(?max by \(([a-z_, ]+)\)", rule["expr"].strip())
+    labels = {label.strip() for label in grouping.group(1).split(",")} if grouping else set()
+    if "account:" in rule["expr"]:
+        labels.add("account")
+    if name == "AMSExporterDown":
+        labels = {"instance", "job"}
+    assert labels, name
+    for label in labels:
+        assert f"$labels.{label}" in description, (name, label)
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_durations_in_descriptions_are_human_readable(name: str) -> None:
+    rule = ALERT_RULES[name]
+    description = rule["annotations"]["description"]
+    if "seconds" in rule["expr"]:
+        assert "$value | humanizeDuration" in description, name
+
+
+@pytest.mark.parametrize("name", sorted(RECORDING_RULES))
+def test_recording_rule_names_are_level_metric_operations(name: str) -> None:
+    level, metric, operations = name.split(":")
+    assert re.fullmatch(r"[a-z]+(?:_[a-z]+)*", level)
+    assert metric.startswith("ams_")
+    assert re.fullmatch(r"[a-z0-9]+(?:_[a-z0-9]+)*", operations)
+    assert set(level.split("_")) <= {"account", "state"}
+
+
+RAW_METRIC = re.compile(r"(?<![\w:])(ams_[a-z_]+)\b")
+DEDUPLICATED = re.compile(r"max by \([a-z_, ]+\) \((?:changes\()?$")
+
+
+def all_rules() -> list[tuple[str, str]]:
+    return [(r.get("alert") or r["record"], r["expr"]) for r in rules_of(RULES) + rules_of(ALERTS)]
+
+
+@pytest.mark.parametrize(("name", "expr"), all_rules(), ids=[n for n, _ in all_rules()])
+def test_every_exporter_series_is_deduplicated_before_use(name: str, expr: str) -> None:
+    """Each selector of an ams_ metric sits directly inside `max by(...)`, so the same series from
+    two exporter replicas or two scrape configs counts once."""
+    flat = " ".join(expr.split())
+    found = list(RAW_METRIC.finditer(flat))
+    for match in found:
+        before = flat[: match.start()]
+        assert DEDUPLICATED.search(before), f"{name}: {match.group(1)} is used without max by()"
+    if not found:
+        assert re.search(r"\b[a-z_]+:ams_", flat) or name == "AMSExporterDown", name
+
+
+# Unit-test coverage
+
+
+def alert_cases(name: str) -> list[list[dict[str, Any]]]:
+    """The cases for one alert, grouped by unit test (one input series set each)."""
+    groups = [
+        [case for case in test.get("alert_rule_test", []) if case["alertname"] == name]
+        for test in unit_test_cases()
+    ]
+    return [group for group in groups if group]
+
+
+def silent_fire_silent(cases: list[dict[str, Any]]) -> bool:
+    """Silent before it fires, fires, and silent again afterwards (resolved), on the same input."""
+    timeline = sorted((duration(case["eval_time"]), bool(case.get("exp_alerts"))) for case in cases)
+    firing = [time for time, fires in timeline if fires]
+    silent = [time for time, fires in timeline if not fires]
+    return bool(firing and silent) and min(silent) < min(firing) and max(silent) > min(firing)
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_every_alert_has_negative_positive_and_resolved_cases(name: str) -> None:
+    groups = alert_cases(name)
+    assert any(silent_fire_silent(cases) for cases in groups), (
+        f"{name}: no unit test that is silent before the alert fires, fires, then resolves"
+    )
+    annotation_keys = set(ALERT_RULES[name]["annotations"])
+    for case in (case for cases in groups for case in cases):
+        for alert in case.get("exp_alerts") or []:
+            assert alert["exp_labels"]["severity"] == ALERT_RULES[name]["labels"]["severity"]
+            assert set(alert["exp_annotations"]) == annotation_keys, (name, case["eval_time"])
+
+
+@pytest.mark.parametrize("name", sorted(RECORDING_RULES))
+def test_every_recording_rule_has_a_unit_test(name: str) -> None:
+    token = re.compile(rf"(?<![\w:]){re.escape(name)}(?![\w:])")
+    cases = [
+        case
+        for test in unit_test_cases()
+        for case in test.get("promql_expr_test", [])
+        if token.search(case["expr"])
+    ]
+    assert any(case.get("exp_samples") for case in cases), f"{name}: no promql_expr_test"
+
+
+def duration(text: str) -> int:
+    """Seconds in a Prometheus duration such as 1h30m or 45s."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)([smhd])", text)
+    assert "".join(n + u for n, u in parts) == text, text
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+# docs/alerting.md is where thresholds are documented: it must agree with the files.
+
+
+def alerting_table() -> dict[str, list[str]]:
+    rows = {}
+    for line in ALERTING_DOC.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        if cells and cells[0] in ALERT_RULES:
+            rows[cells[0]] = cells
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_alerting_doc_lists_the_alert_with_its_severity_and_for(name: str) -> None:
+    row = alerting_table().get(name)
+    assert row, f"docs/alerting.md has no table row for {name}"
+    rule = ALERT_RULES[name]
+    assert rule["labels"]["severity"] in row
+    assert rule.get("for", "0m") in row
