@@ -190,6 +190,7 @@ JOBS_KEYS = ("ids", "name_prefix", "filter", "finished_window", "max_jobs", "tas
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
+MAX_FILE_SIZE = 4 * 2**20
 
 _UNNAMED_SOURCE = "<config>"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -479,10 +480,16 @@ def _base_url(ctx: _Context, path: str, value: object) -> str:
 
 
 def _read_file(ctx: _Context, path: str, file: Path) -> bytes:
+    """Read a small regular file; a FIFO or device (``/dev/stdin``) would block start-up."""
     try:
-        data = file.read_bytes()
+        if file.exists() and not file.is_file():
+            ctx.fail(path, f"{file} is not a regular file")
+        with file.open("rb") as stream:
+            data = stream.read(MAX_FILE_SIZE + 1)
     except OSError as exc:
         ctx.fail(path, f"cannot read {file}: {exc.strerror or type(exc).__name__}")
+    if len(data) > MAX_FILE_SIZE:
+        ctx.fail(path, f"{file} is larger than {MAX_FILE_SIZE // 2**20} MiB")
     if not data.strip():
         ctx.fail(path, f"{file} is empty")
     return data

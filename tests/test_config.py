@@ -1,0 +1,974 @@
+"""The configuration file: every accepted value, every error class and its message, no secret leaks."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.config import (
+    ACCOUNT_KEYS,
+    CLOUDS,
+    JOBS_KEYS,
+    TOP_LEVEL_KEYS,
+    AccountConfig,
+    Cloud,
+    Config,
+    Credential,
+    JobsConfig,
+    Secret,
+    describe_config,
+    format_duration,
+    load_config,
+    parse_config,
+    parse_duration,
+)
+from exporter.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "Sup3r-s3cret-value"
+ENV = {"AMS_SECRET": SECRET, "AMS_HOST": "prodams.restv2.westeurope.media.azure.net"}
+JOB_ID = "nb:jid:UUID:1b2c3d4e-0000-4000-8000-00000000abcd"
+REMOVE = object()
+
+
+def account(**changes: Any) -> dict[str, Any]:
+    """A valid client-secret account; ``changes`` replace keys (``REMOVE`` deletes one)."""
+    raw: dict[str, Any] = {
+        "name": "prod",
+        "endpoint": "https://prodams.restv2.westeurope.media.azure.net/api/",
+        "tenant": "contoso.onmicrosoft.com",
+        "client_id": "00000000-0000-0000-0000-000000000001",
+        "client_secret": "${AMS_SECRET}",
+    }
+    for key, value in changes.items():
+        if value is REMOVE:
+            raw.pop(key, None)
+        else:
+            raw[key] = value
+    return raw
+
+
+def managed(**changes: Any) -> dict[str, Any]:
+    """A valid managed-identity account."""
+    base = {
+        "tenant": REMOVE,
+        "client_id": REMOVE,
+        "client_secret": REMOVE,
+        "managed_identity": True,
+    }
+    return account(**{**base, **changes})
+
+
+def parse(*accounts: dict[str, Any], env: dict[str, str] = ENV, **kwargs: Any) -> Config:
+    return parse_config(yaml.safe_dump({"accounts": list(accounts)}), env, **kwargs)
+
+
+def first(*accounts: dict[str, Any], **kwargs: Any) -> AccountConfig:
+    return parse(*accounts, **kwargs).accounts[0]
+
+
+def error(*accounts: dict[str, Any], **kwargs: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse(*accounts, **kwargs)
+    return str(caught.value)
+
+
+def text_error(text: str, **kwargs: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, ENV, **kwargs)
+    return str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificates made for the tests
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(key: ec.EllipticCurvePrivateKey, common_name: str) -> bytes:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey, password: bytes | None = None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+class Pems:
+    """A key with its certificate, and a second, unrelated key."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.other_key = ec.generate_private_key(ec.SECP256R1())
+        self.key_pem = _key_pem(self.key)
+        self.cert_pem = _certificate(self.key, "ams-exporter-test")
+
+
+@pytest.fixture(scope="module")
+def pems() -> Pems:
+    return Pems()
+
+
+def write_config(folder: Path, *accounts: dict[str, Any]) -> Path:
+    path = folder / "config.yml"
+    path.write_text(yaml.safe_dump({"accounts": list(accounts)}))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Valid configurations
+
+
+def test_minimal_account_gets_every_default() -> None:
+    got = first(account())
+    assert got == AccountConfig(
+        name="prod",
+        endpoint="https://prodams.restv2.westeurope.media.azure.net/api/",
+        cloud="AzureCloud",
+        authority_host="https://login.microsoftonline.com",
+        resource="https://rest.media.azure.net",
+        tenant="contoso.onmicrosoft.com",
+        client_id="00000000-0000-0000-0000-000000000001",
+        credential=Credential(kind="client_secret", secret=Secret(SECRET)),
+        ca_file=None,
+        timeout=10.0,
+        jobs=JobsConfig(
+            ids=(), name_prefix="", filter="", finished_window=86400.0, max_jobs=2000, tasks=True
+        ),
+    )
+
+
+def test_every_key_given_is_read(tmp_path: Path, pems: Pems) -> None:
+    (tmp_path / "ca.pem").write_bytes(pems.cert_pem)
+    raw = account(
+        cloud="AzureChinaCloud",
+        authority_host="https://login.example.cn/",
+        resource="https://rest.example.cn",
+        ca_file="ca.pem",
+        timeout="1m30s",
+        jobs={
+            "ids": [JOB_ID],
+            "name_prefix": "encode-",
+            "filter": "Priority gt 2",
+            "finished_window": "2h",
+            "max_jobs": 50,
+            "tasks": False,
+        },
+    )
+    got = load_config(write_config(tmp_path, raw), ENV).accounts[0]
+    assert (got.cloud, got.authority_host, got.resource) == (
+        "AzureChinaCloud",
+        "https://login.example.cn",
+        "https://rest.example.cn",
+    )
+    assert got.ca_file == tmp_path / "ca.pem"
+    assert got.timeout == 90.0
+    assert got.jobs == JobsConfig(
+        ids=(JOB_ID,),
+        name_prefix="encode-",
+        filter="Priority gt 2",
+        finished_window=7200.0,
+        max_jobs=50,
+        tasks=False,
+    )
+
+
+def test_cloud_table_matches_the_reference() -> None:
+    assert dict(CLOUDS) == {
+        "AzureCloud": Cloud("https://login.microsoftonline.com", "https://rest.media.azure.net"),
+        "AzureChinaCloud": Cloud(
+            "https://login.chinacloudapi.cn", "https://rest.media.chinacloudapi.cn"
+        ),
+        "AzureUSGovernment": Cloud(
+            "https://login.microsoftonline.us", "https://rest.media.usgovcloudapi.net"
+        ),
+        "AzureGermanCloud": Cloud(
+            "https://login.microsoftonline.de", "https://rest.media.cloudapi.de"
+        ),
+    }
+
+
+@pytest.mark.parametrize("cloud", list(CLOUDS))
+def test_cloud_sets_authority_host_and_resource(cloud: str) -> None:
+    got = first(account(cloud=cloud))
+    assert (got.authority_host, got.resource) == (
+        CLOUDS[cloud].authority_host,
+        CLOUDS[cloud].resource,
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("https://a.restv2.westus.media.azure.net/api/", "https://a.restv2.westus.media.azure.net/api/"),
+        ("https://a.restv2.westus.media.azure.net/api", "https://a.restv2.westus.media.azure.net/api/"),
+        ("https://a.restv2.westcentralus.media.azure.net/API", "https://a.restv2.westcentralus.media.azure.net/API/"),
+        ("https://media.windows.net/", "https://media.windows.net/"),
+        ("https://media.chinacloudapi.cn", "https://media.chinacloudapi.cn/"),
+        ("HTTPS://127.0.0.1:8443/api/", "https://127.0.0.1:8443/api/"),
+        ("https://[::1]:8443/", "https://[::1]:8443/"),
+    ],
+)  # fmt: skip
+def test_endpoint_is_normalized_to_end_with_a_slash(given: str, stored: str) -> None:
+    assert first(account(endpoint=given)).endpoint == stored
+
+
+def test_managed_identity_needs_no_tenant_and_client_id_is_optional() -> None:
+    system = first(managed())
+    user = first(managed(client_id="11111111-2222-3333-4444-555555555555"))
+    assert system.credential == Credential(kind="managed_identity")
+    assert (system.tenant, system.client_id) == (None, None)
+    assert user.client_id == "11111111-2222-3333-4444-555555555555"
+
+
+def test_finished_window_may_be_zero_and_max_jobs_may_be_zero() -> None:
+    jobs = first(account(jobs={"finished_window": "0s", "max_jobs": 0})).jobs
+    assert (jobs.finished_window, jobs.max_jobs) == (0.0, 0)
+
+
+@pytest.mark.parametrize("jobs", [None, {}])
+def test_empty_jobs_section_means_defaults(jobs: dict[str, Any] | None) -> None:
+    assert first(account(jobs=jobs)).jobs == JobsConfig()
+
+
+def test_yaml_booleans_and_merge_keys_are_read() -> None:
+    # The anchor lives in a list item so that the only top-level key stays `accounts`.
+    text = """
+accounts:
+  - &base
+    name: one
+    endpoint: https://media.windows.net/
+    managed_identity: yes
+    jobs: {tasks: off}
+  - <<: *base
+    name: two
+"""
+    got = parse_config(text, ENV)
+    assert [a.name for a in got.accounts] == ["one", "two"]
+    assert [a.jobs.tasks for a in got.accounts] == [False, False]
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment variables
+
+
+def test_variables_expand_anywhere_in_a_string() -> None:
+    got = first(
+        account(endpoint="https://${AMS_HOST}/api/", jobs={"name_prefix": "x-${AMS_HOST}-"})
+    )
+    assert got.endpoint == "https://prodams.restv2.westeurope.media.azure.net/api/"
+    assert got.jobs.name_prefix == "x-prodams.restv2.westeurope.media.azure.net-"
+    assert got.credential.secret == Secret(SECRET)
+
+
+def test_missing_variable_names_key_path_and_variable() -> None:
+    message = error(account(), env={"AMS_HOST": "x"})
+    assert message == "accounts[0].client_secret: environment variable AMS_SECRET is not set"
+
+
+def test_double_dollar_is_a_literal_dollar_and_a_lone_dollar_stays() -> None:
+    got = first(account(client_secret="pa$$word${AMS_HOST}", jobs={"name_prefix": "a$b"}))
+    assert got.credential.secret == Secret("pa$wordprodams.restv2.westeurope.media.azure.net")
+    assert got.jobs.name_prefix == "a$b"
+
+
+def test_expanded_values_are_not_expanded_again() -> None:
+    got = first(account(client_secret="${AMS_SECRET}"), env={"AMS_SECRET": "${AMS_HOST}$$"})
+    assert got.credential.secret == Secret("${AMS_HOST}$$")
+
+
+@pytest.mark.parametrize("reference", ["${AMS_SECRET:-x}", "${AMS_SECRET", "${1A}", "${}"])
+def test_malformed_variable_reference_is_an_error(reference: str) -> None:
+    assert error(account(client_secret=reference)) == (
+        "accounts[0].client_secret: invalid variable reference: write ${NAME} "
+        "(letters, digits, _) and $$ for a literal $"
+    )
+
+
+def test_keys_are_not_expanded() -> None:
+    message = text_error("accounts:\n  - ${AMS_HOST}: 1\n")
+    assert message.startswith("accounts[0].${AMS_HOST}: unknown key")
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML and the top level
+
+
+def test_yaml_syntax_error_gives_file_line_and_column_without_the_line() -> None:
+    text = "accounts:\n  - name: prod\n    client_secret: 'abc\"def\n  - x: [\n"
+    message = text_error(text, source="/etc/ams/config.yml")
+    assert re.fullmatch(r"/etc/ams/config\.yml:\d+:\d+: invalid YAML: .+", message)
+    assert "abc" not in message
+
+
+def test_yaml_key_given_twice_is_an_error() -> None:
+    message = text_error(
+        "accounts:\n  - name: a\n    timeout: 5s\n    timeout: 6s\n", source="c.yml"
+    )
+    assert message == "c.yml:4:5: invalid YAML: key 'timeout' appears twice (first on line 3)"
+
+
+def test_impossible_date_is_an_error() -> None:
+    message = text_error("accounts:\n  - name: 2024-02-30\n", source="c.yml")
+    assert message.startswith("c.yml: invalid YAML: ")
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n"])
+def test_empty_file_is_an_error(text: str) -> None:
+    message = text_error(text, source="c.yml")
+    assert message == "c.yml: the configuration is empty; it needs an 'accounts' list"
+
+
+@pytest.mark.parametrize(("text", "kind"), [("- a\n", "a list"), ("prod\n", "a string")])
+def test_top_level_must_be_a_mapping(text: str, kind: str) -> None:
+    message = text_error(text)
+    assert message == (
+        f"configuration: expected a mapping with an 'accounts' key at the top, got {kind}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("accounts: []\n", "accounts: needs at least one account"),
+        ("accounts:\n", "accounts: needs at least one account"),
+        ("accounts: {name: a}\n", "accounts: expected a list of accounts, got a mapping"),
+        ("accounts: [prod]\n", "accounts[0]: expected a mapping, got a string"),
+        ("{}\n", "accounts: required: the configuration needs at least one account"),
+    ],
+)
+def test_accounts_must_be_a_non_empty_list_of_mappings(text: str, expected: str) -> None:
+    assert text_error(text) == expected
+
+
+def test_unknown_top_level_key_suggests_the_right_one() -> None:
+    assert text_error("acounts: []\n") == "acounts: unknown key; did you mean 'accounts'?"
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys and types
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"timout": "5s"}, "accounts[0].timout: unknown key; did you mean 'timeout'?"),
+        ({"clientsecret": "x"}, "accounts[0].clientsecret: unknown key; did you mean 'client_secret'?"),
+        ({"jobs": {"finished": "1h"}}, "accounts[0].jobs.finished: unknown key; did you mean 'finished_window'?"),
+    ],
+)  # fmt: skip
+def test_unknown_key_suggests_the_closest(changes: dict[str, Any], expected: str) -> None:
+    assert error(account(**changes)) == expected
+
+
+def test_unknown_key_without_a_close_match_lists_the_known_keys() -> None:
+    message = error(account(jobs={"zzz": 1}))
+    assert message == f"accounts[0].jobs.zzz: unknown key; known keys: {', '.join(JOBS_KEYS)}"
+
+
+def test_non_string_key_is_an_error() -> None:
+    assert (
+        text_error("accounts:\n  - 1: a\n")
+        == "accounts[0]: keys must be strings, got an integer (1)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"name": ["a"]}, "accounts[0].name: expected a string, got a list"),
+        ({"name": False}, "accounts[0].name: expected a string, got a boolean (put it in quotes)"),
+        ({"tenant": 12}, "accounts[0].tenant: expected a string, got an integer (put it in quotes)"),
+        ({"endpoint": None}, "accounts[0].endpoint: expected a string, got an empty value"),
+        ({"cloud": {"a": 1}}, "accounts[0].cloud: expected a string, got a mapping"),
+        ({"jobs": ["x"]}, "accounts[0].jobs: expected a mapping, got a list"),
+        ({"jobs": {"tasks": "true"}}, "accounts[0].jobs.tasks: expected true or false, got a string"),
+        ({"jobs": {"tasks": 1}}, "accounts[0].jobs.tasks: expected true or false, got an integer"),
+        ({"jobs": {"max_jobs": "10"}}, "accounts[0].jobs.max_jobs: expected a whole number, got a string"),
+        ({"jobs": {"max_jobs": True}}, "accounts[0].jobs.max_jobs: expected a whole number, got a boolean"),
+        ({"jobs": {"max_jobs": 1.5}}, "accounts[0].jobs.max_jobs: expected a whole number, got a number"),
+        ({"jobs": {"max_jobs": -1}}, "accounts[0].jobs.max_jobs: must be 0 or more, got -1"),
+        ({"jobs": {"ids": "x"}}, "accounts[0].jobs.ids: expected a list of job IDs, got a string"),
+        ({"jobs": {"name_prefix": 5}}, "accounts[0].jobs.name_prefix: expected a string, got an integer"),
+        ({"jobs": {"filter": ["a"]}}, "accounts[0].jobs.filter: expected a string, got a list"),
+    ],
+)  # fmt: skip
+def test_wrong_type_is_an_error(changes: dict[str, Any], expected: str) -> None:
+    assert error(account(**changes)) == expected
+
+
+def test_error_in_a_later_account_names_its_index_and_the_file(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path, account(), account(name="b", jobs={"finished_window": "24 hours"})
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV)
+    assert str(caught.value) == (
+        f"{path}: accounts[1].jobs.finished_window: "
+        "expected a duration such as 30s, 5m or 24h, got '24 hours'"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# name, endpoint, cloud, URLs
+
+
+@pytest.mark.parametrize("name", ["prod", "a", "EU-west_2.ams", "9" * 63])
+def test_valid_names(name: str) -> None:
+    assert first(account(name=name)).name == name
+
+
+@pytest.mark.parametrize("name", ["-prod", "_a", "has space", "prod/x", "ünï", "9" * 64])
+def test_invalid_name_is_an_error(name: str) -> None:
+    assert error(account(name=name)) == (
+        f"accounts[0].name: {name!r} is not a valid name: use 1 to 63 letters, digits, '_', "
+        "'.' or '-', starting with a letter or digit"
+    )
+
+
+def test_missing_and_empty_name_are_errors() -> None:
+    assert error(account(name=REMOVE)) == "accounts[0].name: required"
+    assert error(account(name="")) == "accounts[0].name: must not be empty"
+
+
+def test_duplicate_name_names_both_indexes() -> None:
+    message = error(account(name="a"), managed(name="b"), managed(name="a"))
+    assert message == "accounts[2].name: 'a' is already used by accounts[0]"
+
+
+def test_missing_endpoint_is_an_error() -> None:
+    assert error(account(endpoint=REMOVE)) == "accounts[0].endpoint: required"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("http://prodams.restv2.westeurope.media.azure.net/api/",
+         "plain http:// is not accepted: the token would travel unencrypted; use https://"),
+        ("ftp://media.windows.net/", "expected an https:// URL, got 'ftp://media.windows.net/'"),
+        ("media.windows.net", "expected an https:// URL, got 'media.windows.net'"),
+        ("https:///api/", "the URL has no host: 'https:///api/'"),
+        ("https://h/api/?x=1", "must not have a query (?...) or fragment (#...): 'https://h/api/?x=1'"),
+        ("https://h:99999/api/", "not a valid URL (Port out of range 0-65535)"),
+        ("https://h:0/api/", "port 0 is not a valid port"),
+        ("https://h /api/", "must not contain spaces"),
+        ("https://h/foo/", "expected an account endpoint ending in /api/ such as "
+         "https://<account>.restv2.<region>.media.azure.net/api/, or a legacy root such as "
+         "https://media.windows.net/, got 'https://h/foo/'"),
+        ("https://h/api//", "expected an account endpoint ending in /api/ such as "
+         "https://<account>.restv2.<region>.media.azure.net/api/, or a legacy root such as "
+         "https://media.windows.net/, got 'https://h/api//'"),
+    ],
+)  # fmt: skip
+def test_bad_endpoint_is_an_error(endpoint: str, reason: str) -> None:
+    assert error(account(endpoint=endpoint)) == f"accounts[0].endpoint: {reason}"
+
+
+def test_endpoint_with_credentials_is_refused_without_echoing_them() -> None:
+    message = error(account(endpoint="https://user:hunter2@h/api/"))
+    assert message == "accounts[0].endpoint: must not contain a user name or password"
+
+
+def test_unknown_cloud_lists_the_four_and_suggests() -> None:
+    assert error(account(cloud="AzureUSGov")) == (
+        "accounts[0].cloud: unknown cloud 'AzureUSGov' (did you mean 'AzureUSGovernment'?); "
+        "expected one of AzureCloud, AzureChinaCloud, AzureUSGovernment, AzureGermanCloud"
+    )
+
+
+@pytest.mark.parametrize("key", ["authority_host", "resource"])
+def test_authority_host_and_resource_must_be_https(key: str) -> None:
+    message = error(account(**{key: "http://login.example"}))
+    assert message == (
+        f"accounts[0].{key}: plain http:// is not accepted: the token would travel unencrypted; "
+        "use https://"
+    )
+
+
+def test_invalid_tenant_is_an_error() -> None:
+    assert error(account(tenant="contoso/../x")) == (
+        "accounts[0].tenant: expected a tenant ID (GUID) or a domain such as "
+        "contoso.onmicrosoft.com, got 'contoso/../x'"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials
+
+
+def test_no_credential_lists_the_four_kinds() -> None:
+    assert error(account(client_secret=REMOVE)) == (
+        "accounts[0]: no credential: give one of client_secret, client_secret_file, "
+        "client_certificate_file or managed_identity: true"
+    )
+
+
+def test_managed_identity_false_counts_as_not_given() -> None:
+    message = error(account(client_secret=REMOVE, managed_identity=False))
+    assert message.startswith("accounts[0]: no credential:")
+    assert first(account(managed_identity=False)).credential.kind == "client_secret"
+
+
+def test_two_credentials_name_both() -> None:
+    message = error(account(client_certificate_file="cert.pem"))
+    assert message == (
+        "accounts[0]: give only one credential, found client_secret and client_certificate_file"
+    )
+
+
+def test_managed_identity_must_be_a_real_boolean() -> None:
+    message = error(managed(managed_identity="yes"))
+    assert message == "accounts[0].managed_identity: expected true or false, got a string"
+
+
+@pytest.mark.parametrize("key", ["tenant", "client_id"])
+def test_client_secret_needs_tenant_and_client_id(key: str) -> None:
+    assert error(account(**{key: REMOVE})) == f"accounts[0].{key}: required with client_secret"
+
+
+def test_empty_client_secret_is_an_error() -> None:
+    assert error(account(client_secret="")) == "accounts[0].client_secret: must not be empty"
+    message = error(account(), env={"AMS_SECRET": ""})
+    assert message == "accounts[0].client_secret: must not be empty"
+
+
+def test_secret_file_is_read_relative_to_the_config_and_newline_stripped(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "ams").write_text(SECRET + "\r\n")
+    path = write_config(tmp_path, account(client_secret=REMOVE, client_secret_file="secrets/ams"))
+    credential = load_config(path, ENV).accounts[0].credential
+    assert credential == Credential(
+        kind="client_secret", secret=Secret(SECRET), secret_file=tmp_path / "secrets" / "ams"
+    )
+
+
+def test_missing_secret_file_names_key_and_path(tmp_path: Path) -> None:
+    path = write_config(tmp_path, account(client_secret=REMOVE, client_secret_file="nope"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV)
+    assert str(caught.value) == (
+        f"{path}: accounts[0].client_secret_file: cannot read {tmp_path / 'nope'}: "
+        "No such file or directory"
+    )
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"  \n"])
+def test_empty_secret_file_is_an_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "s").write_bytes(content)
+    message = error(account(client_secret=REMOVE, client_secret_file=str(tmp_path / "s")))
+    assert message == f"accounts[0].client_secret_file: {tmp_path / 's'} is empty"
+
+
+def test_secret_file_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
+    message = error(account(client_secret=REMOVE, client_secret_file=str(tmp_path)))
+    assert message == f"accounts[0].client_secret_file: {tmp_path} is not a regular file"
+
+
+def test_certificate_file_is_read_and_checked(tmp_path: Path, pems: Pems) -> None:
+    pem = pems.key_pem + pems.cert_pem
+    (tmp_path / "cert.pem").write_bytes(pem)
+    path = write_config(tmp_path, account(client_secret=REMOVE, client_certificate_file="cert.pem"))
+    credential = load_config(path, ENV).accounts[0].credential
+    assert credential.kind == "client_certificate"
+    assert credential.certificate_file == tmp_path / "cert.pem"
+    assert credential.certificate_pem is not None
+    assert credential.certificate_pem.reveal() == pem.decode()
+    assert credential.secret is None
+
+
+def test_certificate_before_key_is_accepted(tmp_path: Path, pems: Pems) -> None:
+    (tmp_path / "cert.pem").write_bytes(pems.cert_pem + pems.key_pem)
+    got = first(
+        account(client_secret=REMOVE, client_certificate_file="cert.pem"), base_dir=tmp_path
+    )
+    assert got.credential.kind == "client_certificate"
+
+
+def _cert_error(tmp_path: Path, content: bytes) -> str:
+    (tmp_path / "c.pem").write_bytes(content)
+    return error(account(client_secret=REMOVE, client_certificate_file="c.pem"), base_dir=tmp_path)
+
+
+def test_encrypted_certificate_key_is_an_error_that_says_so(tmp_path: Path, pems: Pems) -> None:
+    message = _cert_error(tmp_path, _key_pem(pems.key, b"pw") + pems.cert_pem)
+    assert message == (
+        f"accounts[0].client_certificate_file: the private key in {tmp_path / 'c.pem'} "
+        "is encrypted; give an unencrypted PEM key"
+    )
+
+
+def test_certificate_file_without_a_key_is_an_error(tmp_path: Path, pems: Pems) -> None:
+    assert _cert_error(tmp_path, pems.cert_pem) == (
+        f"accounts[0].client_certificate_file: {tmp_path / 'c.pem'} has no readable PEM "
+        "private key (expected key and certificate)"
+    )
+
+
+def test_certificate_file_without_a_certificate_is_an_error(tmp_path: Path, pems: Pems) -> None:
+    message = _cert_error(tmp_path, pems.key_pem)
+    assert message == (
+        f"accounts[0].client_certificate_file: {tmp_path / 'c.pem'} has no PEM certificate "
+        "(expected key and certificate)"
+    )
+    assert "PRIVATE" not in message
+
+
+def test_certificate_of_another_key_is_an_error(tmp_path: Path, pems: Pems) -> None:
+    assert _cert_error(tmp_path, _key_pem(pems.other_key) + pems.cert_pem) == (
+        f"accounts[0].client_certificate_file: the private key in {tmp_path / 'c.pem'} "
+        "does not belong to its certificate"
+    )
+
+
+def test_certificate_client_needs_tenant(tmp_path: Path, pems: Pems) -> None:
+    (tmp_path / "c.pem").write_bytes(pems.key_pem + pems.cert_pem)
+    raw = account(client_secret=REMOVE, client_certificate_file="c.pem", tenant=REMOVE)
+    message = error(raw, base_dir=tmp_path)
+    assert message == "accounts[0].tenant: required with a client certificate"
+
+
+def test_ca_file_is_checked(tmp_path: Path, pems: Pems) -> None:
+    (tmp_path / "ca.pem").write_bytes(pems.cert_pem)
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    assert first(account(ca_file="ca.pem"), base_dir=tmp_path).ca_file == tmp_path / "ca.pem"
+    assert error(account(ca_file="junk.pem"), base_dir=tmp_path) == (
+        f"accounts[0].ca_file: {tmp_path / 'junk.pem'} contains no PEM certificate "
+        "(-----BEGIN CERTIFICATE-----)"
+    )
+    assert error(account(ca_file="none.pem"), base_dir=tmp_path) == (
+        f"accounts[0].ca_file: cannot read {tmp_path / 'none.pem'}: No such file or directory"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Durations, timeout, jobs
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("24h", 86400.0),
+        ("1d", 86400.0),
+        ("1w", 604800.0),
+        ("1y", 31536000.0),
+        ("1h30m", 5400.0),
+        ("1m30s250ms", 90.25),
+        ("0s", 0.0),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("", ""),
+        ("24 hours", ""),
+        ("1.5h", ""),
+        ("-5m", ""),
+        ("30m1h", ""),
+        ("5M", ""),
+        ("30", " (add a unit, e.g. 30s)"),
+    ],
+)
+def test_parse_duration_rejects(text: str, hint: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration(text)
+    assert str(caught.value) == f"expected a duration such as 30s, 5m or 24h, got {text!r}{hint}"
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.5, 30.0, 90.25, 5400.0, 86400.0, 694861.0])
+def test_format_duration_round_trips(seconds: float) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_bare_number_as_duration_gets_a_hint() -> None:
+    assert error(account(timeout=10)) == (
+        "accounts[0].timeout: expected a duration such as 30s, 5m or 24h, "
+        "got the number 10 (add a unit, e.g. 10s)"
+    )
+
+
+@pytest.mark.parametrize("timeout", ["0s", "0ms", "5m1s", "1h"])
+def test_timeout_out_of_range_is_an_error(timeout: str) -> None:
+    assert error(account(timeout=timeout)) == (
+        f"accounts[0].timeout: must be more than 0s and at most 5m, got {timeout!r}"
+    )
+
+
+def test_timeout_of_five_minutes_is_accepted() -> None:
+    assert first(account(timeout="5m")).timeout == 300.0
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        (["nb:jid:UUID:x"], "accounts[0].jobs.ids[0]: expected a job ID such as "
+         "nb:jid:UUID:<guid>, got 'nb:jid:UUID:x'"),
+        ([JOB_ID, "1b2c3d4e-0000-4000-8000-00000000abcd"], "accounts[0].jobs.ids[1]: expected a "
+         "job ID such as nb:jid:UUID:<guid>, got '1b2c3d4e-0000-4000-8000-00000000abcd'"),
+        ([JOB_ID, JOB_ID], f"accounts[0].jobs.ids[1]: {JOB_ID!r} is already listed as "
+         "accounts[0].jobs.ids[0]"),
+        ([3], "accounts[0].jobs.ids[0]: expected a string, got an integer (put it in quotes)"),
+    ],
+)  # fmt: skip
+def test_bad_job_ids_are_errors(ids: list[Any], expected: str) -> None:
+    assert error(account(jobs={"ids": ids})) == expected
+
+
+@pytest.mark.parametrize("key", ["filter", "name_prefix"])
+def test_control_characters_in_filter_and_prefix_are_errors(key: str) -> None:
+    assert error(account(jobs={key: "State eq 3\nor 1 eq 1"})) == (
+        f"accounts[0].jobs.{key}: must not contain control characters (newline, tab, ...)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Files, secrets, describe
+
+
+def test_load_config_reports_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.yml", ENV)
+    message = str(caught.value)
+    assert message == f"{tmp_path / 'absent.yml'}: cannot read the configuration file: " + (
+        "No such file or directory"
+    )
+
+
+def test_load_config_rejects_non_utf8(tmp_path: Path) -> None:
+    (tmp_path / "c.yml").write_bytes(b"accounts:\n  - name: \xff\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "c.yml", ENV)
+    assert str(caught.value) == f"{tmp_path / 'c.yml'}: not UTF-8 text (byte 20)"
+
+
+def test_load_config_accepts_a_byte_order_mark(tmp_path: Path) -> None:
+    path = write_config(tmp_path, managed())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_config(path, ENV).accounts[0].name == "prod"
+
+
+def test_secret_never_shows_itself() -> None:
+    secret = Secret(SECRET)
+    shown = [repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>20}", repr([secret])]
+    assert all(SECRET not in text for text in shown)
+    assert str(secret) == "<redacted>"
+    assert secret.reveal() == SECRET
+    assert secret == Secret(SECRET) and secret != Secret("other")
+    assert SECRET not in repr(Credential(kind="client_secret", secret=secret))
+
+
+def test_describe_shows_every_resolved_value_and_no_secret(tmp_path: Path, pems: Pems) -> None:
+    (tmp_path / "c.pem").write_bytes(pems.key_pem + pems.cert_pem)
+    (tmp_path / "ca.pem").write_bytes(pems.cert_pem)
+    (tmp_path / "s.txt").write_text("file-secret-xyz\n")
+    path = write_config(
+        tmp_path,
+        account(ca_file="ca.pem", jobs={"ids": [JOB_ID], "filter": "Name eq 'a\"b'"}),
+        account(name="cert", client_secret=REMOVE, client_certificate_file="c.pem", timeout="2m"),
+        account(name="file", client_secret=REMOVE, client_secret_file="s.txt"),
+        managed(name="mi", cloud="AzureGermanCloud", jobs={"tasks": False, "max_jobs": 7}),
+    )
+    text = describe_config(load_config(path, ENV))
+    key_body = pems.key_pem.decode().splitlines()[1]
+    for leaked in (SECRET, "file-secret-xyz", key_body, "PRIVATE KEY"):
+        assert leaked not in text
+    assert (
+        text
+        == f"""\
+accounts:
+  - name: prod
+    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
+    cloud: AzureCloud
+    authority_host: https://login.microsoftonline.com
+    resource: https://rest.media.azure.net
+    tenant: contoso.onmicrosoft.com
+    client_id: 00000000-0000-0000-0000-000000000001
+    credential: client_secret
+    client_secret: <redacted>
+    ca_file: {tmp_path / "ca.pem"}
+    timeout: 10s
+    jobs:
+      ids:
+        - {JOB_ID}
+      name_prefix: ""
+      filter: "Name eq 'a\\"b'"
+      finished_window: 1d
+      max_jobs: 2000
+      tasks: true
+  - name: cert
+    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
+    cloud: AzureCloud
+    authority_host: https://login.microsoftonline.com
+    resource: https://rest.media.azure.net
+    tenant: contoso.onmicrosoft.com
+    client_id: 00000000-0000-0000-0000-000000000001
+    credential: client_certificate
+    client_certificate_file: {tmp_path / "c.pem"}  # key <redacted>
+    ca_file: null  # system trust store
+    timeout: 2m
+    jobs:
+      ids: []
+      name_prefix: ""
+      filter: ""
+      finished_window: 1d
+      max_jobs: 2000
+      tasks: true
+  - name: file
+    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
+    cloud: AzureCloud
+    authority_host: https://login.microsoftonline.com
+    resource: https://rest.media.azure.net
+    tenant: contoso.onmicrosoft.com
+    client_id: 00000000-0000-0000-0000-000000000001
+    credential: client_secret
+    client_secret_file: {tmp_path / "s.txt"}  # contents <redacted>
+    ca_file: null  # system trust store
+    timeout: 10s
+    jobs:
+      ids: []
+      name_prefix: ""
+      filter: ""
+      finished_window: 1d
+      max_jobs: 2000
+      tasks: true
+  - name: mi
+    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
+    cloud: AzureGermanCloud
+    authority_host: https://login.microsoftonline.de
+    resource: https://rest.media.cloudapi.de
+    tenant: null
+    client_id: null  # system-assigned identity
+    credential: managed_identity
+    managed_identity: true
+    ca_file: null  # system trust store
+    timeout: 10s
+    jobs:
+      ids: []
+      name_prefix: ""
+      filter: ""
+      finished_window: 1d
+      max_jobs: 7
+      tasks: false
+"""
+    )
+
+
+def test_describe_output_is_yaml_that_reads_back_the_values(tmp_path: Path) -> None:
+    config = parse(account(jobs={"name_prefix": "yes", "filter": "a: b #c"}))
+    described = yaml.safe_load(describe_config(config))["accounts"][0]
+    assert described["jobs"]["name_prefix"] == "yes"
+    assert described["jobs"]["filter"] == "a: b #c"
+    assert described["client_secret"] == "<redacted>"
+
+
+# ---------------------------------------------------------------------------------------------
+# The example file and the user documentation
+
+
+def test_example_config_loads() -> None:
+    env = {"AMS_PROD_SECRET": "example-secret"}
+    config = load_config(REPO / "docs" / "config.example.yml", env)
+    assert [a.credential.kind for a in config.accounts] == ["client_secret", "managed_identity"]
+    assert config.accounts[0].credential.secret == Secret("example-secret")
+
+
+def test_documentation_mentions_every_accepted_key() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    missing = [key for key in (*TOP_LEVEL_KEYS, *ACCOUNT_KEYS, *JOBS_KEYS) if f"`{key}`" not in doc]
+    assert missing == []
+
+
+def test_documentation_names_every_cloud() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    assert [cloud for cloud in CLOUDS if f"`{cloud}`" not in doc] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Robustness: any input gives a Config or a ConfigError
+
+
+def _outcome(text: str, base_dir: Path) -> None:
+    try:
+        result = parse_config(text, ENV, source="fuzz.yml", base_dir=base_dir)
+    except ConfigError as exc:
+        assert SECRET not in str(exc)
+    else:
+        assert isinstance(result, Config)
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5000),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "30s", "1h30m", "10", "${AMS_SECRET}", "${NOPE}", "$$", "${", "https://h/api/",
+            "http://h/api/", "https://media.windows.net/", "AzureCloud", JOB_ID, "prod", "",
+        ]
+    ),
+)  # fmt: skip
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from([*JOBS_KEYS, "x"]), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+_accounts = st.dictionaries(st.sampled_from([*ACCOUNT_KEYS, "nam"]), _values, max_size=10)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200))
+def test_any_text_gives_config_or_config_error(text: str) -> None:
+    _outcome(text, REPO / "tests" / "no-such-folder")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.lists(_accounts, max_size=3), _values))
+def test_any_structure_gives_config_or_config_error(accounts: Any) -> None:
+    _outcome(yaml.safe_dump({"accounts": accounts}), REPO / "tests" / "no-such-folder")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.builds(account, name=st.text(max_size=8), timeout=st.text(max_size=6)))
+def test_near_valid_accounts_give_config_or_config_error(raw: dict[str, Any]) -> None:
+    _outcome(yaml.safe_dump({"accounts": [raw]}), REPO / "tests" / "no-such-folder")
