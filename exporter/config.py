@@ -254,7 +254,19 @@ class _StrictLoader(yaml.SafeLoader):
     ``timeout`` lines in one account. Keys brought in by a merge (``<<: *base``) may be overridden.
     """
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # PyYAML flattens a mapping in place, also when it is the target of another mapping's
+        # merge; check each mapping once, before its merged keys are mixed into its own.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._refuse_duplicates(node)
+        super().flatten_mapping(node)
+
+    def _refuse_duplicates(self, node: yaml.MappingNode) -> None:
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
@@ -269,7 +281,6 @@ class _StrictLoader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
             seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
 
 
 def _read_yaml(text: str, source: str) -> object:
@@ -525,6 +536,8 @@ class _Section:
 
 
 def _credential(ctx: _Context, path: str, raw: Mapping[str, Any]) -> Credential:
+    if "managed_identity" in raw:
+        _boolean(ctx, _join(path, "managed_identity"), raw["managed_identity"])
     given = [
         key
         for key in CREDENTIAL_KEYS
@@ -541,7 +554,6 @@ def _credential(ctx: _Context, path: str, raw: Mapping[str, Any]) -> Credential:
     key = given[0]
     key_path = _join(path, key)
     if key == "managed_identity":
-        _boolean(ctx, key_path, raw[key])
         return Credential(kind="managed_identity")
     if key == "client_secret":
         return Credential(

@@ -262,20 +262,29 @@ def test_empty_jobs_section_means_defaults(jobs: dict[str, Any] | None) -> None:
 
 
 def test_yaml_booleans_and_merge_keys_are_read() -> None:
-    # The anchor lives in a list item so that the only top-level key stays `accounts`.
+    # Anchors live in list items so that the only top-level key stays `accounts`.
     text = """
 accounts:
-  - &base
+  - &root
     name: one
     endpoint: https://media.windows.net/
     managed_identity: yes
-    jobs: {tasks: off}
-  - <<: *base
+    jobs: &jobs {tasks: off, max_jobs: 5}
+  - &two
+    <<: *root
     name: two
+    jobs:
+      <<: *jobs
+      tasks: on
+  - <<: [*two, *root]
+    name: three
 """
     got = parse_config(text, ENV)
-    assert [a.name for a in got.accounts] == ["one", "two"]
-    assert [a.jobs.tasks for a in got.accounts] == [False, False]
+    assert [(a.name, a.jobs.tasks, a.jobs.max_jobs) for a in got.accounts] == [
+        ("one", False, 5),
+        ("two", True, 5),
+        ("three", True, 5),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -546,8 +555,9 @@ def test_two_credentials_name_both() -> None:
     )
 
 
-def test_managed_identity_must_be_a_real_boolean() -> None:
-    message = error(managed(managed_identity="yes"))
+@pytest.mark.parametrize("build", [managed, account])
+def test_managed_identity_must_be_a_real_boolean(build: Any) -> None:
+    message = error(build(managed_identity="yes"))
     assert message == "accounts[0].managed_identity: expected true or false, got a string"
 
 
