@@ -1,0 +1,279 @@
+"""The emulator's Job and Task entities, holding the service's own values, and their EDM schema.
+
+These deliberately do not reuse ``exporter.ams.model``: tests compare what the exporter reports with
+what the emulator holds, so the emulator must not share the exporter's conversions.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypedDict
+
+NAMESPACE = "Microsoft.Cloud.Media.Vod.Rest.Data.Models"
+JOB_ID_PREFIX = "nb:jid:UUID:"
+TASK_ID_PREFIX = "nb:tid:UUID:"
+MES_PROCESSOR_ID = "nb:mpid:UUID:ff4df607-d419-42f0-bc17-a481b1331e56"
+MAX_TASKS_PER_JOB = 30
+MAX_JOB_NAME_LENGTH = 256
+
+
+class JobState(enum.IntEnum):
+    """AMS v2 job states; tasks use the same numeric codes."""
+
+    QUEUED = 0
+    SCHEDULED = 1
+    PROCESSING = 2
+    FINISHED = 3
+    ERROR = 4
+    CANCELED = 5
+    CANCELING = 6
+
+    @property
+    def is_final(self) -> bool:
+        """Finished, Error and Canceled never change again."""
+        return self in (JobState.FINISHED, JobState.ERROR, JobState.CANCELED)
+
+
+# The documented closed list of task ErrorDetails codes (media-services-encoding-error-codes), with a
+# message in the style the service used for each.
+ERROR_MESSAGES: dict[str, str] = {
+    "Unknown": "An unknown error occurred while processing the task.",
+    "ErrorDownloadingInputAssetMalformedContent": (
+        "Error downloading input asset: the content is malformed (invalid paths or file names)."
+    ),
+    "ErrorDownloadingInputAssetServiceFailure": (
+        "Error downloading input asset: the storage service failed on its side."
+    ),
+    "ErrorParsingConfiguration": "Error parsing the task configuration: the preset is not valid.",
+    "ErrorExecutingTaskMalformedContent": (
+        "Error executing the task: the input contains corrupted or malformed media."
+    ),
+    "ErrorExecutingTaskUnsupportedFormat": (
+        "Error executing the task: the media processor does not support the input format."
+    ),
+    "ErrorProcessingTask": "An error occurred while the media processor was processing the task.",
+    "ErrorUploadingOutputAsset": "Error uploading the output asset to storage.",
+    "ErrorCancelingTask": "An error occurred while the task was being canceled.",
+    "TransientError": "A transient error occurred; the job can be submitted again.",
+}
+ERROR_CODES: tuple[str, ...] = tuple(ERROR_MESSAGES)
+
+# HistoricalEvents codes seen in captured responses.
+EVENT_WAITING = "WaitingForFreeResources"
+EVENT_SCHEDULED = "Scheduled"
+EVENT_PROCESSING = "Processing"
+EVENT_FINISHED = "Finished"
+EVENT_BILLING = "TaskBillingInformationAdded"
+
+
+class ErrorDetail(TypedDict):
+    """One item of ``Task.ErrorDetails``."""
+
+    Code: str
+    Message: str
+
+
+class HistoricalEvent(TypedDict):
+    """One item of ``Task.HistoricalEvents``; ``TimeStamp`` is written without a zone."""
+
+    Code: str
+    Message: str
+    TimeStamp: datetime
+
+
+class JobNotificationSubscription(TypedDict):
+    """One item of ``Job.JobNotificationSubscriptions`` (TargetJobState 1 FinalStatesOnly, 2 All)."""
+
+    NotificationEndPointId: str
+    TargetJobState: int
+
+
+class TaskNotificationSubscription(TypedDict):
+    """One item of ``Task.TaskNotificationSubscriptions``."""
+
+    IncludeTaskProgress: bool
+    NotificationEndPointId: str
+    TargetTaskState: int
+
+
+@dataclass(slots=True)
+class EmuTask:
+    """A task as the service stores it: aware UTC datetimes, ``running_duration_ms`` in ms."""
+
+    id: str
+    job_id: str
+    name: str | None
+    configuration: str
+    media_processor_id: str
+    state: int
+    progress: float
+    running_duration_ms: float
+    start_time: datetime | None
+    end_time: datetime | None
+    priority: int
+    perf_message: str | None = None
+    error_details: list[ErrorDetail] = field(default_factory=list)
+    historical_events: list[HistoricalEvent] = field(default_factory=list)
+    task_body: str = ""
+    options: int = 0
+    encryption_key_id: str | None = None
+    encryption_scheme: str | None = "None"
+    encryption_version: str | None = None
+    initialization_vector: str | None = None
+    notification_subscriptions: list[TaskNotificationSubscription] = field(default_factory=list)
+
+    def copy(self) -> EmuTask:
+        """A deep copy, so callers can keep it while the scenario moves on."""
+        dup = copy.copy(self)
+        dup.error_details = [item.copy() for item in self.error_details]
+        dup.historical_events = [item.copy() for item in self.historical_events]
+        dup.notification_subscriptions = [item.copy() for item in self.notification_subscriptions]
+        return dup
+
+
+@dataclass(slots=True)
+class EmuJob:
+    """A job as the service stores it; ``state`` is the aggregate of its tasks' states."""
+
+    id: str
+    name: str | None
+    created: datetime
+    last_modified: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    priority: int
+    running_duration_ms: float
+    state: int
+    template_id: str | None = None
+    notification_subscriptions: list[JobNotificationSubscription] = field(default_factory=list)
+    tasks: list[EmuTask] = field(default_factory=list)
+
+    def copy(self) -> EmuJob:
+        """A deep copy including the tasks (datetimes and strings are immutable and shared)."""
+        dup = copy.copy(self)
+        dup.notification_subscriptions = [item.copy() for item in self.notification_subscriptions]
+        dup.tasks = [task.copy() for task in self.tasks]
+        return dup
+
+
+class Kind(enum.Enum):
+    """The EDM kind of a property, which decides how it is filtered and serialized."""
+
+    STRING = "Edm.String"
+    INT32 = "Edm.Int32"
+    DOUBLE = "Edm.Double"
+    DATETIME = "Edm.DateTime"
+    COLLECTION = "Collection"
+    NAVIGATION = "Navigation"
+
+    @property
+    def is_scalar(self) -> bool:
+        """Scalars can be filtered and ordered on."""
+        return self not in (Kind.COLLECTION, Kind.NAVIGATION)
+
+
+@dataclass(frozen=True, slots=True)
+class Prop:
+    """One property of an entity type: its wire name, kind and the Python attribute holding it."""
+
+    name: str
+    kind: Kind
+    attr: str = ""
+    item_type: str = ""  # for collections: the complex type's simple name
+
+    @property
+    def collection_type(self) -> str:
+        """The verbose ``__metadata.type`` of a complex collection."""
+        return f"Collection({NAMESPACE}.{self.item_type})"
+
+
+@dataclass(frozen=True, slots=True)
+class EntityType:
+    """An entity set with its type name and properties in the order the service writes them."""
+
+    set_name: str
+    type_name: str
+    props: tuple[Prop, ...]
+
+    @property
+    def full_name(self) -> str:
+        """The qualified type name used in ``__metadata`` and error messages."""
+        return f"{NAMESPACE}.{self.type_name}"
+
+    def prop(self, name: str) -> Prop | None:
+        """The property called ``name`` (case-sensitive, as in OData), or None."""
+        return _PROP_INDEX[self.set_name].get(name)
+
+
+JOB_TYPE = EntityType(
+    set_name="Jobs",
+    type_name="Job",
+    props=(
+        Prop("Id", Kind.STRING, "id"),
+        Prop("Name", Kind.STRING, "name"),
+        Prop("Created", Kind.DATETIME, "created"),
+        Prop("LastModified", Kind.DATETIME, "last_modified"),
+        Prop("EndTime", Kind.DATETIME, "end_time"),
+        Prop("Priority", Kind.INT32, "priority"),
+        Prop("RunningDuration", Kind.DOUBLE, "running_duration_ms"),
+        Prop("StartTime", Kind.DATETIME, "start_time"),
+        Prop("State", Kind.INT32, "state"),
+        Prop("TemplateId", Kind.STRING, "template_id"),
+        Prop(
+            "JobNotificationSubscriptions",
+            Kind.COLLECTION,
+            "notification_subscriptions",
+            "JobNotificationSubscription",
+        ),
+        Prop("InputMediaAssets", Kind.NAVIGATION),
+        Prop("OutputMediaAssets", Kind.NAVIGATION),
+        Prop("Tasks", Kind.NAVIGATION),
+    ),
+)
+
+TASK_TYPE = EntityType(
+    set_name="Tasks",
+    type_name="Task",
+    props=(
+        Prop("Id", Kind.STRING, "id"),
+        Prop("Configuration", Kind.STRING, "configuration"),
+        Prop("EndTime", Kind.DATETIME, "end_time"),
+        Prop("ErrorDetails", Kind.COLLECTION, "error_details", "ErrorDetail"),
+        Prop("HistoricalEvents", Kind.COLLECTION, "historical_events", "TaskHistoricalEvent"),
+        Prop("MediaProcessorId", Kind.STRING, "media_processor_id"),
+        Prop("Name", Kind.STRING, "name"),
+        Prop("PerfMessage", Kind.STRING, "perf_message"),
+        Prop("Priority", Kind.INT32, "priority"),
+        Prop("Progress", Kind.DOUBLE, "progress"),
+        Prop("RunningDuration", Kind.DOUBLE, "running_duration_ms"),
+        Prop("StartTime", Kind.DATETIME, "start_time"),
+        Prop("State", Kind.INT32, "state"),
+        Prop("TaskBody", Kind.STRING, "task_body"),
+        Prop("Options", Kind.INT32, "options"),
+        Prop("EncryptionKeyId", Kind.STRING, "encryption_key_id"),
+        Prop("EncryptionScheme", Kind.STRING, "encryption_scheme"),
+        Prop("EncryptionVersion", Kind.STRING, "encryption_version"),
+        Prop("InitializationVector", Kind.STRING, "initialization_vector"),
+        Prop(
+            "TaskNotificationSubscriptions",
+            Kind.COLLECTION,
+            "notification_subscriptions",
+            "TaskNotificationSubscription",
+        ),
+        Prop("InputMediaAssets", Kind.NAVIGATION),
+        Prop("OutputMediaAssets", Kind.NAVIGATION),
+    ),
+)
+
+ENTITY_TYPES: dict[str, EntityType] = {JOB_TYPE.set_name: JOB_TYPE, TASK_TYPE.set_name: TASK_TYPE}
+_PROP_INDEX: dict[str, dict[str, Prop]] = {
+    t.set_name: {p.name: p for p in t.props} for t in ENTITY_TYPES.values()
+}
+
+
+def entity_type_of(entity: EmuJob | EmuTask) -> EntityType:
+    """The schema of a job or task."""
+    return JOB_TYPE if isinstance(entity, EmuJob) else TASK_TYPE

@@ -1,0 +1,348 @@
+"""The emulator's job store: the population, its indexes, queries, and test controls.
+
+One lock guards everything. Every call first advances the living scenario to ``clock.now()``.
+Queries run over the live objects under the lock and copy only what they return (at most 1000),
+so a store of 100,000 jobs is never copied to answer a request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import operator
+import random
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from exporter.emulator import lifecycle
+from exporter.emulator.clock import Clock
+from exporter.emulator.entities import (
+    JOB_ID_PREFIX,
+    MAX_JOB_NAME_LENGTH,
+    MAX_TASKS_PER_JOB,
+    MES_PROCESSOR_ID,
+    TASK_ID_PREFIX,
+    EmuJob,
+    EmuTask,
+    JobState,
+)
+from exporter.emulator.query import MAX_PAGE, QueryOptions
+from exporter.emulator.scenario import Scenario, ScenarioConfig
+
+E = TypeVar("E", EmuJob, EmuTask)
+
+
+class _SortedById:
+    """Entities kept in Id order (the default order of every answer), with a parallel key list."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.items: list[Any] = []
+
+    def insert(self, item: EmuJob | EmuTask) -> None:
+        pos = bisect.bisect_left(self.ids, item.id)
+        self.ids.insert(pos, item.id)
+        self.items.insert(pos, item)
+
+    def remove(self, item_id: str) -> None:
+        pos = bisect.bisect_left(self.ids, item_id)
+        if pos < len(self.ids) and self.ids[pos] == item_id:
+            del self.ids[pos]
+            del self.items[pos]
+
+    def rebuild(self, items: Iterable[EmuJob | EmuTask]) -> None:
+        self.items = sorted(items, key=lambda item: item.id)
+        self.ids = [item.id for item in self.items]
+
+
+class _Index:
+    """The population as the scenario sees it (``scenario.Population``), with the Id-ordered
+    lists that queries walk. In bulk mode (initial generation) ordering is deferred."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, EmuJob] = {}
+        self.tasks: dict[str, EmuTask] = {}
+        self.job_order = _SortedById()
+        self.task_order = _SortedById()
+        self.bulk = False
+
+    def add(self, job: EmuJob) -> None:
+        if job.id in self.jobs:
+            raise ValueError(f"a job with Id {job.id!r} already exists")
+        self.jobs[job.id] = job
+        for task in job.tasks:
+            self.tasks[task.id] = task
+        if not self.bulk:
+            self.job_order.insert(job)
+            for task in job.tasks:
+                self.task_order.insert(task)
+
+    def remove(self, job_id: str) -> None:
+        job = self.jobs.pop(job_id)
+        self.job_order.remove(job_id)
+        for task in job.tasks:
+            del self.tasks[task.id]
+            self.task_order.remove(task.id)
+
+    def get(self, job_id: str) -> EmuJob | None:
+        return self.jobs.get(job_id)
+
+    def end_bulk(self) -> None:
+        self.bulk = False
+        self.job_order.rebuild(self.jobs.values())
+        self.task_order.rebuild(self.tasks.values())
+
+
+def _page_size(options: QueryOptions) -> int:
+    return MAX_PAGE if options.top is None else min(options.top, MAX_PAGE)
+
+
+def _null_first(attr: str) -> Callable[[Any], tuple[bool, Any]]:
+    """A sort key putting nulls before every value (ascending), as OData orders them."""
+    get = operator.attrgetter(attr)
+
+    def key(item: Any) -> tuple[bool, Any]:
+        value = get(item)
+        return (value is not None, value)
+
+    return key
+
+
+def _select(items: Sequence[E], options: QueryOptions) -> list[E]:
+    """Filter, order, skip and take over ``items`` (already in Id order); copies the result."""
+    size = _page_size(options)
+    if size == 0:
+        return []
+    matches = options.filter.matches if options.filter is not None else None
+    if not options.orderby:
+        picked: list[E] = []
+        to_skip = options.skip
+        for item in items:
+            if matches is not None and not matches(item):
+                continue
+            if to_skip:
+                to_skip -= 1
+                continue
+            picked.append(item)
+            if len(picked) == size:
+                break
+        return [item.copy() for item in picked]
+    candidates = [item for item in items if matches is None or matches(item)]
+    # Stable sorts from the last key to the first; Id order is the final tie-break.
+    for key in reversed(options.orderby):
+        candidates.sort(key=_null_first(key.prop.attr), reverse=key.descending)
+    return [item.copy() for item in candidates[options.skip : options.skip + size]]
+
+
+class JobStore:
+    """Thread-safe job store over a living scenario."""
+
+    def __init__(self, config: ScenarioConfig, clock: Clock) -> None:
+        self._lock = threading.RLock()
+        self._clock = clock
+        self._config = config
+        self._index = _Index()
+        self._index.bulk = True
+        self._scenario = Scenario(config, self._index, clock.now())
+        self._scenario.populate()
+        self._index.end_bulk()
+        self._manual_rng = random.Random(f"{config.seed}/manual")
+
+    @property
+    def config(self) -> ScenarioConfig:
+        """The scenario this store was generated from."""
+        return self._config
+
+    def _advance(self) -> datetime:
+        now = self._clock.now()
+        self._scenario.advance(now)
+        return now
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def list_jobs(self, options: QueryOptions) -> list[EmuJob]:
+        """Jobs matching ``options``: filtered, ordered (default by Id), skip/top, at most 1000."""
+        with self._lock:
+            self._advance()
+            return _select(self._index.job_order.items, options)
+
+    def get_job(self, job_id: str) -> EmuJob | None:
+        """A copy of one job, or None."""
+        with self._lock:
+            self._advance()
+            job = self._index.jobs.get(job_id)
+            return job.copy() if job is not None else None
+
+    def list_tasks(self, options: QueryOptions, job_id: str | None = None) -> list[EmuTask]:
+        """Tasks matching ``options``, of one job or of all jobs.
+
+        Raises ``KeyError`` when ``job_id`` names no job (the service answers 404).
+        """
+        with self._lock:
+            self._advance()
+            if job_id is None:
+                return _select(self._index.task_order.items, options)
+            job = self._index.jobs.get(job_id)
+            if job is None:
+                raise KeyError(f"no job with Id {job_id!r}")
+            return _select(sorted(job.tasks, key=lambda task: task.id), options)
+
+    def get_task(self, task_id: str) -> EmuTask | None:
+        """A copy of one task, or None."""
+        with self._lock:
+            self._advance()
+            task = self._index.tasks.get(task_id)
+            return task.copy() if task is not None else None
+
+    def snapshot(self) -> list[EmuJob]:
+        """Deep copies of every job, in Id order (for tests)."""
+        with self._lock:
+            self._advance()
+            return [job.copy() for job in self._index.job_order.items]
+
+    def count(self) -> int:
+        """How many jobs the account holds now."""
+        with self._lock:
+            self._advance()
+            return len(self._index.jobs)
+
+    # -- test controls --------------------------------------------------------------------------
+
+    def _job(self, job_id: str) -> EmuJob:
+        job = self._index.jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no job with Id {job_id!r}")
+        return job
+
+    def add_job(
+        self,
+        *,
+        name: str | None,
+        state: JobState | int = JobState.QUEUED,
+        created: datetime | None = None,
+        priority: int = 0,
+        tasks: int = 1,
+        progress: float | None = None,
+        error_code: str | None = None,
+        template_id: str | None = None,
+        job_id: str | None = None,
+    ) -> str:
+        """Add a job that only tests move (the scenario leaves it alone); returns its Id.
+
+        ``progress`` sets the running task's Progress of a Processing job; ``error_code`` the
+        ErrorDetails code of an Error job (default ErrorProcessingTask).
+        """
+        target = _checked_state(state)
+        _check_new_job(name, created, tasks, progress, target)
+        lifecycle.check_error_code(target, error_code)
+        with self._lock:
+            now = self._advance()
+            new_id = job_id or JOB_ID_PREFIX + self._new_uuid()
+            if not new_id.startswith(JOB_ID_PREFIX) or new_id in self._index.jobs:
+                raise ValueError(f"job Id {new_id!r} must start {JOB_ID_PREFIX!r} and be unique")
+            when = lifecycle.at_ms((created or now).timestamp())
+            job = EmuJob(
+                id=new_id,
+                name=name,
+                created=when,
+                last_modified=when,
+                start_time=None,
+                end_time=None,
+                priority=priority,
+                running_duration_ms=0.0,
+                state=JobState.QUEUED,
+                template_id=template_id,
+            )
+            job.tasks = [self._new_task(job, i) for i in range(tasks)]
+            lifecycle.force_state(job, target, max(when, now).timestamp(), error_code)
+            if progress is not None:
+                job.tasks[0].progress = float(progress)
+            self._scenario.adopt(job)
+            return new_id
+
+    def _new_uuid(self) -> str:
+        bits = self._manual_rng.getrandbits(128)
+        text = f"{bits:032x}"
+        return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-a{text[17:20]}-{text[20:]}"
+
+    def _new_task(self, job: EmuJob, index: int) -> EmuTask:
+        return EmuTask(
+            id=TASK_ID_PREFIX + self._new_uuid(),
+            job_id=job.id,
+            name=f"Task {index + 1}",
+            configuration="Adaptive Streaming",
+            media_processor_id=MES_PROCESSOR_ID,
+            state=JobState.QUEUED,
+            progress=0.0,
+            running_duration_ms=0.0,
+            start_time=None,
+            end_time=None,
+            priority=job.priority,
+        )
+
+    def set_job_state(
+        self, job_id: str, state: JobState | int, error_code: str | None = None
+    ) -> None:
+        """Force a job (and its tasks) into ``state``; the scenario stops driving it.
+
+        Error fails the first unfinished task with ``error_code`` (a documented code).
+        """
+        target = _checked_state(state)
+        lifecycle.check_error_code(target, error_code)
+        with self._lock:
+            now = self._advance()
+            job = self._job(job_id)
+            self._scenario.release(job_id)
+            lifecycle.force_state(job, target, now.timestamp(), error_code)
+
+    def set_task_progress(self, job_id: str, task_index: int, progress: float) -> None:
+        """Set one task's Progress (0-100); the scenario stops driving the job."""
+        if not 0.0 <= progress <= 100.0:
+            raise ValueError(f"progress must be within 0..100, got {progress!r}")
+        with self._lock:
+            self._advance()
+            job = self._job(job_id)
+            if not 0 <= task_index < len(job.tasks):
+                raise IndexError(
+                    f"job {job_id!r} has {len(job.tasks)} task(s); no task index {task_index}"
+                )
+            self._scenario.release(job_id)
+            job.tasks[task_index].progress = float(progress)
+
+    def delete_job(self, job_id: str) -> None:
+        """Remove a job and its tasks."""
+        with self._lock:
+            self._advance()
+            self._job(job_id)
+            self._scenario.release(job_id)
+            self._index.remove(job_id)
+
+
+def _checked_state(state: JobState | int) -> JobState:
+    try:
+        return JobState(state)
+    except ValueError:
+        raise ValueError(f"job state must be 0-6 (JobState), got {state!r}") from None
+
+
+def _check_new_job(
+    name: str | None,
+    created: datetime | None,
+    tasks: int,
+    progress: float | None,
+    state: JobState,
+) -> None:
+    if name is not None and len(name) > MAX_JOB_NAME_LENGTH:
+        raise ValueError(
+            f"a job name has at most {MAX_JOB_NAME_LENGTH} characters, got {len(name)}"
+        )
+    if created is not None and created.tzinfo is None:
+        raise ValueError("created must be an aware datetime")
+    if not 1 <= tasks <= MAX_TASKS_PER_JOB:
+        raise ValueError(f"a job has 1 to {MAX_TASKS_PER_JOB} tasks, got {tasks}")
+    if progress is not None:
+        if state != JobState.PROCESSING:
+            raise ValueError(f"progress only goes with state PROCESSING, not {state.name}")
+        if not 0.0 <= progress <= 100.0:
+            raise ValueError(f"progress must be within 0..100, got {progress!r}")
