@@ -1,0 +1,367 @@
+"""The Grafana dashboard: generated from code, structurally sound, and querying only real metrics.
+
+Metric names are extracted with a real PromQL parser (PyPI ``promql-parser``, the Rust
+``promql-parser`` crate's bindings) after the Grafana variables have been given values.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import promql_parser
+import pytest
+import yaml
+
+from exporter.metrics import METRICS
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "grafana" / "dashboards" / "ams-jobs.json"
+RULES = ROOT / "prometheus" / "rules.yml"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# Grafana's own variables; everything else a query uses must be a dashboard variable.
+BUILTINS = {
+    "__range",
+    "__rate_interval",
+    "__interval",
+    "__from",
+    "__to",
+    "__url_time_range",
+    "__data",
+}
+# Values that make every expression plain PromQL, for parsing (the live test uses real ones).
+SAMPLE_VALUES = {
+    "datasource": "prometheus",
+    "account": ".*",
+    "job_name": ".*",
+    "job_id": "nb:jid:UUID:00000000-0000-0000-0000-000000000000",
+    "scrape_timeout": "15",
+    "__range": "6h",
+    "__rate_interval": "2m",
+    "__from:date:seconds": "1700000000",
+}
+
+
+def load(name: str) -> ModuleType:
+    """A module of grafana/ (a folder of scripts, not an installed package)."""
+    module_name = f"grafana_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "grafana" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+builder = load("build_dashboard")
+queries = load("queries")
+
+
+@pytest.fixture(scope="module")
+def model() -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return result
+
+
+def panels(model: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(queries.iter_panels(model))
+
+
+def walk(node: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
+    """Every (path, value) of a JSON document."""
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from walk(value, f"{path}[{i}]")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression reads, from the parsed syntax tree."""
+    found: set[str] = set()
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                found.add(node.name)
+            found.update(m.value for m in node.matchers.matchers if m.name == "__name__")
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def recorded_names() -> set[str]:
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
+def test_committed_files_are_what_the_generator_produces() -> None:
+    generated = builder.outputs()
+    assert set(generated) == {DASHBOARD, ROOT / "docs" / "dashboard.md"}
+    for path, text in generated.items():
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path.relative_to(ROOT)} is stale: run .venv/bin/python grafana/build_dashboard.py"
+        )
+
+
+def test_generator_check_mode_reports_stale_files(tmp_path: Path, monkeypatch: Any) -> None:
+    json_path, docs_path = tmp_path / "ams-jobs.json", tmp_path / "dashboard.md"
+    json_path.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setattr(builder, "OUTPUT", json_path)
+    monkeypatch.setattr(builder, "DOCS", docs_path)
+    assert builder.main(["--check"]) == 1
+    assert builder.main([]) == 0
+    assert builder.main(["--check"]) == 0
+    assert json.loads(json_path.read_text(encoding="utf-8"))["uid"] == "ams-jobs"
+    docs_path.write_text(
+        docs_path.read_text(encoding="utf-8") + "edited by hand\n", encoding="utf-8"
+    )
+    assert builder.main(["--check"]) == 1
+
+
+def test_docs_list_every_panel_with_its_queries(model: dict[str, Any]) -> None:
+    docs = (ROOT / "docs" / "dashboard.md").read_text(encoding="utf-8")
+    for panel in panels(model):
+        assert panel["title"] in docs
+        for target in panel.get("targets", []):
+            assert f"```promql\n{target['expr']}\n```" in docs, (panel["title"], target["refId"])
+
+
+def test_dashboard_is_a_grafana_11_model_with_import_inputs(model: dict[str, Any]) -> None:
+    assert model["uid"] == "ams-jobs"
+    assert model["title"]
+    assert {"ams", "ams-exporter"} <= set(model["tags"])
+    assert model["schemaVersion"] >= 39  # Grafana 11.0 writes 39, 11.6 writes 41
+    assert model["id"] is None
+    assert model["__inputs"] == [
+        {
+            "name": "DS_PROMETHEUS",
+            "label": "Prometheus",
+            "description": "The Prometheus that scrapes ams-exporter",
+            "type": "datasource",
+            "pluginId": "prometheus",
+            "pluginName": "Prometheus",
+        }
+    ]
+    grafana = [r for r in model["__requires"] if r["type"] == "grafana"]
+    assert grafana and grafana[0]["version"].startswith("11.")
+    required_panels = {r["id"] for r in model["__requires"] if r["type"] == "panel"}
+    assert required_panels == {p["type"] for p in panels(model) if p["type"] != "row"}
+
+
+def test_dashboard_links_to_the_runbooks(model: dict[str, Any]) -> None:
+    urls = [link["url"] for link in model["links"]]
+    assert any(url.endswith("/docs/runbooks.md") for url in urls)
+    assert (ROOT / "docs" / "runbooks.md").exists() or pytest.fail("docs/runbooks.md is missing")
+
+
+def test_panel_ids_and_titles_are_unique(model: dict[str, Any]) -> None:
+    ids = [p["id"] for p in panels(model)]
+    assert all(isinstance(i, int) and i > 0 for i in ids)
+    assert len(ids) == len(set(ids))
+    titles = [p["title"] for p in panels(model)]
+    assert len(titles) == len(set(titles))
+
+
+def test_panels_do_not_overlap_and_fit_the_grid(model: dict[str, Any]) -> None:
+    occupied: dict[tuple[int, int], str] = {}
+    for panel in panels(model):
+        pos = panel["gridPos"]
+        assert pos["w"] > 0 and pos["h"] > 0, panel["title"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                other = occupied.setdefault((x, y), panel["title"])
+                assert other == panel["title"], f"{panel['title']!r} overlaps {other!r} at {x},{y}"
+
+
+def test_overview_row_fits_a_1080p_screen(model: dict[str, Any]) -> None:
+    """Grafana rows are 30 px; a 1080-pixel screen shows about 25 of them under the header."""
+    rows = [p for p in model["panels"] if p["type"] == "row"]
+    assert rows[0]["title"] == "Overview" and rows[0]["gridPos"]["y"] == 0
+    overview = [
+        p
+        for p in model["panels"]
+        if p["type"] != "row" and p["gridPos"]["y"] < rows[1]["gridPos"]["y"]
+    ]
+    assert len(overview) >= 8
+    assert max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in overview) <= 12
+
+
+def test_every_panel_and_query_uses_the_datasource_variable(model: dict[str, Any]) -> None:
+    for panel in panels(model):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, (panel["title"], target["refId"])
+    for annotation in model["annotations"]["list"]:
+        assert annotation["datasource"] == DATASOURCE
+    for variable in model["templating"]["list"]:
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE
+
+
+def test_no_datasource_uid_is_hard_coded(model: dict[str, Any]) -> None:
+    datasource_refs = [
+        (path, value)
+        for path, value in walk(model)
+        if path.endswith(".datasource") and isinstance(value, dict)
+    ]
+    assert len(datasource_refs) > 20
+    for path, ref in datasource_refs:
+        assert ref == DATASOURCE, path
+    # The datasource variable starts on whatever the import dialog chose for DS_PROMETHEUS.
+    ds_variable = next(v for v in model["templating"]["list"] if v["type"] == "datasource")
+    assert ds_variable["name"] == "datasource" and ds_variable["query"] == "prometheus"
+    assert ds_variable["current"]["value"] == "${DS_PROMETHEUS}"
+
+
+def test_variables_are_the_issue_s_filters(model: dict[str, Any]) -> None:
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    account = variables["account"]
+    assert account["type"] == "query" and account["multi"] and account["includeAll"]
+    assert account["allValue"] == ".*"
+    assert variables["job_name"]["type"] == "textbox" and variables["job_name"]["query"] == ".*"
+
+
+def test_every_variable_is_used_and_every_used_variable_exists(model: dict[str, Any]) -> None:
+    defined = {v["name"] for v in model["templating"]["list"]}
+    used: set[str] = set()
+    for path, value in walk(model):
+        if isinstance(value, str) and ".templating" not in path and "__inputs" not in path:
+            used |= queries.variables_in(value)
+    assert defined <= used, f"unused variables: {defined - used}"
+    assert used - defined <= BUILTINS, f"undefined variables: {used - defined - BUILTINS}"
+
+
+def test_every_query_parses_and_reads_only_contract_or_recorded_metrics(
+    model: dict[str, Any],
+) -> None:
+    allowed = {m.name for m in METRICS} | recorded_names()
+    every = list(queries.iter_queries(model))
+    assert len(every) > 25
+    seen: set[str] = set()
+    for query in every:
+        names = metric_names(queries.substitute(query.expr, SAMPLE_VALUES))
+        assert names or query.expr == "vector($scrape_timeout)", query.where
+        assert names <= allowed, f"{query.where}: unknown metrics {sorted(names - allowed)}"
+        seen |= names
+    # The dashboard shows the recording rules it was designed around.
+    assert recorded_names() <= seen, sorted(recorded_names() - seen)
+
+
+def test_metric_name_extraction_sees_through_functions_and_name_matchers() -> None:
+    expr = (
+        'sum by (a) (rate(ams_api_requests_total{code="500"}[5m])) / on () group_left '
+        'max_over_time({__name__="ams_up"}[1h:1m]) unless label_replace(not_a_metric, "a", "b", "c", "d")'
+    )
+    assert metric_names(expr) == {"ams_api_requests_total", "ams_up", "not_a_metric"}
+    # Label values and strings are not metric names, even when they look like one.
+    assert metric_names('ams_jobs{state="ams_up"}') == {"ams_jobs"}
+    with pytest.raises(ValueError):
+        metric_names("sum(ams_jobs) offset 1m)")
+
+
+def test_substitution_gives_grafana_s_formats_and_refuses_unknown_variables() -> None:
+    assert (
+        queries.substitute('x{a=~"$account"}[$__range] > ${__from:date:seconds}', SAMPLE_VALUES)
+        == 'x{a=~".*"}[6h] > 1700000000'
+    )
+    with pytest.raises(KeyError):
+        queries.substitute('x{a=~"$nope"}', SAMPLE_VALUES)
+
+
+def test_states_have_the_status_page_colours(model: dict[str, Any]) -> None:
+    from exporter.ams.model import JobState
+    from exporter.status_page import STATE_COLOURS
+
+    running = next(p for p in panels(model) if p["title"] == "Running jobs")
+    state_override = next(
+        o for o in running["fieldConfig"]["overrides"] if o["matcher"]["options"] == "State"
+    )
+    mapping = next(p["value"] for p in state_override["properties"] if p["id"] == "mappings")
+    options = mapping[0]["options"]
+    assert {name: o["color"] for name, o in options.items()} == {
+        s.label: STATE_COLOURS[s] for s in JobState
+    }
+    assert STATE_COLOURS[JobState.ERROR] != STATE_COLOURS[JobState.FINISHED]
+
+
+def test_error_annotation_marks_jobs_entering_error(model: dict[str, Any]) -> None:
+    (annotation,) = model["annotations"]["list"]
+    assert annotation["enable"] is True
+    assert "ams_job_state" in metric_names(queries.substitute(annotation["expr"], SAMPLE_VALUES))
+    assert "{{job_name}}" in annotation["titleFormat"]
+
+
+def test_the_issue_s_panels_are_present(model: dict[str, Any]) -> None:
+    by_title = {p["title"]: p for p in panels(model)}
+    expected_types = {
+        "Queued now": "stat",
+        "Scheduled now": "stat",
+        "Processing now": "stat",
+        "Canceling now": "stat",
+        "Failed in range": "stat",
+        "Finished in range": "stat",
+        "Collection per account": "stat",
+        "Last successful collection": "stat",
+        "Jobs per state": "timeseries",
+        "Running jobs": "table",
+        "Task progress of processing jobs": "bargauge",
+        "Failed jobs": "table",
+        "Error ratio (1 h window)": "timeseries",
+        "Oldest queued job": "timeseries",
+        "Queued durations (in-scope jobs)": "histogram",
+        "Running durations of finished jobs": "histogram",
+        "Collection duration vs scrape timeout": "timeseries",
+        "AMS API requests by status code": "timeseries",
+        "Dropped jobs (max_jobs)": "timeseries",
+    }
+    assert {t: by_title[t]["type"] for t in expected_types if t in by_title} == expected_types
+    states = by_title["Jobs per state"]
+    assert states["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+    running = by_title["Running jobs"]
+    assert running["options"]["sortBy"] == [{"displayName": "Running", "desc": True}]
+    name_links = [
+        p["value"]
+        for o in running["fieldConfig"]["overrides"]
+        if o["matcher"]["options"] == "Name"
+        for p in o["properties"]
+        if p["id"] == "links"
+    ]
+    assert name_links and "var-job_id=${__data.fields.job_id}" in name_links[0][0]["url"]
+
+
+def test_provisioning_matches_the_demo_stack() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    grafana = compose["services"]["grafana"]
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"])
+    provisioning = ROOT / "grafana" / "provisioning"
+
+    (datasource,) = yaml.safe_load(
+        (provisioning / "datasources" / "prometheus.yml").read_text(encoding="utf-8")
+    )["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "prometheus" in compose["services"]
+
+    (provider,) = yaml.safe_load(
+        (provisioning / "dashboards" / "ams-exporter.yml").read_text(encoding="utf-8")
+    )["providers"]
+    assert provider["type"] == "file"
+    assert mounts["./grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./grafana/provisioning/datasources"] == "/etc/grafana/provisioning/datasources"
+    assert mounts["./grafana/provisioning/dashboards"] == "/etc/grafana/provisioning/dashboards"
+    assert grafana["image"].startswith("grafana/grafana:11.")
