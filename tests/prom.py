@@ -1,0 +1,273 @@
+"""A real Prometheus server for tests: started on a free loopback port, queried over its HTTP API.
+
+``running_prometheus`` writes a configuration from the scrape configs and rule files it is given,
+starts the ``prometheus`` binary (Debian package ``prometheus``) with a temporary data directory,
+polls ``/-/ready`` until the server answers, and stops the process when the block ends. Every wait
+is a poll bounded both in attempts and in time; nothing sleeps for a fixed delay before asserting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+import yaml
+
+T = TypeVar("T")
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+START_ATTEMPTS = 3
+
+
+class PrometheusError(AssertionError):
+    """Prometheus did not start, answered with an error, or a condition never held."""
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        raise PrometheusError(
+            "prometheus not found: install the Debian package 'prometheus' (scripts/test does)"
+        )
+    return path
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def poll(
+    condition: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float,
+    what: str,
+    describe: Callable[[], str] = lambda: "",
+) -> T:
+    """Call ``condition`` until it returns something other than None or False.
+
+    Bounded by ``timeout`` seconds and by ``timeout / interval`` attempts, whichever comes first;
+    fails with ``what`` and ``describe()`` (for example a log tail) otherwise.
+    """
+    attempts = max(1, math.ceil(timeout / interval))
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    for _ in range(attempts):
+        last = condition()
+        if last is not None and last is not False:
+            return last
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    raise PrometheusError(f"timed out waiting for {what} (last: {last!r})\n{describe()}")
+
+
+@dataclass
+class PrometheusServer:
+    """A running Prometheus; methods wrap its HTTP API (``/api/v1/...``)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    config_file: Path
+    data_dir: Path
+    log_file: Path
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_file.read_text(encoding="utf-8", errors="replace")
+        return "prometheus log (tail):\n" + "\n".join(text.splitlines()[-lines:])
+
+    def api(self, path: str, **params: str) -> Any:
+        """GET ``/api/v1/<path>`` and return its ``data``; fails on an error status."""
+        response = self.session.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        body = response.json()
+        if response.status_code != 200 or body.get("status") != "success":
+            raise PrometheusError(f"/api/v1/{path} {params}: {response.status_code} {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query: the result samples (``metric`` labels and ``value`` [time, str])."""
+        data = self.api("query", query=expr)
+        if data["resultType"] != "vector":
+            raise PrometheusError(f"{expr}: expected a vector, got {data['resultType']}")
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def values(self, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """An instant query as ``{sorted label pairs: value}``."""
+        return {
+            tuple(sorted(sample["metric"].items())): float(sample["value"][1])
+            for sample in self.query(expr)
+        }
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active alerts (pending and firing), each with ``labels``, ``annotations``, ``state``."""
+        alerts: list[dict[str, Any]] = self.api("alerts")["alerts"]
+        return alerts
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """Loaded rule groups, each with its ``rules`` (``health``, ``lastError``, ...)."""
+        groups: list[dict[str, Any]] = self.api("rules")["groups"]
+        return groups
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Active scrape targets, each with ``labels``, ``health``, ``lastError``."""
+        targets: list[dict[str, Any]] = self.api("targets", state="active")["activeTargets"]
+        return targets
+
+    def wait_for(
+        self,
+        condition: Callable[[], T | None],
+        *,
+        what: str,
+        timeout: float = 30.0,
+        interval: float = 0.25,
+    ) -> T:
+        """Poll ``condition`` (bounded); fail with Prometheus's log tail if it never holds."""
+        return poll(
+            condition, timeout=timeout, interval=interval, what=what, describe=self.log_tail
+        )
+
+    def wait_for_query(
+        self,
+        expr: str,
+        predicate: Callable[[list[dict[str, Any]]], bool] = bool,
+        *,
+        timeout: float = 30.0,
+    ) -> list[dict[str, Any]]:
+        """Poll an instant query until ``predicate(result)`` holds (default: not empty)."""
+
+        def attempt() -> list[dict[str, Any]] | None:
+            result = self.query(expr)
+            return result if predicate(result) else None
+
+        return self.wait_for(attempt, what=f"query {expr!r}", timeout=timeout)
+
+
+def write_config(
+    directory: Path,
+    scrape_configs: Sequence[Mapping[str, Any]],
+    rule_files: Sequence[Path],
+    *,
+    scrape_interval: str,
+    evaluation_interval: str,
+) -> Path:
+    config = {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "scrape_timeout": scrape_interval,
+            "evaluation_interval": evaluation_interval,
+        },
+        "rule_files": [str(Path(path).resolve()) for path in rule_files],
+        "scrape_configs": [dict(scrape) for scrape in scrape_configs],
+    }
+    path = directory / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+
+
+def start(config_file: Path, data_dir: Path, log_file: Path) -> PrometheusServer:
+    """Start Prometheus and wait until ``/-/ready``; retry on another port if the port was taken."""
+    binary = prometheus_binary()
+    for _ in range(START_ATTEMPTS):
+        port = free_loopback_port()
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config_file}",
+                    f"--storage.tsdb.path={data_dir}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--storage.tsdb.retention.time=1d",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        server = PrometheusServer(
+            f"http://127.0.0.1:{port}", process, config_file, data_dir, log_file
+        )
+
+        def ready(server: PrometheusServer = server) -> bool | str | None:
+            if server.process.poll() is not None:
+                return "exited"
+            with contextlib.suppress(requests.RequestException):
+                if server.session.get(f"{server.url}/-/ready", timeout=2).status_code == 200:
+                    return True
+            return None
+
+        try:
+            outcome = poll(
+                ready,
+                timeout=READY_TIMEOUT,
+                interval=0.1,
+                what="prometheus /-/ready",
+                describe=server.log_tail,
+            )
+        except BaseException:
+            server.session.close()
+            stop(process)
+            raise
+        if outcome is True:
+            return server
+        server.session.close()
+        tail = server.log_tail()
+        if "address already in use" not in tail:
+            raise PrometheusError(f"prometheus exited with {process.returncode}\n{tail}")
+    raise PrometheusError(f"prometheus could not bind a loopback port\n{tail}")
+
+
+@contextlib.contextmanager
+def running_prometheus(
+    scrape_configs: Sequence[Mapping[str, Any]],
+    rule_files: Sequence[Path] = (),
+    *,
+    scrape_interval: str = "1s",
+    evaluation_interval: str = "1s",
+) -> Iterator[PrometheusServer]:
+    """A Prometheus scraping ``scrape_configs`` and evaluating ``rule_files`` until the block ends.
+
+    ``scrape_configs`` are Prometheus ``scrape_configs`` entries (``job_name``, ``static_configs``
+    ...); the scrape timeout defaults to the scrape interval.
+    """
+    with tempfile.TemporaryDirectory(prefix="ams-prometheus-") as tmp:
+        directory = Path(tmp)
+        config_file = write_config(
+            directory,
+            scrape_configs,
+            rule_files,
+            scrape_interval=scrape_interval,
+            evaluation_interval=evaluation_interval,
+        )
+        data_dir = directory / "data"
+        data_dir.mkdir()
+        server = start(config_file, data_dir, directory / "prometheus.log")
+        try:
+            yield server
+        finally:
+            server.session.close()
+            stop(server.process)
