@@ -1,0 +1,387 @@
+"""The AMS client against the emulator over HTTPS, with real MSAL tokens.
+
+Each test sets up the emulator (jobs, faults), calls the client, and asserts on what came back and on
+the emulator's request log: what was asked, with which headers, how many times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+
+from exporter import __version__
+from exporter.ams.client import ACCEPT_VERBOSE, JOB_FIELDS, TASK_FIELDS, AmsClient
+from exporter.ams.model import Job, JobState, Task
+from exporter.auth import token_provider_for
+from exporter.config import AccountConfig, Credential, JobsConfig, Secret
+from exporter.deadline import Deadline
+from exporter.emulator import EmuJob, Emulator, EmuTask, Fault
+from exporter.emulator.requestlog import RequestRecord
+from exporter.errors import (
+    AmsApiError,
+    AmsResponseError,
+    AmsTransportError,
+    DeadlineExceeded,
+)
+from exporter.http import RequestCounter, UpstreamSession
+
+ACCOUNT = "acme"
+USER_AGENT = f"ams-exporter/{__version__}"
+
+
+def account_for(
+    emu: Emulator, *, endpoint: str | None = None, credential: Credential | None = None
+) -> AccountConfig:
+    """An account pointing at ``emu``, with the client secret unless told otherwise."""
+    return AccountConfig(
+        name=ACCOUNT,
+        endpoint=endpoint or emu.account_endpoint,
+        cloud="AzureCloud",
+        authority_host=emu.authority_host,
+        resource=emu.resource,
+        tenant=emu.tenant,
+        client_id=emu.client_id,
+        credential=credential or Credential("client_secret", secret=Secret(emu.client_secret)),
+        ca_file=emu.ca_file,
+        timeout=10.0,
+        jobs=JobsConfig(),
+    )
+
+
+@dataclass
+class Wired:
+    """A client wired as the exporter wires it, with its request counter."""
+
+    client: AmsClient
+    counter: RequestCounter
+
+    def count(self, api: str, code: str) -> int:
+        return self.counter.snapshot().get((ACCOUNT, api, code), 0)
+
+
+def wire(account: AccountConfig, **client_options: str) -> Wired:
+    counter = RequestCounter()
+    aad = UpstreamSession(ACCOUNT, "aad", counter, account.ca_file, 5.0, USER_AGENT)
+    ams = UpstreamSession(ACCOUNT, "ams", counter, account.ca_file, 5.0, USER_AGENT)
+    client = AmsClient(account, token_provider_for(account, aad), ams, 8, **client_options)
+    return Wired(client, counter)
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(jobs=2345, seed=3, speed=0.0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def fresh(emu: Emulator) -> Iterator[Emulator]:
+    """The shared emulator with no faults and an empty request log, cleaned up after the test."""
+    emu.faults.clear()
+    emu.clear_log()
+    yield emu
+    emu.faults.clear()
+
+
+@pytest.fixture
+def wired(fresh: Emulator) -> Iterator[Wired]:
+    w = wire(account_for(fresh))
+    yield w
+    w.client.close()
+
+
+def ams_requests(emu: Emulator, path: str = "/api/Jobs") -> list[RequestRecord]:
+    return [r for r in emu.request_log if r.api == "ams" and r.path == path]
+
+
+def ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def deadline() -> Deadline:
+    return Deadline.after(20.0)
+
+
+class TestListing:
+    def test_every_job_is_read_across_pages_with_its_values(
+        self, fresh: Emulator, wired: Wired
+    ) -> None:
+        jobs = wired.client.list_jobs(None, deadline())
+        expected = {j.id: j for j in fresh.jobs()}
+        assert len(expected) == 2345
+        assert len(jobs) == len({j.id for j in jobs}) == 2345
+        assert {j.id for j in jobs} == set(expected)
+        for job in jobs:
+            assert_job_matches(job, expected[job.id])
+
+    def test_pages_are_top_1000_with_skip_and_select(self, fresh: Emulator, wired: Wired) -> None:
+        wired.client.list_jobs(None, deadline())
+        records = ams_requests(fresh)
+        skips = sorted(int(r.query["$skip"]) for r in records)
+        # Pages 0, 1000 and 2000 are needed; one more may have been in flight when 2000 came short.
+        assert skips[:3] == [0, 1000, 2000]
+        assert skips in ([0, 1000, 2000], [0, 1000, 2000, 3000])
+        for record in records:
+            assert record.query["$top"] == "1000"
+            assert record.query["$select"] == ",".join(JOB_FIELDS)
+            assert "$filter" not in record.query
+            assert record.status == 200
+
+    def test_every_request_carries_the_documented_headers(
+        self, fresh: Emulator, wired: Wired
+    ) -> None:
+        wired.client.list_jobs(None, deadline())
+        records = ams_requests(fresh)
+        for record in records:
+            headers = record.headers
+            assert headers["authorization"] == "Bearer"
+            assert headers["x-ms-version"] == "2.19"
+            assert headers["dataserviceversion"] == "3.0"
+            assert headers["maxdataserviceversion"] == "3.0"
+            assert headers["accept"] == "application/json"
+            assert headers["user-agent"] == USER_AGENT
+            uuid.UUID(headers["x-ms-client-request-id"])
+        request_ids = {r.headers["x-ms-client-request-id"] for r in records}
+        assert len(request_ids) == len(records)
+
+    def test_filter_is_sent_as_given_and_applied(self, fresh: Emulator, wired: Wired) -> None:
+        jobs = wired.client.list_jobs("State eq 3 and startswith(Name,'a''b') eq false", deadline())
+        expected = {j.id for j in fresh.jobs() if j.state == 3}
+        assert {j.id for j in jobs} == expected
+        assert all(j.state is JobState.FINISHED for j in jobs)
+        (first, *_) = ams_requests(fresh)
+        assert first.query["$filter"] == "State eq 3 and startswith(Name,'a''b') eq false"
+
+    def test_verbose_json_gives_the_same_jobs(self, fresh: Emulator) -> None:
+        minimal, verbose = wire(account_for(fresh)), wire(account_for(fresh), accept=ACCEPT_VERBOSE)
+        try:
+            from_minimal = minimal.client.list_jobs(None, deadline())
+            from_verbose = verbose.client.list_jobs(None, deadline())
+        finally:
+            minimal.client.close()
+            verbose.client.close()
+        assert sorted(from_verbose, key=by_id) == sorted(from_minimal, key=by_id)
+        accepts = {r.headers["accept"] for r in ams_requests(fresh)}
+        assert accepts == {"application/json", ACCEPT_VERBOSE}
+
+    def test_a_repeated_job_is_listed_once(self, fresh: Emulator, wired: Wired) -> None:
+        fresh.faults.add(Fault("repeat_page", count=1))
+        jobs = wired.client.list_jobs(None, deadline())
+        assert len(jobs) == len({j.id for j in jobs})
+        # The repeated job pushes one job off the end of its page: paging by $skip loses it, as
+        # it would on the real service when a job is inserted mid-listing.
+        assert {j.id for j in jobs} <= {j.id for j in fresh.jobs()}
+        assert len(jobs) == len(fresh.jobs()) - 1
+        assert any(r.fault == "repeat_page" for r in ams_requests(fresh))
+
+
+class TestTasks:
+    def test_tasks_of_a_job_with_select_and_encoded_id(self, fresh: Emulator, wired: Wired) -> None:
+        job = next(j for j in fresh.jobs() if len(j.tasks) >= 2)
+        tasks = wired.client.list_tasks(job.id, deadline())
+        assert_tasks_match(tasks, job.tasks)
+        (record,) = ams_requests(fresh, f"/api/Jobs('{job.id}')/Tasks")
+        assert record.query == {"$select": ",".join(TASK_FIELDS)}
+
+    def test_tasks_of_many_jobs_and_a_vanished_one(self, fresh: Emulator, wired: Wired) -> None:
+        jobs = fresh.jobs()[:20]
+        gone = "nb:jid:UUID:00000000-0000-4000-8000-000000000000"
+        results = wired.client.list_tasks_many([*(j.id for j in jobs), gone], deadline())
+        assert results[gone] == []
+        for job in jobs:
+            tasks = results[job.id]
+            assert isinstance(tasks, list)
+            assert_tasks_match(tasks, job.tasks)
+        assert wired.count("ams", "404") == 1
+
+    def test_one_failing_job_does_not_hide_the_others(self, fresh: Emulator, wired: Wired) -> None:
+        first, second = fresh.jobs()[:2]
+        fresh.faults.add(Fault("status", status=403, path=f"Jobs\\('{first.id}'\\)"))
+        results = wired.client.list_tasks_many([first.id, second.id], deadline())
+        failure = results[first.id]
+        assert isinstance(failure, AmsApiError) and failure.status == 403
+        assert isinstance(results[second.id], list)
+
+
+class TestEndpoint:
+    def test_legacy_root_is_resolved_once_and_keeps_authorization(self, fresh: Emulator) -> None:
+        w = wire(account_for(fresh, endpoint=fresh.legacy_endpoint))
+        try:
+            first = w.client.list_jobs("State eq 2", deadline())
+            second = w.client.list_jobs("State eq 2", deadline())
+        finally:
+            w.client.close()
+        assert {j.id for j in first} == {j.id for j in second}
+        roots = [r for r in fresh.request_log if r.api == "ams" and r.path == "/"]
+        assert len(roots) == 1
+        assert roots[0].status == 301
+        assert roots[0].headers["authorization"] == "Bearer"
+        jobs_requests = ams_requests(fresh)
+        assert len(jobs_requests) == 2
+        assert all(r.headers["authorization"] == "Bearer" for r in jobs_requests)
+        assert all(r.status == 200 for r in jobs_requests)
+
+    def test_redirect_loop_is_an_error_naming_it(self, fresh: Emulator) -> None:
+        fresh.faults.add(Fault("redirect_loop"))
+        w = wire(account_for(fresh, endpoint=fresh.legacy_endpoint))
+        try:
+            with pytest.raises(AmsApiError, match="redirects in a loop") as info:
+                w.client.list_jobs(None, deadline())
+        finally:
+            w.client.close()
+        assert info.value.status == 301
+        assert len(fresh.request_log) <= 4
+
+
+class TestRetries:
+    @pytest.mark.parametrize(
+        ("fault", "code"),
+        [
+            (Fault("status", status=503, count=2), "503"),
+            (Fault("status", status=500, count=1), "500"),
+            (Fault("status", status=502, count=1), "502"),
+            (Fault("status", status=429, retry_after=1, count=1), "429"),
+            (Fault("reset", count=2), "error"),
+            (Fault("truncated", count=1), "200"),
+        ],
+        ids=["503-busy", "500", "502", "429-retry-after", "reset", "truncated"],
+    )
+    def test_transient_failure_is_retried_and_counted(
+        self, fresh: Emulator, wired: Wired, fault: Fault, code: str
+    ) -> None:
+        fresh.faults.add(dataclasses.replace(fault, path="^/api/Jobs$"))
+        jobs = wired.client.list_jobs("State eq 2", deadline())
+        assert {j.id for j in jobs} == {j.id for j in fresh.jobs() if j.state == 2}
+        records = ams_requests(fresh)
+        faulted = [r for r in records if r.fault]
+        assert len(faulted) == fault.count
+        assert len(records) == fault.count + 1
+        assert wired.count("ams", code) >= fault.count
+        assert wired.count("ams", "200") >= 1
+
+    def test_retries_stop_after_four(self, fresh: Emulator, wired: Wired) -> None:
+        fresh.faults.add(Fault("status", status=503, path="^/api/Jobs$"))
+        with pytest.raises(AmsApiError, match="Server is busy") as info:
+            wired.client.list_jobs(None, deadline())
+        assert info.value.status == 503
+        assert info.value.retryable
+        assert len(ams_requests(fresh)) == 5
+        assert wired.count("ams", "503") == 5
+
+    @pytest.mark.parametrize("status", [400, 403, 404])
+    def test_client_errors_are_not_retried(
+        self, fresh: Emulator, wired: Wired, status: int
+    ) -> None:
+        fresh.faults.add(Fault("status", status=status, path="^/api/Jobs$"))
+        with pytest.raises(AmsApiError) as info:
+            wired.client.list_jobs(None, deadline())
+        assert info.value.status == status
+        assert not info.value.retryable
+        assert len(ams_requests(fresh)) == 1
+        assert wired.count("ams", str(status)) == 1
+
+    def test_retry_after_beyond_the_deadline_gives_up_at_once(
+        self, fresh: Emulator, wired: Wired
+    ) -> None:
+        fresh.faults.add(Fault("status", status=429, retry_after=120, path="^/api/Jobs$"))
+        with pytest.raises(AmsApiError) as info:
+            wired.client.list_jobs(None, Deadline.after(10.0))
+        assert info.value.status == 429
+        assert len(ams_requests(fresh)) == 1
+
+
+class TestTokens:
+    def test_revoked_token_gives_one_401_then_a_new_token(
+        self, fresh: Emulator, wired: Wired
+    ) -> None:
+        wired.client.list_jobs("State eq 2", deadline())
+        token_requests = wired.count("aad", "200")
+        fresh.revoke_tokens()
+        fresh.clear_log()
+        wired.client.list_jobs("State eq 2", deadline())
+        assert [r.status for r in ams_requests(fresh)] == [401, 200]
+        assert wired.count("aad", "200") == token_requests + 1
+
+    def test_a_persistent_401_is_retried_once_only(self, fresh: Emulator, wired: Wired) -> None:
+        fresh.faults.add(Fault("status", status=401, path="^/api/Jobs$"))
+        with pytest.raises(AmsApiError) as info:
+            wired.client.list_jobs(None, deadline())
+        assert info.value.status == 401
+        assert len(ams_requests(fresh)) == 2
+
+
+class TestBadResponses:
+    def test_latency_beyond_the_deadline(self, fresh: Emulator, wired: Wired) -> None:
+        wired.client.list_jobs("State eq 2", deadline())  # token and connection ready
+        fresh.clear_log()
+        fresh.faults.add(Fault("latency", latency=30.0, path="^/api/Jobs$"))
+        with pytest.raises((DeadlineExceeded, AmsTransportError)):
+            wired.client.list_jobs(None, Deadline.after(1.0))
+        assert len(ams_requests(fresh)) <= 1
+
+    def test_slow_drip_body_does_not_outlive_the_deadline(
+        self, fresh: Emulator, wired: Wired
+    ) -> None:
+        wired.client.list_jobs("State eq 2", deadline())
+        fresh.faults.add(Fault("slow_drip", drip_bytes=16, drip_interval=0.05, path="^/api/Jobs$"))
+        with pytest.raises(DeadlineExceeded):
+            wired.client.list_jobs(None, Deadline.after(1.5))
+
+    def test_huge_body_is_refused(self, fresh: Emulator, wired: Wired) -> None:
+        fresh.faults.add(Fault("huge", size=64 * 1024 * 1024, count=1))
+        with pytest.raises(AmsResponseError, match="exceeds 33554432 bytes"):
+            wired.client.list_jobs(None, deadline())
+        assert len(ams_requests(fresh)) == 1
+
+    def test_malformed_json(self, fresh: Emulator, wired: Wired) -> None:
+        fresh.faults.add(Fault("malformed_json", count=1, path="^/api/Jobs$"))
+        with pytest.raises(AmsResponseError, match="not valid JSON") as info:
+            wired.client.list_jobs(None, deadline())
+        assert len(str(info.value)) < 300
+
+    def test_wrong_shape(self, fresh: Emulator, wired: Wired) -> None:
+        fresh.faults.add(Fault("wrong_shape", count=1, path="^/api/Jobs$"))
+        with pytest.raises(AmsResponseError, match="job page at \\$skip=0"):
+            wired.client.list_jobs(None, deadline())
+
+    def test_recovers_when_the_fault_clears(self, fresh: Emulator, wired: Wired) -> None:
+        fresh.faults.add(Fault("malformed_json", path="^/api/Jobs$"))
+        with pytest.raises(AmsResponseError):
+            wired.client.list_jobs("State eq 2", deadline())
+        fresh.faults.clear()
+        jobs = wired.client.list_jobs("State eq 2", deadline())
+        assert {j.id for j in jobs} == {j.id for j in fresh.jobs() if j.state == 2}
+
+
+def by_id(job: Job) -> str:
+    return job.id
+
+
+def assert_job_matches(job: Job, e: EmuJob) -> None:
+    assert job.name == (e.name or "")
+    assert int(job.state) == e.state
+    assert job.created == pytest.approx(ts(e.created), abs=1e-3)
+    assert job.last_modified == pytest.approx(ts(e.last_modified), abs=1e-3)
+    assert job.start_time == pytest.approx(ts(e.start_time), abs=1e-3)
+    assert job.end_time == pytest.approx(ts(e.end_time), abs=1e-3)
+    assert job.priority == e.priority
+    assert job.running_duration_seconds == pytest.approx(e.running_duration_ms / 1000)
+
+
+def assert_tasks_match(tasks: list[Task], emu_tasks: list[EmuTask]) -> None:
+    by_task = {t.id: t for t in tasks}
+    assert set(by_task) == {t.id for t in emu_tasks}
+    for e in emu_tasks:
+        task = by_task[e.id]
+        assert task.name == (e.name or "")
+        assert task.state == e.state
+        assert task.progress == pytest.approx(e.progress)
+        assert task.running_duration_seconds == pytest.approx(e.running_duration_ms / 1000)
+        assert task.start_time == pytest.approx(ts(e.start_time), abs=1e-3)
+        assert task.end_time == pytest.approx(ts(e.end_time), abs=1e-3)
+        codes = tuple(d["Code"] for d in e.error_details)
+        assert task.error_codes == codes
