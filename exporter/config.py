@@ -801,12 +801,8 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
 # Describing
 
 
-_PLAIN_RE = re.compile(r"[A-Za-z0-9_./:@+-][A-Za-z0-9_./:@+ -]*")
-_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"}
-
-
 def _scalar(value: object) -> str:
-    """A value as YAML would show it: plain when unambiguous, double-quoted otherwise."""
+    """A value as YAML would show it: plain when YAML reads it back unchanged, else double-quoted."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -814,10 +810,17 @@ def _scalar(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    plain = _PLAIN_RE.fullmatch(text) and not text.endswith(" ") and text.lower() not in _YAML_WORDS
-    if plain and not re.fullmatch(r"[-+]?[\d._]+(e[-+]?\d+)?", text, re.IGNORECASE):
+    if text.isprintable() and text == text.strip() and _reads_back(text):
         return text
     return json.dumps(text, ensure_ascii=False)
+
+
+def _reads_back(text: str) -> bool:
+    """Whether ``key: text`` means the string ``text`` to YAML (not ``no``, ``1.0``, ``a #b``)."""
+    try:
+        return bool(yaml.safe_load(f"key: {text}") == {"key": text})
+    except yaml.YAMLError:
+        return False
 
 
 def _describe_credential(credential: Credential) -> list[str]:

@@ -837,7 +837,7 @@ accounts:
       ids:
         - {JOB_ID}
       name_prefix: ""
-      filter: "Name eq 'a\\"b'"
+      filter: Name eq 'a"b'
       finished_window: 1d
       max_jobs: 2000
       tasks: true
@@ -899,11 +899,14 @@ accounts:
     )
 
 
-def test_describe_output_is_yaml_that_reads_back_the_values(tmp_path: Path) -> None:
-    config = parse(account(jobs={"name_prefix": "yes", "filter": "a: b #c"}))
+@pytest.mark.parametrize(
+    "text",
+    ["yes", "a: b", "x #c", "@at", "- dash", "1.10", "2024-01-01", "~", "*ref", " lead", "中文"],
+)
+def test_describe_output_is_yaml_that_reads_back_the_values(text: str) -> None:
+    config = parse(account(jobs={"name_prefix": text, "filter": text}))
     described = yaml.safe_load(describe_config(config))["accounts"][0]
-    assert described["jobs"]["name_prefix"] == "yes"
-    assert described["jobs"]["filter"] == "a: b #c"
+    assert (described["jobs"]["name_prefix"], described["jobs"]["filter"]) == (text, text)
     assert described["client_secret"] == "<redacted>"
 
 
