@@ -190,6 +190,7 @@ JOBS_KEYS = ("ids", "name_prefix", "filter", "finished_window", "max_jobs", "tas
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
+MAX_WINDOW = 10 * 365 * 86400.0
 MAX_FILE_SIZE = 4 * 2**20
 
 _UNNAMED_SOURCE = "<config>"
@@ -663,7 +664,15 @@ def _client_id(ctx: _Context, path: str, value: object) -> str:
 def _timeout(ctx: _Context, path: str, value: object) -> float:
     seconds = _duration(ctx, path, value)
     if not 0 < seconds <= MAX_TIMEOUT:
-        ctx.fail(path, f"must be more than 0s and at most 5m, got {value!r}")
+        ctx.fail(path, f"must be more than 0s and at most 5m, got {format_duration(seconds)}")
+    return seconds
+
+
+def _window(ctx: _Context, path: str, value: object) -> float:
+    """``finished_window``: 0 or more; capped so that "now minus the window" stays a real date."""
+    seconds = _duration(ctx, path, value)
+    if seconds > MAX_WINDOW:
+        ctx.fail(path, f"must be at most 10y, got {format_duration(seconds)}")
     return seconds
 
 
@@ -713,7 +722,7 @@ def _jobs(ctx: _Context, path: str, value: object) -> JobsConfig:
         ids=section.get("ids", _job_ids, defaults.ids),
         name_prefix=section.get("name_prefix", _optional_string, defaults.name_prefix),
         filter=section.get("filter", _optional_string, defaults.filter),
-        finished_window=section.get("finished_window", _duration, defaults.finished_window),
+        finished_window=section.get("finished_window", _window, defaults.finished_window),
         max_jobs=section.get("max_jobs", _max_jobs, defaults.max_jobs),
         tasks=section.get("tasks", _boolean, defaults.tasks),
     )

@@ -733,10 +733,19 @@ def test_bare_number_as_duration_gets_a_hint() -> None:
     )
 
 
-@pytest.mark.parametrize("timeout", ["0s", "0ms", "5m1s", "1h"])
-def test_timeout_out_of_range_is_an_error(timeout: str) -> None:
+@pytest.mark.parametrize(
+    ("timeout", "shown"), [("0s", "0s"), ("0ms", "0s"), ("5m1s", "5m1s"), ("60m", "1h")]
+)
+def test_timeout_out_of_range_is_an_error(timeout: str, shown: str) -> None:
     assert error(account(timeout=timeout)) == (
-        f"accounts[0].timeout: must be more than 0s and at most 5m, got {timeout!r}"
+        f"accounts[0].timeout: must be more than 0s and at most 5m, got {shown}"
+    )
+
+
+def test_finished_window_beyond_ten_years_is_an_error() -> None:
+    assert first(account(jobs={"finished_window": "10y"})).jobs.finished_window == 315360000.0
+    assert error(account(jobs={"finished_window": "10y1ms"})) == (
+        "accounts[0].jobs.finished_window: must be at most 10y, got 10y1ms"
     )
 
 
