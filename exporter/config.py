@@ -248,6 +248,13 @@ def format_duration(seconds: float) -> str:
 # Loading YAML
 
 
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping; its message names the key, which is not secret."""
+
+
+_QUOTED_RE = re.compile(r"'[^']{2,}'")
+
+
 class _StrictLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
 
@@ -275,7 +282,7 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node)
             if key in seen:
                 first = seen[key].start_mark.line + 1
-                raise yaml.constructor.ConstructorError(
+                raise _DuplicateKeyError(
                     None,
                     None,
                     f"key {key!r} appears twice (first on line {first})",
@@ -295,6 +302,9 @@ def _read_yaml(text: str, source: str) -> object:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if not isinstance(exc, _DuplicateKeyError):
+            # An alias or tag name is quoted from the text: it may be the start of a secret.
+            problem = _QUOTED_RE.sub("'...'", problem)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
@@ -465,7 +475,7 @@ def _https_url(ctx: _Context, path: str, value: object) -> tuple[str, str]:
     if not parts.hostname:
         ctx.fail(path, f"the URL has no host: {text!r}")
     if parts.query or parts.fragment:
-        ctx.fail(path, f"must not have a query (?...) or fragment (#...): {text!r}")
+        ctx.fail(path, "must not have a query (?...) or fragment (#...)")
     return f"https://{parts.netloc}", parts.path
 
 
