@@ -203,11 +203,18 @@ _VAR_RE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 # ---------------------------------------------------------------------------------------------
 # Durations (Prometheus syntax)
 
-_DURATION_UNITS = (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60))
-_DURATION_RE = re.compile(
-    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?"
+# Milliseconds per unit, largest first: the order units must be written in.
+_DURATION_UNITS = (
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
 )
-_DURATION_FACTORS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+# At most 12 digits per unit keeps every duration far inside a float's exact range.
+_DURATION_RE = re.compile("".join(f"(?:([0-9]{{1,12}}){unit})?" for unit, _ in _DURATION_UNITS))
 _DURATION_HINT = "expected a duration such as 30s, 5m or 24h"
 
 
@@ -220,13 +227,15 @@ def parse_duration(text: str) -> float:
     """
     match = _DURATION_RE.fullmatch(text)
     if text == "" or match is None:
-        hint = f" (add a unit, e.g. {text.strip()}s)" if text.strip().isdigit() else ""
+        digits = text.strip()
+        hint = f" (add a unit, e.g. {digits}s)" if digits.isascii() and digits.isdigit() else ""
         raise ValueError(f"{_DURATION_HINT}, got {text!r}{hint}")
-    return sum(
-        int(amount) * factor
-        for amount, factor in zip(match.groups(), _DURATION_FACTORS, strict=True)
+    millis = sum(
+        int(amount) * size
+        for amount, (_, size) in zip(match.groups(), _DURATION_UNITS, strict=True)
         if amount is not None
     )
+    return millis / 1000
 
 
 def format_duration(seconds: float) -> str:
@@ -235,12 +244,10 @@ def format_duration(seconds: float) -> str:
     if millis == 0:
         return "0s"
     parts = []
-    for unit, size in (*_DURATION_UNITS, ("s", 1)):
-        count, millis = divmod(millis, size * 1000)
+    for unit, size in _DURATION_UNITS:
+        count, millis = divmod(millis, size)
         if count:
             parts.append(f"{count}{unit}")
-    if millis:
-        parts.append(f"{millis}ms")
     return "".join(parts)
 
 

@@ -720,6 +720,8 @@ def test_parse_duration(text: str, seconds: float) -> None:
         ("30m1h", ""),
         ("5M", ""),
         ("30", " (add a unit, e.g. 30s)"),
+        ("\u0663\u0660s", ""),  # Arabic-Indic digits
+        ("1234567890123s", ""),
     ],
 )
 def test_parse_duration_rejects(text: str, hint: str) -> None:
