@@ -1,0 +1,199 @@
+"""End to end: a real Prometheus scrapes a real exporter that collects from the AMS emulator.
+
+Prometheus (tests/prom.py) loads the real prometheus/rules.yml and prometheus/alerts.yml, scrapes
+and evaluates every second; the exporter is served in-process on loopback (tests/harness.py) and
+collects over HTTPS from an emulator whose clock is frozen, so what Prometheus stores is what the
+emulator's state implies. Everything is read back through Prometheus's HTTP API.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.emulator import Emulator, Fault
+from tests.expected import ACTIVE, STATE_NAMES, ExpectedJob, split_scope
+from tests.harness import RunningExporter, running_exporter
+from tests.prom import PrometheusServer, running_prometheus
+
+pytestmark = pytest.mark.e2e
+
+ACCOUNT = "e2e"
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "prometheus" / "rules.yml"
+ALERTS = ROOT / "prometheus" / "alerts.yml"
+DAY = 86400.0
+
+
+@dataclass
+class Stack:
+    emulator: Emulator
+    exporter: RunningExporter
+    prometheus: PrometheusServer
+    target: str
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with (
+        Emulator(jobs=60, seed=11, speed=0) as emulator,
+        running_exporter({ACCOUNT: emulator}) as exporter,
+    ):
+        target = exporter.url.removeprefix("http://")
+        scrape = {"job_name": "ams", "static_configs": [{"targets": [target]}]}
+        with running_prometheus([scrape], [RULES, ALERTS]) as prometheus:
+            prometheus.wait_for_query(f'ams_up{{account="{ACCOUNT}"}} == 1', timeout=45)
+            yield Stack(emulator, exporter, prometheus, target)
+
+
+def by_label(samples: list[dict[str, Any]], label: str) -> dict[str, float]:
+    return {sample["metric"][label]: float(sample["value"][1]) for sample in samples}
+
+
+def in_scope_now(emulator: Emulator) -> list[Any]:
+    """The emulator's jobs the exporter must export; fails if one sits on the window's edge."""
+    jobs = emulator.jobs()
+    inside, outside = split_scope(jobs, emulator.clock.now().timestamp(), DAY)
+    assert len(inside) + len(outside) == len(jobs), "a job ends on the edge of the window"
+    return inside
+
+
+def test_series_arrive_with_the_values_the_emulator_implies(stack: Stack) -> None:
+    prom, emulator = stack.prometheus, stack.emulator
+    inside = in_scope_now(emulator)
+    states = {job.id: STATE_NAMES[job.state] for job in inside}
+    assert len(set(states.values())) >= 5, "the scenario should cover most states"
+
+    current = prom.wait_for_query(
+        f'ams_job_state{{account="{ACCOUNT}"}} == 1',
+        lambda result: {s["metric"]["job_id"]: s["metric"]["state"] for s in result} == states,
+    )
+    names = {s["metric"]["job_id"]: s["metric"]["job_name"] for s in current}
+    assert names == {job.id: job.name or "" for job in inside}
+    assert {s["metric"]["job"] for s in current} == {"ams"}
+
+    counts = Counter(states.values())
+    per_state = by_label(prom.query(f'ams_jobs{{account="{ACCOUNT}"}}'), "state")
+    assert per_state == {state: float(counts[state]) for state in STATE_NAMES}
+
+    now = emulator.clock.now().timestamp()
+    expected = {job.id: ExpectedJob(job, now) for job in inside}
+    created = by_label(prom.query("ams_job_created_timestamp_seconds"), "job_id")
+    assert created == pytest.approx({i: e.created() for i, e in expected.items()}, abs=1e-3)
+    priority = by_label(prom.query("ams_job_priority"), "job_id")
+    assert priority == {job.id: float(job.priority) for job in inside}
+    processing = [e for e in expected.values() if e.job.state == 2]
+    assert processing, "the scenario should have jobs processing"
+    progress = by_label(prom.query("ams_job_progress_ratio"), "job_id")
+    for job in processing:
+        assert progress[job.job.id] == pytest.approx(job.progress(), abs=1e-9)
+
+    (up,) = prom.query('up{job="ams"}')
+    assert up["metric"]["instance"] == stack.target
+    assert float(up["value"][1]) == 1
+
+
+def test_recording_rules_load_without_errors_and_record(stack: Stack) -> None:
+    prom = stack.prometheus
+    files = {
+        rule.get("record") or rule["alert"]
+        for path in (RULES, ALERTS)
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+    }
+
+    def evaluated() -> list[dict[str, Any]] | None:
+        rules = [rule for group in prom.rule_groups() for rule in group["rules"]]
+        return rules if all(rule["health"] != "unknown" for rule in rules) else None
+
+    rules = prom.wait_for(evaluated, what="every rule to be evaluated once")
+    assert {rule["name"] for rule in rules} == files
+    assert {rule["name"]: (rule["health"], rule.get("lastError", "")) for rule in rules} == {
+        name: ("ok", "") for name in files
+    }
+    assert {group["name"] for group in prom.rule_groups()} == {
+        "AMSRecordingRules",
+        "AMSJobAlerts",
+        "AMSAccountAlerts",
+    }
+
+    active = sum(1 for job in in_scope_now(stack.emulator) if job.state in ACTIVE)
+    recorded = prom.wait_for_query(
+        "account:ams_jobs_active:sum",
+        lambda result: [float(s["value"][1]) for s in result] == [float(active)],
+    )
+    assert recorded[0]["metric"] == {"__name__": "account:ams_jobs_active:sum", "account": ACCOUNT}
+
+
+def failed_alerts(prom: PrometheusServer) -> dict[str, dict[str, Any]]:
+    return {
+        alert["labels"]["job_id"]: alert
+        for alert in prom.alerts()
+        if alert["labels"]["alertname"] == "AMSJobFailed" and alert["state"] == "firing"
+    }
+
+
+def test_a_job_driven_into_error_raises_the_failed_job_alert(stack: Stack) -> None:
+    prom, emulator = stack.prometheus, stack.emulator
+    failed_before = {job.id for job in in_scope_now(emulator) if job.state == 4}
+    prom.wait_for(
+        lambda: set(failed_alerts(prom)) == failed_before or None,
+        what="AMSJobFailed for exactly the jobs already in Error",
+    )
+    victim = next(job for job in in_scope_now(emulator) if job.state == 2)
+
+    emulator.set_job_state(victim.id, 4, error_code="ErrorUploadingOutputAsset")
+
+    alerts = prom.wait_for(
+        lambda: failed_alerts(prom) if victim.id in failed_alerts(prom) else None,
+        what=f"AMSJobFailed for {victim.id}",
+    )
+    assert set(alerts) == failed_before | {victim.id}
+    alert = alerts[victim.id]
+    assert alert["labels"] == {
+        "alertname": "AMSJobFailed",
+        "severity": "warning",
+        "account": ACCOUNT,
+        "job_id": victim.id,
+        "job_name": victim.name or "",
+    }
+    assert alert["annotations"]["summary"] == "An AMS encoding job failed."
+    assert alert["annotations"]["description"].startswith(
+        f'Job "{victim.name or ""}" ({victim.id}) in account {ACCOUNT} ended in Error.'
+    )
+    assert "ErrorUploadingOutputAsset" in alert["annotations"]["description"]
+    stuck = [
+        a
+        for a in prom.alerts()
+        if a["labels"].get("job_id") == victim.id and a["labels"]["alertname"] != "AMSJobFailed"
+    ]
+    assert stuck == []
+
+
+def test_ams_up_drops_when_azure_ad_is_down_while_the_scrape_stays_up(stack: Stack) -> None:
+    prom, emulator = stack.prometheus, stack.emulator
+    prom.wait_for_query(f'ams_up{{account="{ACCOUNT}"}} == 1')
+    emulator.faults.add(Fault("aad_down"))
+    emulator.revoke_tokens()
+    try:
+        down = prom.wait_for_query(f'ams_up{{account="{ACCOUNT}"}} == 0')
+        assert down[0]["metric"]["instance"] == stack.target
+        failures_at = float(down[0]["value"][0])
+        # Prometheus's own view of the same target at the same instant: the scrape succeeded.
+        (up,) = prom.api("query", query='up{job="ams"}', time=str(failures_at))["result"]
+        assert float(up["value"][1]) == 1
+        aad_errors = prom.wait_for_query(
+            f'ams_api_requests_total{{account="{ACCOUNT}", api="aad", code="error"}} > 0'
+        )
+        assert len(aad_errors) == 1
+    finally:
+        emulator.faults.clear()
+    prom.wait_for_query(f'ams_up{{account="{ACCOUNT}"}} == 1')
+    (up,) = prom.query('up{job="ams"}')
+    assert float(up["value"][1]) == 1
