@@ -448,7 +448,7 @@ def _boolean(ctx: _Context, path: str, value: object) -> bool:
 
 
 def _duration(ctx: _Context, path: str, value: object) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         ctx.fail(path, f"{_DURATION_HINT}, got the number {value} (add a unit, e.g. {value}s)")
     if not isinstance(value, str):
         ctx.fail(path, f"{_DURATION_HINT}, got {_type_name(value)}")
@@ -461,6 +461,9 @@ def _duration(ctx: _Context, path: str, value: object) -> float:
 def _https_url(ctx: _Context, path: str, value: object) -> tuple[str, str]:
     """Check an https URL with a host; return (``https://netloc``, path)."""
     text = _string(ctx, path, value)
+    if "@" in text:
+        # Checked first, and the URL not quoted, because it may carry a password.
+        ctx.fail(path, "must not contain a user name or password")
     if any(char.isspace() for char in text):
         ctx.fail(path, "must not contain spaces")
     try:
@@ -477,8 +480,6 @@ def _https_url(ctx: _Context, path: str, value: object) -> tuple[str, str]:
         )
     if scheme != "https":
         ctx.fail(path, f"expected an https:// URL, got {text!r}")
-    if parts.username is not None or parts.password is not None:
-        ctx.fail(path, "must not contain a user name or password")
     if not parts.hostname:
         ctx.fail(path, f"the URL has no host: {text!r}")
     if parts.query or parts.fragment:

@@ -510,9 +510,17 @@ def test_bad_endpoint_is_an_error(endpoint: str, reason: str) -> None:
     assert error(account(endpoint=endpoint)) == f"accounts[0].endpoint: {reason}"
 
 
-def test_endpoint_with_credentials_is_refused_without_echoing_them() -> None:
-    message = error(account(endpoint="https://user:hunter2@h/api/"))
+@pytest.mark.parametrize("endpoint", ["https://user:hunter2@h/api/", "ftp://u:hunter2@h/"])
+def test_endpoint_with_credentials_is_refused_without_echoing_them(endpoint: str) -> None:
+    message = error(account(endpoint=endpoint))
     assert message == "accounts[0].endpoint: must not contain a user name or password"
+
+
+@pytest.mark.parametrize(("value", "kind"), [(1.5, "a number"), (-3, "an integer"), ([], "a list")])
+def test_duration_of_another_type_is_an_error(value: object, kind: str) -> None:
+    assert error(account(timeout=value)) == (
+        f"accounts[0].timeout: expected a duration such as 30s, 5m or 24h, got {kind}"
+    )
 
 
 def test_unknown_cloud_lists_the_four_and_suggests() -> None:
