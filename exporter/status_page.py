@@ -32,6 +32,13 @@ STATE_COLOURS: Mapping[JobState, str] = {
 # Badge text colour: dark on the light backgrounds (amber, orange), white on the others.
 _DARK_TEXT = frozenset({JobState.QUEUED, JobState.SCHEDULED})
 
+# Row order: jobs still moving, then failures, then the rest, oldest first within each group.
+_ROW_GROUP: Mapping[JobState, int] = {
+    JobState.ERROR: 1,
+    JobState.FINISHED: 2,
+    JobState.CANCELED: 2,
+}
+
 _UP_COLOUR = STATE_COLOURS[JobState.FINISHED]
 _DOWN_COLOUR = STATE_COLOURS[JobState.ERROR]
 
@@ -54,9 +61,10 @@ th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #e6e8eb;vertic
 th{background:#eef0f3;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.name{white-space:pre-wrap;overflow-wrap:anywhere;max-width:32rem}
+td.progress{white-space:nowrap}
 .bar{display:inline-block;width:8rem;height:.7rem;background:#e3e6ea;border-radius:3px;
 vertical-align:middle;overflow:hidden;margin-right:.4rem}
-.bar>span{display:block;height:100%;background:#3274d9}
+.bar>span{display:block;height:100%}
 .empty{color:#55585f;font-style:italic}
 code{font-size:.85rem}
 """
@@ -148,7 +156,9 @@ def _account_section(result: AccountResult, now: float) -> str:
 
 
 def _jobs_table(views: Iterable[JobView]) -> str:
-    ordered = sorted(views, key=lambda v: (v.job.state.is_final, -v.age_seconds, v.job.id))
+    ordered = sorted(
+        views, key=lambda v: (_ROW_GROUP.get(v.job.state, 0), -v.age_seconds, v.job.id)
+    )
     if not ordered:
         return '<p class="empty">No jobs in scope.</p>'
     rows = "\n".join(_job_row(view) for view in ordered)
@@ -172,7 +182,8 @@ def _job_row(view: JobView) -> str:
         progress = (
             f'<td class="progress" data-ratio="{ratio!r}">'
             f'<span class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
-            f'aria-valuenow="{percent:.0f}"><span style="width:{percent:.1f}%"></span></span>'
+            f'aria-valuenow="{percent:.0f}"><span style="width:{percent:.1f}%;'
+            f'background:{STATE_COLOURS[job.state]}"></span></span>'
             f"{percent:.0f}%</td>"
         )
     codes = ", ".join(f"{escape(code)} (task {escape(task)})" for task, code in view.error_codes)

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from exporter.ams.model import Job, JobState, Task
 from exporter.collection import AccountResult, Collection
@@ -280,7 +294,7 @@ def test_progress_bar_width_and_label(dom: Node) -> None:
     (bar,) = [s for s in processing.find_all("span") if s.attrs.get("role") == "progressbar"]
     assert bar.attrs["aria-valuenow"] == "42"
     assert bar.children and isinstance(bar.children[0], Node)
-    assert bar.children[0].attrs["style"] == "width:42.0%"
+    assert bar.children[0].attrs["style"] == "width:42.0%;background:#3274D9"
     assert processing.text() == "42%"
     assert cell(rows["Finished"], "progress").text() == "100%"
     # A Canceled job without tasks has no known progress.
@@ -319,12 +333,39 @@ def test_every_state_has_its_colour(dom: Node) -> None:
     assert STATE_COLOURS[JobState.PROCESSING].upper() == "#3274D9"  # blue
 
 
-def test_active_jobs_come_first(dom: Node) -> None:
-    states = [r.attrs["data-state"] for r in job_rows(dom, "prod <west>")]
-    finals = {"Finished", "Error", "Canceled"}
-    first_final = next(i for i, s in enumerate(states) if s in finals)
-    assert all(s not in finals for s in states[:first_final])
-    assert all(s in finals for s in states[first_final:])
+def test_active_jobs_come_first_then_failures_oldest_first() -> None:
+    base = sample_collection()
+    account = base.accounts[0]
+    older_error = job(7, JobState.ERROR, "older failure", end=NOW - 5000)
+    collection = Collection(
+        time=NOW,
+        accounts=(
+            AccountResult(
+                account="a",
+                up=True,
+                duration_seconds=1.0,
+                last_success=NOW,
+                jobs=(*account.jobs, older_error),
+                tasks=account.tasks,
+            ),
+        ),
+    )
+    dom = parse(render_status_page(collection, version="v", metrics_path="/m"))
+    rows = job_rows(dom, "a")
+    states = [r.attrs["data-state"] for r in rows]
+    groups = [
+        0 if s in {"Queued", "Scheduled", "Processing", "Canceling"} else 1 if s == "Error" else 2
+        for s in states
+    ]
+    assert groups == sorted(groups)
+    assert [cell(r, "name").text() for r in rows if r.attrs["data-state"] == "Error"] == [
+        "older failure",
+        HOSTILE_NAMES[4],
+    ]
+    ages = [float(cell(r, "age").attrs["data-seconds"]) for r in rows]
+    for group in (0, 1, 2):
+        in_group = [a for a, g in zip(ages, groups, strict=True) if g == group]
+        assert in_group == sorted(in_group, reverse=True)
 
 
 def test_before_the_first_collection_the_page_says_so() -> None:
@@ -347,3 +388,167 @@ def test_collection_without_accounts() -> None:
         render_status_page(Collection(time=NOW, accounts=()), version="v", metrics_path="/m")
     )
     assert "No accounts are configured." in dom.text()
+
+
+# ---------------------------------------------------------------------------------------------
+# The real page: the exporter in --demo mode, loaded in headless Chromium, checked against /metrics.
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "status-page.png"
+WINDOW = (1600, 1000)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def demo_exporter() -> Iterator[str]:
+    """The exporter's --demo on a loopback port; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        for _ in range(300):
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"the demo exporter exited with {process.returncode}:\n{output}")
+            try:
+                if http_get(f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the demo exporter did not answer /healthz")
+        assert http_get(f"{base}/healthz")[0] == 200, "the demo exporter did not answer /healthz"
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+
+
+def chromium(url: str, *extra: str) -> str:
+    binary = shutil.which("chromium")
+    assert binary, "chromium is not installed (Debian package chromium; ./scripts/test installs it)"
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        result = subprocess.run(
+            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    return result.stdout.decode("utf-8")
+
+
+def metric_samples(text: str) -> dict[str, list[Sample]]:
+    samples: dict[str, list[Sample]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_demo_status_page_in_chromium_matches_metrics(demo_exporter: str) -> None:
+    # The page shows the latest collection; this scrape makes it, and nothing else collects
+    # before Chromium loads the page, so both show the same collection.
+    status, text = http_get(f"{demo_exporter}/metrics")
+    assert status == 200
+    samples = metric_samples(text)
+    dom = parse(chromium(f"{demo_exporter}/", "--dump-dom"))
+    SCREENSHOT.unlink(missing_ok=True)
+    chromium(
+        f"{demo_exporter}/", f"--screenshot={SCREENSHOT}", f"--window-size={WINDOW[0]},{WINDOW[1]}"
+    )
+
+    def by_job(name: str) -> dict[str, float]:
+        return {s.labels["job_id"]: s.value for s in samples.get(name, [])}
+
+    states = {s.labels["job_id"]: s for s in samples["ams_job_state"] if s.value == 1}
+    assert len(states) >= 10, "the demo should export a living set of jobs"
+    rows = job_rows(dom, "demo")
+    assert {r.attrs["data-job-id"] for r in rows} == set(states)
+    age, queued, running = (
+        by_job(f"ams_job_{m}_seconds") for m in ("age", "queued_duration", "running_duration")
+    )
+    progress = by_job("ams_job_progress_ratio")
+    codes: dict[str, list[tuple[str, str]]] = {}
+    for sample in samples.get("ams_job_error_info", []):
+        codes.setdefault(sample.labels["job_id"], []).append(
+            (sample.labels["task_id"], sample.labels["code"])
+        )
+    for row in rows:
+        job_id = row.attrs["data-job-id"]
+        metric = states[job_id]
+        assert cell(row, "name").text() == metric.labels["job_name"]
+        assert row.attrs["data-state"] == metric.labels["state"]
+        (badge,) = [s for s in row.find_all("span") if "badge" in s.classes()]
+        assert badge.text() == metric.labels["state"]
+        assert float(cell(row, "age").attrs["data-seconds"]) == age[job_id]
+        assert float(cell(row, "queued").attrs["data-seconds"]) == queued[job_id]
+        assert float(cell(row, "running").attrs["data-seconds"]) == running[job_id]
+        ratio = cell(row, "progress").attrs["data-ratio"]
+        assert (float(ratio) if ratio else None) == progress.get(job_id)
+        expected = sorted(f"{code} (task {task})" for task, code in codes.get(job_id, []))
+        shown = cell(row, "codes").text()
+        assert sorted(shown.split(", ") if shown else []) == expected
+
+    (section,) = dom.find_all("section", **{"data-account": "demo"})
+    (up,) = samples["ams_up"]
+    assert section.attrs["data-up"] == str(int(up.value))
+    chips = {
+        s.attrs["data-state"]: float(s.attrs["data-count"])
+        for s in section.find_all("span")
+        if "data-count" in s.attrs
+    }
+    assert chips == {s.labels["state"]: s.value for s in samples["ams_jobs"]}
+    (duration,) = samples["ams_scrape_duration_seconds"]
+    assert f"collection took {duration.value:.2f} s" in section.text()
+    (last_success,) = samples["ams_last_success_timestamp_seconds"]
+    shown_time = dt.datetime.fromtimestamp(last_success.value, tz=dt.timezone.utc)
+    assert shown_time.strftime("%Y-%m-%d %H:%M:%S UTC") in section.text()
+
+    assert png_size(SCREENSHOT) == WINDOW
+    assert SCREENSHOT.stat().st_size > 20_000, "a blank page compresses to almost nothing"
