@@ -26,7 +26,7 @@ def _clean_emulator(request: pytest.FixtureRequest) -> Iterator[None]:
         emulator.clear_log()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(emu: Emulator) -> Iterator[AmsClient]:
     ams = AmsClient(emu)
     yield ams
