@@ -953,6 +953,21 @@ def test_documentation_mentions_every_accepted_key() -> None:
     assert missing == []
 
 
+def _doc_block(doc: str, heading: str, language: str) -> str:
+    match = re.search(f"{re.escape(heading)}\n\n```{language}\n(.*?)```", doc, re.DOTALL)
+    assert match is not None, heading
+    return match.group(1)
+
+
+def test_documented_check_output_is_what_the_documented_layout_gives() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    layout = _doc_block(doc, "## Layout", "yaml")
+    # The layout's ca_file names a file that exists only on the reader's machine.
+    layout = "".join(line for line in layout.splitlines(keepends=True) if "ca_file" not in line)
+    config = parse_config(layout, {"AMS_PROD_SECRET": "x"})
+    assert describe_config(config) == _doc_block(doc, "## `--config.check` output", "text")
+
+
 def test_documentation_names_every_cloud() -> None:
     doc = (REPO / "docs" / "configuration.md").read_text()
     assert [cloud for cloud in CLOUDS if f"`{cloud}`" not in doc] == []
