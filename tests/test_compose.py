@@ -19,10 +19,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from test_container import IMAGE_UID, Dockerfile
 
 from exporter import __version__
 from exporter.cli import build_parser
+from tests.test_container import IMAGE_UID, Dockerfile
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
