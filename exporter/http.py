@@ -118,7 +118,7 @@ class UpstreamSession(requests.Session):
         cap = kwargs.pop("timeout", None) or self._default_timeout
         if isinstance(cap, tuple):
             cap = max(part for part in cap if part is not None)
-        kwargs["timeout"] = deadline.timeout(cap) if deadline is not None else cap
+        kwargs["timeout"] = self._timeout(deadline, cap)
         kwargs["verify"] = self._verify
         kwargs.setdefault("allow_redirects", False)
         stream = bool(kwargs.pop("stream", False))
@@ -129,8 +129,21 @@ class UpstreamSession(requests.Session):
             raise
         self._counter.add(self.account, self.api, str(response.status_code))
         if not stream:
-            read_body(response, deadline, self.max_body_bytes)
+            try:
+                read_body(response, deadline, self.max_body_bytes)
+            except DeadlineExceeded as exc:
+                raise DeadlineExceeded(f"account {self.account}: {exc}") from None
         return response
+
+    def _timeout(self, deadline: Deadline | None, cap: float) -> float:
+        if deadline is None:
+            return cap
+        try:
+            return deadline.timeout(cap)
+        except DeadlineExceeded:
+            raise DeadlineExceeded(
+                f"account {self.account}: no time left for a request to {self.api.upper()}"
+            ) from None
 
 
 def read_body(response: requests.Response, deadline: Deadline | None, limit: int) -> bytes:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_client import ACCOUNT, USER_AGENT, account_for, wire
 
 from exporter.auth import (
     PUBLIC_AUTHORITY_HOSTS,
@@ -27,6 +26,7 @@ from exporter.emulator import Emulator, Fault
 from exporter.emulator.emulator import MANAGED_IDENTITY_CLIENT_ID
 from exporter.errors import AuthError, DeadlineExceeded
 from exporter.http import RequestCounter, UpstreamSession
+from tests.test_client import ACCOUNT, USER_AGENT, account_for, settle, wire
 
 TOKEN_PATH = r"/oauth2/v2\.0/token$"
 
@@ -95,6 +95,7 @@ class TestCredentials:
     def test_client_certificate(self, fresh: Emulator, counter: RequestCounter) -> None:
         account = certificate_account(fresh)
         assert provider(account, counter).token(deadline())
+        settle(fresh, counter)
         assert fresh.request_count(api="aad", path=TOKEN_PATH) == 1
         assert_ams_accepts(account)
 
@@ -112,6 +113,7 @@ class TestCredentials:
         tokens = provider(account, counter)
         assert isinstance(tokens, ManagedIdentityTokenProvider)
         assert tokens.token(deadline())
+        settle(fresh, counter)
         (record,) = [r for r in fresh.request_log if r.api == "aad"]
         assert record.path == "/msi/token"
         assert record.query.get("client_id") == client_id
@@ -142,9 +144,11 @@ class TestCaching:
         tokens = provider(account_for(fresh), counter)
         first = tokens.token(deadline())
         assert tokens.token(deadline()) == first
+        settle(fresh, counter)
         assert fresh.request_count(api="aad", path=TOKEN_PATH) == 1
         tokens.invalidate()
         tokens.token(deadline())
+        settle(fresh, counter)
         assert fresh.request_count(api="aad", path=TOKEN_PATH) == 2
 
     def test_concurrent_callers_share_one_token_request(
@@ -164,6 +168,7 @@ class TestCaching:
         for thread in threads:
             thread.join()
         assert len(results) == 8 and len(set(results)) == 1
+        settle(fresh, counter)
         assert fresh.request_count(api="aad", path=TOKEN_PATH) == 1
 
     def test_short_lived_tokens_are_refreshed_before_expiry(self, counter: RequestCounter) -> None:
@@ -186,6 +191,7 @@ class TestCaching:
             w.client.list_jobs("State eq 3", deadline())
         finally:
             w.client.close()
+        settle(fresh, w.counter)
         assert [r.status for r in fresh.request_log if r.path == "/api/Jobs"] == [200, 401, 200]
         assert fresh.request_count(api="aad", path=TOKEN_PATH) == 2
 

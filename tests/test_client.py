@@ -7,6 +7,8 @@ the emulator's request log: what was asked, with which headers, how many times.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +17,13 @@ from datetime import datetime
 import pytest
 
 from exporter import __version__
-from exporter.ams.client import ACCEPT_VERBOSE, JOB_FIELDS, TASK_FIELDS, AmsClient
+from exporter.ams.client import (
+    ACCEPT_VERBOSE,
+    JOB_FIELDS,
+    TASK_FIELDS,
+    AmsClient,
+    retry_after_seconds,
+)
 from exporter.ams.model import Job, JobState, Task
 from exporter.auth import token_provider_for
 from exporter.config import AccountConfig, Credential, JobsConfig, Secret
@@ -98,6 +106,19 @@ def ams_requests(emu: Emulator, path: str = "/api/Jobs") -> list[RequestRecord]:
     return [r for r in emu.request_log if r.api == "ams" and r.path == path]
 
 
+def settle(emu: Emulator, *counters: RequestCounter) -> None:
+    """Wait (at most 2 s) until the emulator has logged every request the counters saw.
+
+    The emulator records a request once it has answered it, so the client can return before the
+    last record exists. Each test starts with an empty log and fresh counters.
+    """
+    wanted = sum(sum(counter.snapshot().values()) for counter in counters)
+    for _ in range(200):
+        if len(emu.request_log) >= wanted:
+            return
+        time.sleep(0.01)
+
+
 def ts(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -120,6 +141,7 @@ class TestListing:
 
     def test_pages_are_top_1000_with_skip_and_select(self, fresh: Emulator, wired: Wired) -> None:
         wired.client.list_jobs(None, deadline())
+        settle(fresh, wired.counter)
         records = ams_requests(fresh)
         skips = sorted(int(r.query["$skip"]) for r in records)
         # Pages 0, 1000 and 2000 are needed; one more may have been in flight when 2000 came short.
@@ -135,6 +157,7 @@ class TestListing:
         self, fresh: Emulator, wired: Wired
     ) -> None:
         wired.client.list_jobs(None, deadline())
+        settle(fresh, wired.counter)
         records = ams_requests(fresh)
         for record in records:
             headers = record.headers
@@ -153,6 +176,7 @@ class TestListing:
         expected = {j.id for j in fresh.jobs() if j.state == 3}
         assert {j.id for j in jobs} == expected
         assert all(j.state is JobState.FINISHED for j in jobs)
+        settle(fresh, wired.counter)
         (first, *_) = ams_requests(fresh)
         assert first.query["$filter"] == "State eq 3 and startswith(Name,'a''b') eq false"
 
@@ -165,8 +189,24 @@ class TestListing:
             minimal.client.close()
             verbose.client.close()
         assert sorted(from_verbose, key=by_id) == sorted(from_minimal, key=by_id)
+        settle(fresh, minimal.counter, verbose.counter)
         accepts = {r.headers["accept"] for r in ams_requests(fresh)}
         assert accepts == {"application/json", ACCEPT_VERBOSE}
+
+    def test_verbose_json_with_wcf_dates_gives_the_service_values(self) -> None:
+        with Emulator(jobs=60, seed=8, speed=0.0, verbose_date_format="msdate") as emu:
+            w = wire(account_for(emu), accept=ACCEPT_VERBOSE)
+            try:
+                jobs = w.client.list_jobs(None, deadline())
+                with_tasks = next(j for j in emu.jobs() if j.tasks)
+                tasks = w.client.list_tasks(with_tasks.id, deadline())
+            finally:
+                w.client.close()
+            expected = {j.id: j for j in emu.jobs()}
+            assert {j.id for j in jobs} == set(expected)
+            for job in jobs:
+                assert_job_matches(job, expected[job.id])
+            assert_tasks_match(tasks, with_tasks.tasks)
 
     def test_a_repeated_job_is_listed_once(self, fresh: Emulator, wired: Wired) -> None:
         fresh.faults.add(Fault("repeat_page", count=1))
@@ -176,6 +216,7 @@ class TestListing:
         # it would on the real service when a job is inserted mid-listing.
         assert {j.id for j in jobs} <= {j.id for j in fresh.jobs()}
         assert len(jobs) == len(fresh.jobs()) - 1
+        settle(fresh, wired.counter)
         assert any(r.fault == "repeat_page" for r in ams_requests(fresh))
 
 
@@ -184,6 +225,7 @@ class TestTasks:
         job = next(j for j in fresh.jobs() if len(j.tasks) >= 2)
         tasks = wired.client.list_tasks(job.id, deadline())
         assert_tasks_match(tasks, job.tasks)
+        settle(fresh, wired.counter)
         (record,) = ams_requests(fresh, f"/api/Jobs('{job.id}')/Tasks")
         assert record.query == {"$select": ",".join(TASK_FIELDS)}
 
@@ -206,6 +248,17 @@ class TestTasks:
         assert isinstance(failure, AmsApiError) and failure.status == 403
         assert isinstance(results[second.id], list)
 
+    def test_tasks_not_read_by_the_deadline_are_reported_per_job(
+        self, fresh: Emulator, wired: Wired
+    ) -> None:
+        wired.client.list_jobs("State eq 2", deadline())  # token and connections ready
+        jobs = [j.id for j in fresh.jobs()[:3]]
+        fresh.faults.add(Fault("latency", latency=30.0, path="/Tasks$"))
+        results = wired.client.list_tasks_many(jobs, Deadline.after(1.0))
+        assert set(results) == set(jobs)
+        for outcome in results.values():
+            assert isinstance(outcome, (DeadlineExceeded, AmsTransportError))
+
 
 class TestEndpoint:
     def test_legacy_root_is_resolved_once_and_keeps_authorization(self, fresh: Emulator) -> None:
@@ -216,6 +269,7 @@ class TestEndpoint:
         finally:
             w.client.close()
         assert {j.id for j in first} == {j.id for j in second}
+        settle(fresh, w.counter)
         roots = [r for r in fresh.request_log if r.api == "ams" and r.path == "/"]
         assert len(roots) == 1
         assert roots[0].status == 301
@@ -234,7 +288,36 @@ class TestEndpoint:
         finally:
             w.client.close()
         assert info.value.status == 301
+        settle(fresh, w.counter)
         assert len(fresh.request_log) <= 4
+
+
+class TestTransport:
+    def test_tls_is_verified_against_the_account_ca_only(self, fresh: Emulator) -> None:
+        account = account_for(fresh)
+        counter = RequestCounter()
+        aad = UpstreamSession(ACCOUNT, "aad", counter, account.ca_file, 5.0, USER_AGENT)
+        # No ca_file: the system trust store, which does not know the emulator's CA.
+        ams = UpstreamSession(ACCOUNT, "ams", counter, None, 5.0, USER_AGENT)
+        client = AmsClient(account, token_provider_for(account, aad), ams)
+        try:
+            with pytest.raises(AmsTransportError, match="SSLError"):
+                client.list_jobs(None, deadline())
+        finally:
+            client.close()
+        assert counter.snapshot()[(ACCOUNT, "ams", "error")] == 1  # not retried
+        assert not ams_requests(fresh)
+
+    @pytest.mark.parametrize(
+        ("header", "seconds"),
+        [(None, 0.0), ("", 0.0), ("3", 3.0), ("soon", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+    )
+    def test_retry_after_values(self, header: str | None, seconds: float) -> None:
+        assert retry_after_seconds(header) == seconds
+
+    def test_retry_after_as_a_future_http_date(self) -> None:
+        future = email.utils.formatdate(time.time() + 30, usegmt=True)
+        assert 20.0 < retry_after_seconds(future) <= 30.0
 
 
 class TestRetries:
@@ -256,6 +339,7 @@ class TestRetries:
         fresh.faults.add(dataclasses.replace(fault, path="^/api/Jobs$"))
         jobs = wired.client.list_jobs("State eq 2", deadline())
         assert {j.id for j in jobs} == {j.id for j in fresh.jobs() if j.state == 2}
+        settle(fresh, wired.counter)
         records = ams_requests(fresh)
         faulted = [r for r in records if r.fault]
         assert len(faulted) == fault.count
@@ -269,6 +353,7 @@ class TestRetries:
             wired.client.list_jobs(None, deadline())
         assert info.value.status == 503
         assert info.value.retryable
+        settle(fresh, wired.counter)
         assert len(ams_requests(fresh)) == 5
         assert wired.count("ams", "503") == 5
 
@@ -281,6 +366,7 @@ class TestRetries:
             wired.client.list_jobs(None, deadline())
         assert info.value.status == status
         assert not info.value.retryable
+        settle(fresh, wired.counter)
         assert len(ams_requests(fresh)) == 1
         assert wired.count("ams", str(status)) == 1
 
@@ -291,6 +377,7 @@ class TestRetries:
         with pytest.raises(AmsApiError) as info:
             wired.client.list_jobs(None, Deadline.after(10.0))
         assert info.value.status == 429
+        settle(fresh, wired.counter)
         assert len(ams_requests(fresh)) == 1
 
 
@@ -301,9 +388,9 @@ class TestTokens:
         wired.client.list_jobs("State eq 2", deadline())
         token_requests = wired.count("aad", "200")
         fresh.revoke_tokens()
-        fresh.clear_log()
         wired.client.list_jobs("State eq 2", deadline())
-        assert [r.status for r in ams_requests(fresh)] == [401, 200]
+        settle(fresh, wired.counter)
+        assert [r.status for r in ams_requests(fresh)] == [200, 401, 200]
         assert wired.count("aad", "200") == token_requests + 1
 
     def test_a_persistent_401_is_retried_once_only(self, fresh: Emulator, wired: Wired) -> None:
@@ -311,6 +398,7 @@ class TestTokens:
         with pytest.raises(AmsApiError) as info:
             wired.client.list_jobs(None, deadline())
         assert info.value.status == 401
+        settle(fresh, wired.counter)
         assert len(ams_requests(fresh)) == 2
 
 
@@ -335,6 +423,7 @@ class TestBadResponses:
         fresh.faults.add(Fault("huge", size=64 * 1024 * 1024, count=1))
         with pytest.raises(AmsResponseError, match="exceeds 33554432 bytes"):
             wired.client.list_jobs(None, deadline())
+        settle(fresh, wired.counter)
         assert len(ams_requests(fresh)) == 1
 
     def test_malformed_json(self, fresh: Emulator, wired: Wired) -> None:

@@ -314,7 +314,7 @@ class AmsClient:
                     continue
                 error = self._api_error(response, what)
                 retryable = status in RETRYABLE_STATUSES
-                wait_at_least = _retry_after(response.headers.get("Retry-After"))
+                wait_at_least = retry_after_seconds(response.headers.get("Retry-After"))
             if not retryable or retries >= MAX_RETRIES:
                 raise error
             delay = max(_backoff(retries), wait_at_least)
@@ -379,7 +379,7 @@ def _backoff(retries: int) -> float:
     return base * random.uniform(0.8, 1.0)
 
 
-def _retry_after(value: str | None) -> float:
+def retry_after_seconds(value: str | None) -> float:
     """Seconds to wait from a ``Retry-After`` header: delta seconds or an HTTP date; 0 if absent."""
     if not value:
         return 0.0
