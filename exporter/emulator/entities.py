@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
@@ -18,6 +19,13 @@ TASK_ID_PREFIX = "nb:tid:UUID:"
 MES_PROCESSOR_ID = "nb:mpid:UUID:ff4df607-d419-42f0-bc17-a481b1331e56"
 MAX_TASKS_PER_JOB = 30
 MAX_JOB_NAME_LENGTH = 256
+
+
+def new_guid(rng: random.Random) -> str:
+    """A version-4 GUID drawn from ``rng`` (deterministic for a seeded generator)."""
+    h = f"{rng.getrandbits(128):032x}"
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 class JobState(enum.IntEnum):

@@ -80,8 +80,8 @@ def finish_task(task: EmuTask, at: float, media_seconds: float, factor: float) -
     task.end_time = when
     task.running_duration_ms = _ms(at - started, factor)
     task.perf_message = (
-        f"Encoded {media_seconds:.1f} s of media.\n"
-        f"Speed: {1 / factor:.2f}x wall clock.\nPeak memory: 1.2 GB"
+        f"Encoded {int(media_seconds)} s of media.\n"
+        f"Processing time: {int(task.running_duration_ms)} ms.\nPeak memory: 1.2 GB"
     )
     _event(task, EVENT_FINISHED, when)
     billing = f'{{"OutputMediaDurationInMilliseconds":{int(media_seconds * 1000)}}}'

@@ -16,13 +16,14 @@ Only jobs with pending events or running tasks are touched when the clock moves.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import random
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from exporter.emulator import lifecycle
 from exporter.emulator.entities import (
@@ -35,9 +36,11 @@ from exporter.emulator.entities import (
     EmuJob,
     EmuTask,
     JobState,
+    new_guid,
 )
 from exporter.emulator.lifecycle import FINAL_STATES, at_ms
 
+T = TypeVar("T")
 HOUR = 3600.0
 DAY = 86_400.0
 RECENT_WINDOW = DAY
@@ -139,22 +142,37 @@ HARD_NAMES: tuple[str, ...] = (
 )
 
 
+def _pick(rng: random.Random, items: Sequence[T]) -> T:
+    """``rng.choice`` without its overhead (generation of 100,000 jobs draws millions)."""
+    return items[int(rng.random() * len(items))]
+
+
+def _below(rng: random.Random, n: int) -> int:
+    """A uniform integer in ``[0, n)``."""
+    return int(rng.random() * n)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * DAY, timezone.utc).strftime("%Y-%m-%d")
+
+
 def _plain_name(rng: random.Random, created: float) -> str:
-    day = datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%d")
-    pattern = rng.randrange(4)
-    word = rng.choice(_WORDS)
+    day = _day(int(created // DAY))
+    pattern = _below(rng, 4)
+    word = _pick(rng, _WORDS)
     if pattern == 0:
-        return f"ingest-{day}-{word}-{rng.choice(_RESOLUTIONS)}.{rng.choice(_EXTENSIONS)}"
+        return f"ingest-{day}-{word}-{_pick(rng, _RESOLUTIONS)}.{_pick(rng, _EXTENSIONS)}"
     if pattern == 1:
-        return f"Encode {word} {rng.randrange(1, 500):03d} to Adaptive Streaming"
+        return f"Encode {word} {1 + _below(rng, 499):03d} to Adaptive Streaming"
     if pattern == 2:
-        return f"{word}_{day.replace('-', '')}_v{rng.randrange(1, 9)}.{rng.choice(_EXTENSIONS)}"
-    return f"{word}-{rng.randrange(10_000):04d}-{rng.choice(_RESOLUTIONS)}"
+        return f"{word}_{day.replace('-', '')}_v{1 + _below(rng, 8)}.{_pick(rng, _EXTENSIONS)}"
+    return f"{word}-{_below(rng, 10_000):04d}-{_pick(rng, _RESOLUTIONS)}"
 
 
 def _job_name(rng: random.Random, created: float) -> str:
     if rng.random() < 0.03:
-        return rng.choice(HARD_NAMES)
+        return _pick(rng, HARD_NAMES)
     return _plain_name(rng, created)
 
 
@@ -212,10 +230,6 @@ class _Draw:
     subscription: tuple[str, int] | None
 
 
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
 _TASK_PRESETS = (
     ("Adaptive Streaming", "Adaptive Streaming"),
     ("Thumbnails", '{"Version":1.0,"Codecs":[{"Type":"PngImage","Start":"00:00:05"}]}'),
@@ -232,6 +246,17 @@ def _task_body(index: int) -> str:
     )
 
 
+def _task_template(index: int) -> tuple[str, str, str]:
+    """Name, Configuration and TaskBody of a job's ``index``-th task."""
+    name, configuration = _TASK_PRESETS[index % len(_TASK_PRESETS)]
+    if index >= len(_TASK_PRESETS):
+        name = f"{name} {index}"
+    return name, configuration, _task_body(index)
+
+
+_TASK_TEMPLATES = tuple(_task_template(i) for i in range(MAX_TASKS_PER_JOB))
+
+
 class _Generator:
     """Draws jobs and plans from the scenario's random generator, in a fixed order."""
 
@@ -241,12 +266,12 @@ class _Generator:
 
     def job(self, created: float, name: str | None = None) -> _Draw:
         rng = self.rng
-        priority = 0 if rng.random() < 0.8 else rng.randrange(1, 11)
-        template = f"nb:jtid:UUID:{_uuid(rng)}" if rng.random() < 0.1 else None
+        priority = 0 if rng.random() < 0.8 else 1 + _below(rng, 10)
+        template = f"nb:jtid:UUID:{new_guid(rng)}" if rng.random() < 0.1 else None
         subscription = None
         if rng.random() < 0.05:
-            subscription = (f"nb:nepid:UUID:{_uuid(rng)}", rng.choice((1, 2)))
-        job_id = JOB_ID_PREFIX + _uuid(rng)
+            subscription = (f"nb:nepid:UUID:{new_guid(rng)}", 1 + _below(rng, 2))
+        job_id = JOB_ID_PREFIX + new_guid(rng)
         if name is None:
             name = _job_name(rng, created)
         return _Draw(job_id, name, priority, template, subscription)
@@ -262,23 +287,23 @@ class _Generator:
                 return outcome
             roll -= ratio
         if roll < cfg.stuck_ratio:
-            return self.rng.choice(
-                (STUCK_PROCESSING, STUCK_PROCESSING, STUCK_QUEUED, STUCK_SCHEDULED)
+            return _pick(
+                self.rng, (STUCK_PROCESSING, STUCK_PROCESSING, STUCK_QUEUED, STUCK_SCHEDULED)
             )
         return OUTCOME_FINISH
 
     def plan(self, outcome: str) -> Plan:
         rng = self.rng
         cfg = self.config
-        n_tasks = rng.randint(cfg.tasks_min, cfg.tasks_max)
+        n_tasks = cfg.tasks_min + _below(rng, cfg.tasks_max - cfg.tasks_min + 1)
         mu = math.log(cfg.mean_task_seconds) - 0.18  # lognormal with the configured mean
         durations = [min(max(rng.lognormvariate(mu, 0.6), 20.0), 6 * HOUR) for _ in range(n_tasks)]
         plan = Plan(
             durations=durations,
             outcome=outcome,
-            fail_task=rng.randrange(n_tasks),
+            fail_task=_below(rng, n_tasks),
             stop_fraction=rng.uniform(0.05, 0.95),
-            error_code=rng.choice(ERROR_CODES),
+            error_code=_pick(rng, ERROR_CODES),
             schedule_delay=rng.uniform(2.0, 30.0),
             cancel_after=rng.uniform(60.0, 2 * HOUR),
             cancel_delay=rng.uniform(5.0, 90.0),
@@ -315,11 +340,11 @@ class _Generator:
         return job
 
     def _task(self, job: EmuJob, index: int) -> EmuTask:
-        name, configuration = _TASK_PRESETS[index % len(_TASK_PRESETS)]
+        name, configuration, body = _TASK_TEMPLATES[index]
         return EmuTask(
-            id=TASK_ID_PREFIX + _uuid(self.rng),
+            id=TASK_ID_PREFIX + new_guid(self.rng),
             job_id=job.id,
-            name=name if index < len(_TASK_PRESETS) else f"{name} {index}",
+            name=name,
             configuration=configuration,
             media_processor_id=MES_PROCESSOR_ID,
             state=JobState.QUEUED,
@@ -328,7 +353,7 @@ class _Generator:
             start_time=None,
             end_time=None,
             priority=job.priority,
-            task_body=_task_body(index),
+            task_body=body,
         )
 
 
@@ -670,7 +695,7 @@ class Scenario:
             return index, plan.durations[index] * plan.stop_fraction + stuck_for, t0
         if role == "canceling":
             return 0, rng.uniform(0.1, 0.8) * plan.durations[0], t0 - rng.uniform(1.0, 4.0)
-        index = rng.randrange(len(plan.durations))
+        index = _below(rng, len(plan.durations))
         if plan.outcome == OUTCOME_FAIL:
             index = min(index, plan.fail_task)
         fraction = rng.uniform(0.02, 0.9) * plan.progress_cap(index) / 100.0
