@@ -166,7 +166,8 @@ def test_descriptions_name_what_the_alert_is_about(name: str) -> None:
     """Per-job alerts name the account, job name and job id; account alerts name the account."""
     rule = ALERT_RULES[name]
     description = rule["annotations"]["description"]
-    grouping = re.match(r"\(?max by \(([a-z_, ]+)\)", rule["expr"].strip())
+    flat = " ".join(rule["expr"].split())
+    grouping = re.match(r"(?:\( )?max by \(([a-z_, ]+)\)", flat)
     labels = {label.strip() for label in grouping.group(1).split(",")} if grouping else set()
     if "account:" in rule["expr"]:
         labels.add("account")
@@ -195,7 +196,7 @@ def test_recording_rule_names_are_level_metric_operations(name: str) -> None:
 
 
 RAW_METRIC = re.compile(r"(?<![\w:])(ams_[a-z_]+)\b")
-DEDUPLICATED = re.compile(r"max by \([a-z_, ]+\) \((?:changes\()?$")
+DEDUPLICATED = re.compile(r"max by \([a-z_, ]+\) \( ?(?:changes\(|last_over_time\()?$")
 
 
 def all_rules() -> list[tuple[str, str]]:
@@ -213,6 +214,17 @@ def test_every_exporter_series_is_deduplicated_before_use(name: str, expr: str) 
         assert DEDUPLICATED.search(before), f"{name}: {match.group(1)} is used without max by()"
     if not found:
         assert re.search(r"\b[a-z_]+:ams_", flat) or name == "AMSExporterDown", name
+
+
+@pytest.mark.parametrize(("name", "expr"), all_rules(), ids=[n for n, _ in all_rules()])
+def test_job_series_are_bridged_over_failed_collections(name: str, expr: str) -> None:
+    """Per-job series and per-account counts vanish while a collection fails; the rules read them
+    through last_over_time (or a range function) so one failed scrape does not flap the alerts."""
+    flat = " ".join(expr.split())
+    for match in RAW_METRIC.finditer(flat):
+        if match.group(1).startswith("ams_job"):
+            before = flat[: match.start()]
+            assert before.endswith(("last_over_time(", "changes(")), (name, match.group(1))
 
 
 # Unit-test coverage
