@@ -1,0 +1,156 @@
+"""``python -m exporter.emulator`` as a user runs it: help, a working endpoint, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import requests
+
+from exporter.emulator.__main__ import build_parser
+
+STARTUP_LIMIT = 60.0  # seconds; only bounds the wait, nothing is asserted about it
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter.emulator", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _reader(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def _read_until(lines: queue.Queue[str], marker: str) -> str:
+    """Everything printed up to and including the line containing ``marker`` (bounded wait)."""
+    text = ""
+    deadline = time.monotonic() + STARTUP_LIMIT
+    while marker not in text:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"the emulator printed no {marker!r}; output so far:\n{text}"
+        try:
+            text += lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
+    return text
+
+
+def _field(text: str, name: str) -> str:
+    match = re.search(rf"^\s*{re.escape(name)}:\s+(\S+)", text, re.MULTILINE)
+    assert match is not None, f"{name!r} missing from:\n{text}"
+    return match.group(1)
+
+
+def test_help_documents_every_flag() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    flags = [
+        option
+        for action in build_parser()._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    ]
+    assert len(flags) >= 18
+    for flag in flags:
+        assert flag in result.stdout, f"{flag} is not in --help"
+
+
+def test_started_cli_prints_a_working_endpoint_and_stops_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter.emulator", "--jobs", "7", "--speed", "0", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
+    try:
+        text = _read_until(lines, "Press Ctrl-C to stop.")
+        endpoint = _field(text, "account endpoint")
+        ca_file = _field(text, "CA file")
+        token = requests.post(
+            f"{_field(text, 'authority host')}/{_field(text, 'tenant')}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": _field(text, "client id"),
+                "client_secret": _field(text, "client secret"),
+                "scope": "https://rest.media.azure.net/.default",
+            },
+            verify=ca_file,
+            timeout=30,
+        ).json()["access_token"]
+        jobs = requests.get(
+            endpoint + "Jobs",
+            headers={"Authorization": f"Bearer {token}", "x-ms-version": "2.19"},
+            verify=ca_file,
+            timeout=30,
+        )
+        assert jobs.status_code == 200
+        assert len(jobs.json()["value"]) == 7
+        assert f"endpoint: {endpoint}" in text  # the exporter configuration snippet
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "stopped" in _read_until(lines, "stopped")
+        assert not Path(ca_file).exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def test_faults_from_flags_reach_the_server() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter.emulator", "--jobs", "1", "--aad-down"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
+    try:
+        text = _read_until(lines, "Press Ctrl-C to stop.")
+        url = f"{_field(text, 'authority host')}/{_field(text, 'tenant')}/oauth2/v2.0/token"
+        try:
+            requests.post(url, data={}, verify=_field(text, "CA file"), timeout=30)
+            reached = True
+        except requests.exceptions.ConnectionError:
+            reached = False
+        assert not reached, "Azure AD answered although --aad-down was given"
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+
+def test_non_loopback_host_is_refused_without_the_opt_in() -> None:
+    result = _run("--host", "192.0.2.10")
+    assert result.returncode == 2
+    assert "--allow-non-loopback" in result.stderr
+
+
+def test_bad_flag_values_get_a_clear_error() -> None:
+    ratio = _run("--fail-ratio", "2")
+    assert ratio.returncode == 2
+    assert "within 0..1" in ratio.stderr
+    status = _run("--fail-ratio", "0.5", "--fail-status", "999")
+    assert status.returncode == 2
+    assert "HTTP status" in status.stderr
+    start = _run("--start", "2024-01-01T00:00:00")
+    assert start.returncode == 2
+    assert "time zone" in start.stderr
