@@ -45,7 +45,8 @@ GRAFANA_VERSION = "11.6.0"
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 ACCOUNT = 'account=~"$account"'
-JOBS = 'account=~"$account", job_name=~"$job_name"'
+# (?s): a job name may contain newlines, which a plain "." does not match in Prometheus 2.
+JOBS = 'account=~"$account", job_name=~"(?s:$job_name)"'
 ACTIVE = "Queued|Scheduled|Processing|Canceling"
 GREEN, ORANGE, RED = "green", "orange", "red"
 
@@ -721,7 +722,7 @@ def variables() -> list[Builder[dm.VariableModel]]:
         .all_value(".*"),
         dash.TextBoxVariable("job_name")
         .label("Job name (regex)")
-        .description("A regular expression matched against the whole job name.")
+        .description("A regular expression matched against the whole job name, newlines included.")
         .default_value(".*"),
         dash.TextBoxVariable("job_id")
         .label("Job ID")
