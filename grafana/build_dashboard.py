@@ -49,6 +49,8 @@ ACCOUNT = 'account=~"$account"'
 JOBS = 'account=~"$account", job_name=~"(?s:$job_name)"'
 ACTIVE = "Queued|Scheduled|Processing|Canceling"
 GREEN, ORANGE, RED = "green", "orange", "red"
+# Stat and bar gauge panels show each series' latest value (the queries are instant).
+LAST_VALUE = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 
 
 def in_state(states: str) -> str:
@@ -111,6 +113,7 @@ def row(title: str) -> dash.Row:
 def state_stat(state: JobState) -> stat.Panel:
     return (
         stat.Panel()
+        .reduce_options(LAST_VALUE)
         .title(f"{state.label} now")
         .description(f"In-scope jobs now in state {state.label}, over the selected accounts.")
         .datasource(DATASOURCE)
@@ -153,6 +156,7 @@ def ended_in_range(state: JobState) -> str:
 def ended_stat(state: JobState, title: str) -> stat.Panel:
     return (
         stat.Panel()
+        .reduce_options(LAST_VALUE)
         .title(title)
         .description(
             f"Jobs (name filter applied) that ended in {state.label} within the selected time range."
@@ -174,6 +178,7 @@ def ended_stat(state: JobState, title: str) -> stat.Panel:
 def overview() -> list[Builder[Any]]:
     up = (
         stat.Panel()
+        .reduce_options(LAST_VALUE)
         .title("Collection per account")
         .description(
             "ams_up: 1 when the exporter's last collection of the account fully succeeded."
@@ -201,6 +206,7 @@ def overview() -> list[Builder[Any]]:
     )
     staleness = (
         stat.Panel()
+        .reduce_options(LAST_VALUE)
         .title("Last successful collection")
         .description("Seconds since the newest successful collection of each account.")
         .datasource(DATASOURCE)
@@ -366,6 +372,7 @@ def running_jobs() -> list[Builder[Any]]:
     )
     tasks = (
         bargauge.Panel()
+        .reduce_options(LAST_VALUE)
         .title("Task progress of processing jobs")
         .description("ams_task_progress_ratio of every task of the jobs now Processing.")
         .datasource(DATASOURCE)
@@ -649,6 +656,7 @@ def exporter_health() -> list[Builder[Any]]:
     )
     version = (
         stat.Panel()
+        .reduce_options(LAST_VALUE)
         .title("Exporter versions")
         .description("Exporter processes per version (ams_exporter_build_info).")
         .datasource(DATASOURCE)

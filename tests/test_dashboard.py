@@ -365,3 +365,16 @@ def test_provisioning_matches_the_demo_stack() -> None:
     assert mounts["./grafana/provisioning/datasources"] == "/etc/grafana/provisioning/datasources"
     assert mounts["./grafana/provisioning/dashboards"] == "/etc/grafana/provisioning/dashboards"
     assert grafana["image"].startswith("grafana/grafana:11.")
+
+
+def test_single_value_panels_reduce_to_the_latest_value(model: dict[str, Any]) -> None:
+    for panel in panels(model):
+        if panel["type"] in {"stat", "bargauge"}:
+            assert panel["options"]["reduceOptions"]["calcs"] == ["lastNotNull"], panel["title"]
+        if panel["type"] in {"stat", "bargauge", "table", "histogram"}:
+            # These show the state now: one instant evaluation, not a range of points.
+            assert all(t["instant"] and not t["range"] for t in panel["targets"]), panel["title"]
+        if panel["type"] == "table":
+            assert all(t["format"] == "table" for t in panel["targets"]), panel["title"]
+        if panel["type"] in {"timeseries", "state-timeline"}:
+            assert all(t["range"] and not t["instant"] for t in panel["targets"]), panel["title"]
