@@ -68,9 +68,13 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return {github_anchor(heading) for heading in re.findall(r"^#{1,6} +(.+?) *$", text, re.M)}
+
+
 def runbook_anchors() -> set[str]:
-    headings = re.findall(r"^#{1,6} +(.+?) *$", RUNBOOKS.read_text(encoding="utf-8"), re.M)
-    return {github_anchor(heading) for heading in headings}
+    return anchors(RUNBOOKS)
 
 
 # promtool itself
@@ -159,6 +163,18 @@ def test_alert_links_an_existing_runbook_section(name: str) -> None:
     assert base == RUNBOOK_BASE
     assert anchor == github_anchor(name)
     assert anchor in runbook_anchors(), f"docs/runbooks.md has no section '{name}'"
+
+
+@pytest.mark.parametrize("doc", [RUNBOOKS, ALERTING_DOC], ids=lambda p: p.name)
+def test_links_between_the_alerting_docs_resolve(doc: Path) -> None:
+    for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+        if target.startswith("http"):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (doc.parent / path).resolve() if path else doc
+        assert linked.exists(), f"{doc.name}: broken link {target}"
+        if anchor:
+            assert anchor in anchors(linked), f"{doc.name}: no section for {target}"
 
 
 @pytest.mark.parametrize("name", sorted(ALERT_RULES))
