@@ -271,6 +271,7 @@ class TestJobFromEntity:
             ({"Name": 7}, "'Name' is a number, expected a string"),
             ({"RunningDuration": "Infinity"}, "'RunningDuration' is not a finite number"),
             ({"Priority": [1]}, "'Priority' is a list, expected a number"),
+            ({"RunningDuration": 10**400}, "'RunningDuration' is not a number"),
         ],
     )
     def test_bad_values_name_the_job_and_the_property(
