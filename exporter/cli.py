@@ -1,0 +1,262 @@
+"""``ams-exporter``: flags, logging, and wiring the parts together.
+
+``--demo`` starts the built-in AMS v2 emulator on loopback and points one account, ``demo``, at it, so
+that a newcomer sees live metrics without an Azure account or a config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from exporter import __version__
+from exporter.ams.client import AmsClient
+from exporter.auth import token_provider_for
+from exporter.collector import AccountCollector, Collector
+from exporter.config import Config, describe_config, load_config, parse_config
+from exporter.deadline import Deadline
+from exporter.errors import ConfigError
+from exporter.http import RequestCounter, UpstreamSession
+from exporter.server import ExporterApp, ExporterServer, start_server
+
+if TYPE_CHECKING:
+    from exporter.emulator import Emulator
+
+log = logging.getLogger("exporter")
+
+USER_AGENT = f"ams-exporter/{__version__}"
+DEFAULT_LISTEN_ADDRESS = ":10267"
+DEMO_SECRET_VARIABLE = "AMS_DEMO_CLIENT_SECRET"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, in the Prometheus exporters' flag style."""
+    parser = argparse.ArgumentParser(
+        prog="ams-exporter",
+        description="Prometheus exporter for Azure Media Services v2 encoding jobs.",
+        epilog="Try it without an Azure account: ams-exporter --demo",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        type=Path,
+        help="YAML configuration file (see docs/configuration.md); required unless --demo",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the configuration, print what was understood (secrets redacted) and exit",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        help="address to listen on: host:port, :port or [v6]:port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        help="path under which to expose metrics (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warn", "error"],
+        help="minimum level of log messages (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="text",
+        choices=["text", "json"],
+        help="log line format (default %(default)s)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the built-in AMS v2 emulator and export its jobs as account 'demo'",
+    )
+    parser.add_argument(
+        "--demo.jobs",
+        dest="demo_jobs",
+        type=int,
+        default=200,
+        help="with --demo: number of jobs in the emulated account (default %(default)s)",
+    )
+    parser.add_argument(
+        "--demo.speed",
+        dest="demo_speed",
+        type=float,
+        default=10.0,
+        help="with --demo: how many times faster than real time the jobs evolve (default %(default)s)",
+    )
+    parser.add_argument("--version", action="version", version=f"ams-exporter {__version__}")
+    return parser
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Log to stderr at ``level`` in ``text`` or ``json``."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel("WARNING" if level == "warn" else level.upper())
+    # msal and urllib3 are chatty at debug level and may log request details; keep them quiet.
+    for noisy in ("msal", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def start_demo(jobs: int, speed: float) -> tuple[Emulator, Config]:
+    """Start the emulator and a config with one account, ``demo``, pointed at it."""
+    from exporter.emulator import Emulator
+
+    emulator = Emulator(jobs=jobs, speed=speed)
+    emulator.start()
+    text = (
+        "accounts:\n"
+        "  - name: demo\n"
+        f"    endpoint: {emulator.account_endpoint}\n"
+        f"    authority_host: {emulator.authority_host}\n"
+        f"    resource: {emulator.resource}\n"
+        f"    tenant: {emulator.tenant}\n"
+        f"    client_id: {emulator.client_id}\n"
+        f"    client_secret: ${{{DEMO_SECRET_VARIABLE}}}\n"
+        f"    ca_file: {emulator.ca_file}\n"
+    )
+    config = parse_config(text, {DEMO_SECRET_VARIABLE: emulator.client_secret}, source="--demo")
+    return emulator, config
+
+
+def build_collector(config: Config, counter: RequestCounter) -> Collector:
+    """One AccountCollector per configured account, each with its own sessions and tokens."""
+    accounts = []
+    for account in config.accounts:
+
+        def session(api: str, name: str = account.name, cfg: Any = account) -> UpstreamSession:
+            return UpstreamSession(name, api, counter, cfg.ca_file, cfg.timeout, USER_AGENT)
+
+        tokens = token_provider_for(account, session("aad"))
+        client = AmsClient(account, tokens, session("ams"))
+        accounts.append(AccountCollector(account, client))
+    return Collector(accounts)
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, Emulator | None]:
+    if args.demo:
+        if args.config_file is not None:
+            raise ConfigError("--demo runs without a config file; drop --config.file or --demo")
+        emulator, config = start_demo(args.demo_jobs, args.demo_speed)
+        return config, emulator
+    if args.config_file is None:
+        raise ConfigError("no configuration: pass --config.file FILE, or try --demo")
+    return load_config(args.config_file), None
+
+
+def _warm_up(collector: Collector, budget: float) -> None:
+    """Collect once at start-up so that /readyz and the status page have something to show."""
+    threading.Thread(
+        target=lambda: collector.collect(Deadline.after(budget)), name="warm-up", daemon=True
+    ).start()
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    while not stop.wait(timeout=3600):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the exporter; the exit code is 0 on a clean stop, 2 on a configuration error."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    emulator: Emulator | None = None
+    try:
+        if args.demo and args.config_check:
+            raise ConfigError("--config.check checks a --config.file; it does not apply to --demo")
+        config, emulator = _load(args)
+        if args.config_check:
+            sys.stdout.write(describe_config(config))
+            return 0
+        return _serve(args, config, emulator)
+    except ConfigError as error:
+        sys.stderr.write(f"ams-exporter: configuration error: {error}\n")
+        return 2
+    finally:
+        if emulator is not None:
+            emulator.stop()
+
+
+def _serve(args: argparse.Namespace, config: Config, emulator: Emulator | None) -> int:
+    counter = RequestCounter()
+    collector = build_collector(config, counter)
+    default_timeout = max(account.timeout for account in config.accounts)
+    app = ExporterApp(
+        collector,
+        counter,
+        version=__version__,
+        telemetry_path=args.telemetry_path,
+        default_timeout=default_timeout,
+    )
+    try:
+        server: ExporterServer = start_server(app, args.listen_address)
+    except (OSError, ValueError) as error:
+        sys.stderr.write(f"ams-exporter: cannot listen on {args.listen_address}: {error}\n")
+        collector.close()
+        return 1
+    host, port = server.server_address[:2]
+    log.info(
+        "ams-exporter %s listening on %s:%s (metrics at %s) for %d account(s)%s",
+        __version__,
+        host,
+        port,
+        args.telemetry_path,
+        len(config.accounts),
+        f"; demo emulator at {emulator.account_endpoint}" if emulator else "",
+    )
+    _warm_up(collector, default_timeout)
+    started = time.monotonic()
+    try:
+        _wait_for_signal()
+    finally:
+        server.shutdown()
+        server.server_close()
+        collector.close()
+        log.info("stopped after %.0f s", time.monotonic() - started)
+    return 0

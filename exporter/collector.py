@@ -1,0 +1,322 @@
+"""One collection of every configured account, shared by the scrapes that arrive while it runs.
+
+``AccountCollector`` collects one account: it lists the in-scope jobs, fetches the tasks of the jobs that
+need them and remembers what never changes (tasks of jobs in Error). ``Collector`` runs all accounts
+concurrently under one deadline; ``Collector.collect`` lets concurrent callers (several Prometheus
+replicas, a status-page refresh) share one in-flight collection instead of multiplying upstream load.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+from exporter.ams.client import AmsClient
+from exporter.ams.model import ACTIVE_STATES, Job, JobState, Task
+from exporter.collection import AccountResult, Collection
+from exporter.config import AccountConfig
+from exporter.deadline import Deadline
+from exporter.errors import AmsApiError, ExporterError
+from exporter.scope import in_scope, server_filters
+
+log = logging.getLogger(__name__)
+
+# Jobs whose tasks are fetched on every collection: the only states in which tasks move.
+# Queued and Scheduled jobs have not started (Progress 0); final jobs never change.
+LIVE_TASK_STATES = frozenset({JobState.PROCESSING, JobState.CANCELING})
+
+# Time a collection may overrun its deadline before its callers stop waiting for it.
+GRACE_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """The in-scope jobs of one account and how many of them get per-job series."""
+
+    exported: list[Job]
+    counts: dict[JobState, int]
+    dropped: int
+
+
+class AccountCollector:
+    """Collects one account; keeps the per-account memory between collections."""
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        client: AmsClient,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self._client = client
+        self._wall_clock = wall_clock
+        self._dates_in_filter = True
+        self._final_tasks: dict[str, tuple[Task, ...]] = {}
+        self._last_success: float | None = None
+        self._last_error: str | None = None
+        self._failures_since_success = 0
+        self._lock = threading.Lock()
+
+    @property
+    def last_success(self) -> float | None:
+        """Wall-clock end of the last fully successful collection."""
+        return self._last_success
+
+    @property
+    def failures_since_success(self) -> int:
+        """Collections that failed since the last success (or since start)."""
+        return self._failures_since_success
+
+    def collect(self, deadline: Deadline) -> AccountResult:
+        """Collect the account once; never raises for upstream trouble (that is ``up == 0``)."""
+        if not self._lock.acquire(blocking=False):
+            return self._failure(0.0, "the previous collection of this account is still running")
+        try:
+            return self._collect(deadline)
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Release the account's connections."""
+        self._client.close()
+
+    def _collect(self, deadline: Deadline) -> AccountResult:
+        started = time.monotonic()
+        now = self._wall_clock()
+        try:
+            listing = self._list(now, deadline)
+        except ExporterError as error:
+            return self._failure(time.monotonic() - started, str(error))
+        tasks, task_error = self._tasks(listing.exported, deadline)
+        duration = time.monotonic() - started
+        if task_error is None:
+            self._last_success = self._wall_clock()
+        self._note_outcome(task_error)
+        return AccountResult(
+            account=self.account.name,
+            up=task_error is None,
+            duration_seconds=duration,
+            last_success=self._last_success,
+            error=task_error,
+            jobs=tuple(listing.exported),
+            tasks=tasks,
+            state_counts=listing.counts,
+            dropped=listing.dropped,
+        )
+
+    def _failure(self, duration: float, message: str) -> AccountResult:
+        self._note_outcome(message)
+        return AccountResult(
+            account=self.account.name,
+            up=False,
+            duration_seconds=duration,
+            last_success=self._last_success,
+            error=message,
+        )
+
+    def _note_outcome(self, error: str | None) -> None:
+        """Log an error once per episode, and the recovery that ends it."""
+        self._failures_since_success = 0 if error is None else self._failures_since_success + 1
+        if error is not None and error != self._last_error:
+            log.warning("collection of account %s failed: %s", self.account.name, error)
+        elif error is None and self._last_error is not None:
+            log.info("collection of account %s succeeded again", self.account.name)
+        self._last_error = error
+
+    def _list(self, now: float, deadline: Deadline) -> _Listing:
+        jobs_config = self.account.jobs
+        jobs = self._list_jobs(now, deadline)
+        in_scope_jobs = [job for job in jobs if in_scope(job, jobs_config, now)]
+        counts = dict.fromkeys(JobState, 0)
+        for job in in_scope_jobs:
+            counts[job.state] += 1
+        exported = _most_relevant(in_scope_jobs, jobs_config.max_jobs)
+        return _Listing(exported, counts, len(in_scope_jobs) - len(exported))
+
+    def _list_jobs(self, now: float, deadline: Deadline) -> list[Job]:
+        jobs_config = self.account.jobs
+        if self._dates_in_filter:
+            try:
+                return self._list_filtered(server_filters(jobs_config, now), deadline)
+            except AmsApiError as error:
+                if error.status != 400:
+                    raise
+                jobs = self._list_filtered(
+                    server_filters(jobs_config, now, with_dates=False), deadline
+                )
+                # Only now is it certain that the date part, not the user's filter, was refused.
+                self._dates_in_filter = False
+                log.warning(
+                    "account %s: AMS refused a datetime literal in $filter (%s); finished jobs are "
+                    "now selected by the exporter instead, which lists more jobs per collection",
+                    self.account.name,
+                    error.upstream_message,
+                )
+                return jobs
+        return self._list_filtered(server_filters(jobs_config, now, with_dates=False), deadline)
+
+    def _list_filtered(self, filters: Sequence[str | None], deadline: Deadline) -> list[Job]:
+        seen: dict[str, Job] = {}
+        for odata_filter in filters:
+            for job in self._client.list_jobs(odata_filter, deadline):
+                seen.setdefault(job.id, job)
+        return list(seen.values())
+
+    def _tasks(
+        self, jobs: Sequence[Job], deadline: Deadline
+    ) -> tuple[dict[str, tuple[Task, ...]], str | None]:
+        """Tasks of the exported jobs that need them, and the first error met fetching them."""
+        if not self.account.jobs.tasks:
+            return {}, None
+        known = {job.id: self._final_tasks[job.id] for job in jobs if job.id in self._final_tasks}
+        wanted = [job.id for job in jobs if _needs_tasks(job) and job.id not in known]
+        fetched = self._client.list_tasks_many(wanted, deadline) if wanted else {}
+        first_error: str | None = None
+        tasks = dict(known)
+        for job_id, outcome in fetched.items():
+            if isinstance(outcome, ExporterError):
+                first_error = first_error or f"tasks of job {job_id}: {outcome}"
+                continue
+            tasks[job_id] = tuple(outcome)
+        self._remember_final_tasks(jobs, tasks)
+        return tasks, first_error
+
+    def _remember_final_tasks(
+        self, jobs: Sequence[Job], tasks: dict[str, tuple[Task, ...]]
+    ) -> None:
+        """Keep the tasks of exported jobs in Error; forget jobs that left the scope."""
+        self._final_tasks = {
+            job.id: tasks[job.id] for job in jobs if job.state is JobState.ERROR and job.id in tasks
+        }
+
+
+def _needs_tasks(job: Job) -> bool:
+    return job.state in LIVE_TASK_STATES or job.state is JobState.ERROR
+
+
+def _most_relevant(jobs: list[Job], limit: int) -> list[Job]:
+    """At most ``limit`` jobs: active ones first (oldest first), then final ones, newest end first."""
+    if len(jobs) <= limit:
+        return jobs
+    active = sorted((job for job in jobs if job.state in ACTIVE_STATES), key=lambda j: j.created)
+    final = sorted(
+        (job for job in jobs if job.state not in ACTIVE_STATES),
+        key=lambda j: (j.state is not JobState.ERROR, -(j.end_time or j.last_modified)),
+    )
+    return (active + final)[:limit]
+
+
+class Collector:
+    """Collects all accounts concurrently; concurrent callers share the collection in flight."""
+
+    def __init__(
+        self, accounts: Sequence[AccountCollector], wall_clock: Callable[[], float] = time.time
+    ) -> None:
+        self._accounts = list(accounts)
+        self._wall_clock = wall_clock
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, len(self._accounts)), thread_name_prefix="account"
+        )
+        self._lock = threading.Lock()
+        self._in_flight: Future[Collection] | None = None
+        self._latest: Collection | None = None
+        self._latest_at = 0.0
+
+    @property
+    def latest(self) -> Collection | None:
+        """The last completed collection, if any (for the status page and readiness)."""
+        return self._latest
+
+    def age_of_latest(self) -> float:
+        """Seconds since the last collection completed (infinite before the first)."""
+        return time.monotonic() - self._latest_at if self._latest is not None else float("inf")
+
+    def unready_reason(self, max_failures: int = 3, max_age: float = 300.0) -> str | None:
+        """Why the exporter is not ready, or ``None`` when it is.
+
+        Ready means every account had a successful collection, and that success is either recent
+        (``max_age`` seconds) or followed by no more than ``max_failures`` failed collections.
+        """
+        now = self._wall_clock()
+        reasons = []
+        for account in self._accounts:
+            name, last = account.account.name, account.last_success
+            if last is None:
+                reasons.append(f"account {name}: no successful collection yet")
+            elif now - last > max_age and account.failures_since_success > max_failures:
+                reasons.append(
+                    f"account {name}: {account.failures_since_success} failed collections "
+                    f"since the last success {now - last:.0f} s ago"
+                )
+        return "; ".join(reasons) or None
+
+    def collect(self, deadline: Deadline) -> Collection:
+        """A fresh collection; joins the one in flight when there is one."""
+        with self._lock:
+            in_flight = self._in_flight
+            leader = in_flight is None
+            if in_flight is None:
+                in_flight = Future()
+                self._in_flight = in_flight
+        if leader:
+            return self._lead(in_flight, deadline)
+        try:
+            return in_flight.result(timeout=deadline.remaining() + GRACE_SECONDS)
+        except FutureTimeout:
+            return self._timed_out_everywhere("the shared collection did not finish in time")
+
+    def close(self) -> None:
+        """Stop the worker threads and release connections."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for account in self._accounts:
+            account.close()
+
+    def _lead(self, in_flight: Future[Collection], deadline: Deadline) -> Collection:
+        try:
+            collection = self._collect_all(deadline)
+        except BaseException as error:
+            in_flight.set_exception(error)
+            raise
+        finally:
+            with self._lock:
+                self._in_flight = None
+        self._latest = collection
+        self._latest_at = time.monotonic()
+        in_flight.set_result(collection)
+        return collection
+
+    def _collect_all(self, deadline: Deadline) -> Collection:
+        now = self._wall_clock()
+        started = [
+            (account, own_deadline, self._pool.submit(account.collect, own_deadline))
+            for account in self._accounts
+            for own_deadline in [deadline.earliest(Deadline.after(account.account.timeout))]
+        ]
+        results = []
+        for account, own_deadline, future in started:
+            try:
+                results.append(future.result(timeout=own_deadline.remaining() + GRACE_SECONDS))
+            except FutureTimeout:
+                results.append(_late(account, "the collection did not finish in time"))
+        return Collection(time=now, accounts=tuple(results))
+
+    def _timed_out_everywhere(self, message: str) -> Collection:
+        return Collection(
+            time=self._wall_clock(),
+            accounts=tuple(_late(account, message) for account in self._accounts),
+        )
+
+
+def _late(account: AccountCollector, message: str) -> AccountResult:
+    return AccountResult(
+        account=account.account.name,
+        up=False,
+        duration_seconds=account.account.timeout,
+        last_success=account.last_success,
+        error=message,
+    )

@@ -1,0 +1,195 @@
+"""The exporter's HTTP side: a small WSGI app and the threaded server that runs it.
+
+Routes: ``/`` (status page), the telemetry path (``/metrics``), ``/healthz`` (the process serves) and
+``/readyz`` (every account collected successfully, recently). A scrape's collection is bounded by
+Prometheus's ``X-Prometheus-Scrape-Timeout-Seconds`` minus a margin, so the exporter answers with what
+it has (and ``ams_up 0``) instead of letting Prometheus time out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector as RegistryCollector
+
+from exporter.collector import Collector
+from exporter.deadline import Deadline
+from exporter.families import build_families
+from exporter.http import RequestCounter
+from exporter.status_page import render_status_page
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+Environ = dict[str, Any]
+
+# Scrape-timeout header as WSGI names it.
+SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
+# Longest budget a header may ask for; Prometheus caps scrape_timeout at the scrape interval anyway.
+MAX_SCRAPE_TIMEOUT = 300.0
+# How often /readyz may start a collection itself when nothing else has (Kubernetes probes arrive
+# before Prometheus has discovered a pod that is not yet ready).
+READINESS_COLLECTION_INTERVAL = 60.0
+
+
+def collection_budget(header: str | None, default: float) -> float:
+    """Seconds a collection may take: the scrape timeout minus a margin for rendering and network.
+
+    The margin is 10 % of the timeout, between 0.1 s and 1 s. Without a usable header the default
+    (the longest account timeout) applies.
+    """
+    try:
+        timeout = float(header) if header else default
+    except ValueError:
+        log.debug("ignoring unreadable scrape timeout header %r", header)
+        timeout = default
+    if not 0 < timeout <= MAX_SCRAPE_TIMEOUT:
+        timeout = default
+    margin = min(1.0, max(0.1, timeout * 0.1))
+    return max(0.05, timeout - margin)
+
+
+def _process_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+@dataclass(frozen=True)
+class _Exposition(RegistryCollector):
+    """What one scrape exposes: the collection's families and the process metrics."""
+
+    families: Iterable[Any]
+    process: CollectorRegistry
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.families
+        yield from self.process.collect()
+
+
+class ExporterApp:
+    """The WSGI application."""
+
+    def __init__(
+        self,
+        collector: Collector,
+        counter: RequestCounter,
+        *,
+        version: str,
+        telemetry_path: str = "/metrics",
+        default_timeout: float = 10.0,
+    ) -> None:
+        self._collector = collector
+        self._counter = counter
+        self._version = version
+        self._telemetry_path = telemetry_path
+        self._default_timeout = default_timeout
+        self._process = _process_registry()
+        self._routes: dict[str, Callable[[Environ], tuple[str, list[tuple[str, str]], bytes]]] = {
+            "/": self._status_page,
+            telemetry_path: self._metrics,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+        }
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        route = self._routes.get(environ.get("PATH_INFO", "/"))
+        if route is None:
+            status, headers, body = _text("404 Not Found", "not found; see / for the endpoints\n")
+        elif method not in ("GET", "HEAD"):
+            status, headers, body = _text("405 Method Not Allowed", "only GET and HEAD\n")
+            headers.append(("Allow", "GET, HEAD"))
+        else:
+            try:
+                status, headers, body = route(environ)
+            except Exception:
+                log.exception("internal error serving %s", environ.get("PATH_INFO"))
+                status, headers, body = _text("500 Internal Server Error", "internal error\n")
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [b""] if method == "HEAD" else [body]
+
+    def _metrics(self, environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        budget = collection_budget(environ.get(SCRAPE_TIMEOUT_HEADER), self._default_timeout)
+        collection = self._collector.collect(Deadline.after(budget))
+        families = build_families(collection, self._counter.snapshot(), self._version)
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        body = encoder(_Exposition(families, self._process))
+        headers = [("Content-Type", content_type)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers.append(("Content-Encoding", "gzip"))
+        return "200 OK", headers, body
+
+    def _status_page(self, _environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        page = render_status_page(
+            self._collector.latest, version=self._version, metrics_path=self._telemetry_path
+        )
+        return "200 OK", [("Content-Type", "text/html; charset=utf-8")], page.encode()
+
+    def _healthz(self, _environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        return _text("200 OK", "ok\n")
+
+    def _readyz(self, _environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        latest = self._collector.latest
+        if latest is None or self._collector.age_of_latest() > READINESS_COLLECTION_INTERVAL:
+            self._collector.collect(Deadline.after(self._default_timeout))
+        reason = self._collector.unready_reason()
+        if reason is None:
+            return _text("200 OK", "ready\n")
+        return _text("503 Service Unavailable", f"not ready: {reason}\n")
+
+
+def _text(status: str, text: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    return status, [("Content-Type", "text/plain; charset=utf-8")], text.encode()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Request lines go to the debug log, not to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class ExporterServer(ThreadingMixIn, WSGIServer):
+    """A threaded WSGI server; each request in its own daemon thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port`` → (host, port)."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected host:port, :port or [address]:port, got {address!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port_text)
+
+
+def start_server(app: ExporterApp, address: str) -> ExporterServer:
+    """Bind ``address`` and serve ``app`` in a background thread; returns the running server."""
+    host, port = parse_listen_address(address)
+    server_class = type(
+        "BoundServer",
+        (ExporterServer,),
+        {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
+    )
+    server: ExporterServer = server_class((host, port), _QuietHandler)
+    server.set_app(app)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return server
