@@ -1,0 +1,213 @@
+"""How a collection behaves: scope, paging, credentials, retries, failures and deadlines."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import math
+
+import pytest
+
+from exporter.emulator import Emulator, Fault
+from tests.harness import running_exporter
+
+
+def _job_pages(emulator: Emulator) -> list[dict[str, str]]:
+    """Query options of the job listings the emulator answered."""
+    return [
+        r.query
+        for r in emulator.request_log
+        if r.api == "ams" and r.path.rstrip("/").endswith("/Jobs")
+    ]
+
+
+def test_paging_crosses_1000_jobs_with_skip_and_top():
+    with Emulator(jobs=2345, seed=3, speed=0) as emulator:
+        wide = {"jobs": {"finished_window": "3000h", "max_jobs": 10000, "tasks": False}}
+        with running_exporter({"big": emulator}, {"big": wide}) as exporter:
+            scrape = exporter.scrape()
+        assert scrape.value("ams_up", account="big") == 1
+        assert len(scrape.by_job("ams_job_priority", "big")) == 2345
+        pages = _job_pages(emulator)
+        assert sorted(int(p.get("$skip", "0")) for p in pages) == [0, 1000, 2000]
+        assert {p["$top"] for p in pages} == {"1000"}
+        assert all("RunningDuration" in p["$select"] for p in pages)
+
+
+def test_max_jobs_caps_per_job_series_and_counts_the_rest():
+    with Emulator(jobs=300, seed=5, speed=0) as emulator:
+        capped = {"jobs": {"max_jobs": 10}}
+        with running_exporter({"capped": emulator}, {"capped": capped}) as exporter:
+            scrape = exporter.scrape()
+    in_scope = sum(scrape.values("ams_jobs", account="capped"))
+    assert len(scrape.by_job("ams_job_priority", "capped")) == 10
+    assert scrape.value("ams_jobs_dropped", account="capped") == in_scope - 10
+    assert in_scope > 10
+
+
+def test_legacy_endpoint_is_resolved_through_the_301_keeping_authorization():
+    with Emulator(jobs=50, seed=1, speed=0) as emulator:
+        legacy = {"endpoint": emulator.legacy_endpoint}
+        with running_exporter({"legacy": emulator}, {"legacy": legacy}) as exporter:
+            first = exporter.scrape()
+            second = exporter.scrape()
+        assert first.value("ams_up", account="legacy") == 1
+        assert second.value("ams_up", account="legacy") == 1
+        roots = [r for r in emulator.request_log if r.api == "ams" and r.path == "/"]
+        assert [r.status for r in roots] == [301], "the legacy root is resolved once"
+        assert all(r.status == 200 for r in emulator.request_log if "/Jobs" in r.path)
+
+
+def test_certificate_credential():
+    with Emulator(jobs=30, seed=2, speed=0) as emulator:
+        by_cert = {
+            "client_secret": None,
+            "client_certificate_file": str(emulator.client_certificate_file),
+        }
+        with running_exporter({"cert": emulator}, {"cert": by_cert}) as exporter:
+            scrape = exporter.scrape()
+    assert scrape.value("ams_up", account="cert") == 1
+    assert scrape.value("ams_api_requests_total", account="cert", api="aad", code="200") >= 1
+
+
+def test_managed_identity_credential(monkeypatch):
+    with Emulator(jobs=30, seed=2, speed=0) as emulator:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.managed_identity_endpoint)
+        monkeypatch.setenv("IDENTITY_HEADER", emulator.managed_identity_header)
+        by_identity = {
+            "client_secret": None,
+            "tenant": None,
+            "client_id": None,
+            "managed_identity": True,
+        }
+        with running_exporter({"mi": emulator}, {"mi": by_identity}) as exporter:
+            scrape = exporter.scrape()
+    assert scrape.value("ams_up", account="mi") == 1
+
+
+def test_expired_token_is_replaced_after_one_401():
+    with Emulator(jobs=30, seed=2, speed=0) as emulator:
+        with running_exporter({"a": emulator}) as exporter:
+            exporter.scrape()
+            emulator.expire_tokens()
+            emulator.clear_log()
+            scrape = exporter.scrape()
+        assert scrape.value("ams_up", account="a") == 1
+        statuses = [r.status for r in emulator.request_log if r.api == "ams"]
+        assert statuses[0] == 401 and statuses[1:] == [200] * (len(statuses) - 1)
+        assert len([r for r in emulator.request_log if r.api == "aad" and r.status == 200]) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="status", status=503, count=2),
+        Fault(kind="status", status=500, count=1),
+        Fault(kind="status", status=502, count=1),
+        Fault(kind="status", status=429, count=1, retry_after=1),
+        Fault(kind="reset", count=1),
+    ],
+    ids=["503-busy", "500", "502", "429-retry-after", "connection-reset"],
+)
+def test_transient_failures_are_retried_within_the_collection(fault):
+    with Emulator(jobs=30, seed=2, speed=0) as emulator:
+        with running_exporter({"a": emulator}) as exporter:
+            exporter.scrape()
+            emulator.faults.add(fault)
+            scrape = exporter.scrape()
+    assert scrape.value("ams_up", account="a") == 1
+    code = "error" if fault.kind == "reset" else str(fault.status)
+    assert scrape.value("ams_api_requests_total", account="a", api="ams", code=code) == (
+        fault.count
+    )
+
+
+def test_a_failing_account_does_not_hide_the_others():
+    with (
+        Emulator(jobs=30, seed=1, speed=0) as healthy,
+        Emulator(jobs=30, seed=2, speed=0) as broken,
+    ):
+        broken.faults.add(Fault(kind="status", status=403))
+        with running_exporter({"healthy": healthy, "broken": broken}) as exporter:
+            scrape = exporter.scrape()
+    assert scrape.value("ams_up", account="healthy") == 1
+    assert scrape.value("ams_up", account="broken") == 0
+    assert scrape.by_job("ams_job_priority", "healthy")
+    assert not scrape.by_job("ams_job_priority", "broken")
+    assert scrape.values("ams_jobs", account="broken") == []
+    assert scrape.value("ams_api_requests_total", account="broken", api="ams", code="403") == 1
+
+
+def test_scrape_timeout_header_bounds_the_collection():
+    with Emulator(jobs=30, seed=1, speed=0) as fast, Emulator(jobs=30, seed=2, speed=0) as slow:
+        with running_exporter({"fast": fast, "slow": slow}) as exporter:
+            exporter.scrape()
+            slow.faults.add(Fault(kind="latency", latency=8.0))
+            # Prometheus would give up after 3 s; the exporter must answer before that.
+            scrape = exporter.scrape(headers={"X-Prometheus-Scrape-Timeout-Seconds": "3"})
+            slow.faults.clear()
+    assert scrape.status == 200
+    assert scrape.value("ams_up", account="fast") == 1
+    assert scrape.value("ams_up", account="slow") == 0
+    assert scrape.value("ams_scrape_duration_seconds", account="slow") < 3
+
+
+def test_concurrent_scrapes_share_one_collection():
+    with Emulator(jobs=200, seed=4, speed=0) as emulator:
+        with running_exporter({"a": emulator}) as exporter:
+            exporter.scrape()
+            emulator.clear_log()
+            emulator.faults.add(Fault(kind="latency", latency=0.5))
+            with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+                scrapes = list(pool.map(lambda _: exporter.scrape(), range(10)))
+        listings = _job_pages(emulator)
+    assert all(s.value("ams_up", account="a") == 1 for s in scrapes)
+    assert len(listings) <= 2, f"10 concurrent scrapes caused {len(listings)} job listings"
+    assert len({s.text.count("\n") for s in scrapes}) <= 2
+
+
+def test_date_filter_refusal_falls_back_to_filtering_on_the_exporter(caplog):
+    with Emulator(jobs=300, seed=6, speed=0) as emulator:
+        with running_exporter({"a": emulator}) as normal:
+            expected = normal.scrape()
+        emulator.faults.add(Fault(kind="reject_datetime_filter"))
+        with caplog.at_level(logging.WARNING), running_exporter({"a": emulator}) as exporter:
+            first = exporter.scrape()
+            second = exporter.scrape()
+    assert first.value("ams_up", account="a") == 1
+    assert second.value("ams_up", account="a") == 1
+    assert set(first.by_job("ams_job_priority", "a")) == set(
+        expected.by_job("ams_job_priority", "a")
+    )
+    assert first.value("ams_api_requests_total", account="a", api="ams", code="400") == 1
+    assert second.value("ams_api_requests_total", account="a", api="ams", code="400") == 1
+    warnings = [r for r in caplog.records if "datetime" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_finished_window_zero_exports_only_active_jobs():
+    with Emulator(jobs=300, seed=8, speed=0) as emulator:
+        active_only = {"jobs": {"finished_window": "0s"}}
+        with running_exporter({"a": emulator}, {"a": active_only}) as exporter:
+            scrape = exporter.scrape()
+        active = {job.id for job in emulator.jobs() if job.state in (0, 1, 2, 6)}
+    assert set(scrape.by_job("ams_job_priority", "a")) == active
+    assert math.fsum(scrape.values("ams_jobs", account="a")) == len(active)
+
+
+def test_name_prefix_and_ids_select_jobs_on_the_server():
+    with Emulator(jobs=300, seed=9, speed=0) as emulator:
+        jobs = [job for job in emulator.jobs() if job.state in (0, 1, 2, 6)]
+        chosen = [job.id for job in jobs[:3]]
+        prefix = jobs[0].name[:4]
+        with running_exporter(
+            {"ids": emulator, "prefix": emulator},
+            {
+                "ids": {"jobs": {"ids": chosen, "finished_window": "0s"}},
+                "prefix": {"jobs": {"name_prefix": prefix, "finished_window": "0s"}},
+            },
+        ) as exporter:
+            scrape = exporter.scrape()
+    assert set(scrape.by_job("ams_job_priority", "ids")) == set(chosen)
+    by_prefix = set(scrape.by_job("ams_job_priority", "prefix"))
+    assert by_prefix == {job.id for job in jobs if job.name.startswith(prefix)}
