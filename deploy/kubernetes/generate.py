@@ -26,8 +26,8 @@ HEADER = f"""\
 # Generated from prometheus/rules.yml and prometheus/alerts.yml by
 # `{COMMAND}`.
 # Do not edit: change those files and run the command again.
-# If your Prometheus selects rules by label (the kube-prometheus-stack chart uses
-# `release: <release name>`), add that label below.
+# To add the label your Prometheus selects rules by (kube-prometheus-stack: `release`), use
+# `labels` in kustomization.yaml rather than editing this file.
 """
 
 
