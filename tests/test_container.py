@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from exporter import __version__
+from exporter.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -208,9 +209,10 @@ def test_declares_a_temp_dir_and_writes_no_bytecode() -> None:
     assert dockerfile.one("WORKDIR", dockerfile.last_stage).args == "/tmp"
 
 
-def test_exposes_the_default_port() -> None:
+def test_exposes_the_exporters_default_port() -> None:
     dockerfile = Dockerfile()
     assert dockerfile.one("EXPOSE", dockerfile.last_stage).args == str(IMAGE_PORT)
+    assert build_parser().parse_args([]).listen_address == f":{IMAGE_PORT}"
 
 
 def test_entrypoint_is_the_console_script_and_reads_the_default_config_file() -> None:
@@ -221,6 +223,7 @@ def test_entrypoint_is_the_console_script_and_reads_the_default_config_file() ->
     assert "ams-exporter" in scripts
     cmd = dockerfile.one("CMD", dockerfile.last_stage).exec_form()
     assert cmd == [f"--config.file={IMAGE_CONFIG_FILE}"]
+    assert str(build_parser().parse_args(cmd).config_file) == IMAGE_CONFIG_FILE
 
 
 def test_oci_labels_name_source_version_and_licence() -> None:
