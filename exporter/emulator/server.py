@@ -152,16 +152,23 @@ class _Handler(BaseHTTPRequestHandler):
         if fired.latency:
             self.server.stopping.wait(fired.latency)
         kind = fired.fault.kind if fired.fault is not None else None
-        status: int | None = None
+        # Recorded before anything reaches the client, so a client that has its answer can
+        # rely on the log already holding the request.
+        if kind in ("reset", "aad_down"):
+            self._record(request, api, None, fired)
+            self._reset()
+            return
         try:
-            if kind in ("reset", "aad_down"):
-                self._reset()
-            else:
-                response = dispatcher.respond(request, fired)
-                status = response.status
-                self._send(request, response, fired)
-        finally:
-            self._record(request, api, status, fired)
+            response = dispatcher.respond(request, fired)
+        except Exception:  # a bug in the emulator must not look like a network fault
+            logger.exception("the emulator failed to answer %s %s", request.method, request.path)
+            response = Response(
+                500,
+                [("Content-Type", "text/plain; charset=utf-8")],
+                b"The emulator failed to answer this request; see its log.\n",
+            )
+        self._record(request, api, response.status, fired)
+        self._send(request, response, fired)
 
     def _parse(self) -> Request:
         parts = urlsplit(self.path)
