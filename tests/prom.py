@@ -99,19 +99,23 @@ class PrometheusServer:
             raise PrometheusError(f"/api/v1/{path} {params}: {response.status_code} {body}")
         return body["data"]
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query: the result samples (``metric`` labels and ``value`` [time, str])."""
-        data = self.api("query", query=expr)
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query (now, or at Unix time ``at``): the result samples, each with
+        ``metric`` labels and ``value`` [time, string]."""
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+        data = self.api("query", **params)
         if data["resultType"] != "vector":
             raise PrometheusError(f"{expr}: expected a vector, got {data['resultType']}")
         result: list[dict[str, Any]] = data["result"]
         return result
 
-    def values(self, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
+    def values(
+        self, expr: str, at: float | None = None
+    ) -> dict[tuple[tuple[str, str], ...], float]:
         """An instant query as ``{sorted label pairs: value}``."""
         return {
             tuple(sorted(sample["metric"].items())): float(sample["value"][1])
-            for sample in self.query(expr)
+            for sample in self.query(expr, at)
         }
 
     def alerts(self) -> list[dict[str, Any]]:

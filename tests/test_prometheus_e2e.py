@@ -8,6 +8,7 @@ emulator's state implies. Everything is read back through Prometheus's HTTP API.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "rules.yml"
 ALERTS = ROOT / "prometheus" / "alerts.yml"
 DAY = 86400.0
+# Older than any scrape still being written (scrape interval and timeout are 1s).
+SETTLED_SECONDS = 2.5
 
 
 @dataclass
@@ -70,31 +73,38 @@ def test_series_arrive_with_the_values_the_emulator_implies(stack: Stack) -> Non
     states = {job.id: STATE_NAMES[job.state] for job in inside}
     assert len(set(states.values())) >= 5, "the scenario should cover most states"
 
-    current = prom.wait_for_query(
-        f'ams_job_state{{account="{ACCOUNT}"}} == 1',
-        lambda result: {s["metric"]["job_id"]: s["metric"]["state"] for s in result} == states,
-    )
+    # Every query below reads one instant whose latest scrape carried a successful collection, so
+    # all series come from that one collection of the frozen emulator. The instant lies a couple of
+    # scrape intervals in the past: every scrape up to it is stored by then.
+    def settled_success() -> float | None:
+        at = time.time() - SETTLED_SECONDS
+        return at if prom.query(f'ams_up{{account="{ACCOUNT}"}} == 1', at) else None
+
+    at = prom.wait_for(settled_success, what="an instant after a successful collection")
+
+    current = prom.query(f'ams_job_state{{account="{ACCOUNT}"}} == 1', at)
+    assert {s["metric"]["job_id"]: s["metric"]["state"] for s in current} == states
     names = {s["metric"]["job_id"]: s["metric"]["job_name"] for s in current}
     assert names == {job.id: job.name or "" for job in inside}
     assert {s["metric"]["job"] for s in current} == {"ams"}
 
     counts = Counter(states.values())
-    per_state = by_label(prom.query(f'ams_jobs{{account="{ACCOUNT}"}}'), "state")
+    per_state = by_label(prom.query(f'ams_jobs{{account="{ACCOUNT}"}}', at), "state")
     assert per_state == {state: float(counts[state]) for state in STATE_NAMES}
 
     now = emulator.clock.now().timestamp()
     expected = {job.id: ExpectedJob(job, now) for job in inside}
-    created = by_label(prom.query("ams_job_created_timestamp_seconds"), "job_id")
+    created = by_label(prom.query("ams_job_created_timestamp_seconds", at), "job_id")
     assert created == pytest.approx({i: e.created() for i, e in expected.items()}, abs=1e-3)
-    priority = by_label(prom.query("ams_job_priority"), "job_id")
+    priority = by_label(prom.query("ams_job_priority", at), "job_id")
     assert priority == {job.id: float(job.priority) for job in inside}
     processing = [e for e in expected.values() if e.job.state == 2]
     assert processing, "the scenario should have jobs processing"
-    progress = by_label(prom.query("ams_job_progress_ratio"), "job_id")
+    progress = by_label(prom.query("ams_job_progress_ratio", at), "job_id")
     for job in processing:
         assert progress[job.job.id] == pytest.approx(job.progress(), abs=1e-9)
 
-    (up,) = prom.query('up{job="ams"}')
+    (up,) = prom.query('up{job="ams"}', at)
     assert up["metric"]["instance"] == stack.target
     assert float(up["value"][1]) == 1
 
@@ -186,7 +196,7 @@ def test_ams_up_drops_when_azure_ad_is_down_while_the_scrape_stays_up(stack: Sta
         assert down[0]["metric"]["instance"] == stack.target
         failures_at = float(down[0]["value"][0])
         # Prometheus's own view of the same target at the same instant: the scrape succeeded.
-        (up,) = prom.api("query", query='up{job="ams"}', time=str(failures_at))["result"]
+        (up,) = prom.query('up{job="ams"}', failures_at)
         assert float(up["value"][1]) == 1
         aad_errors = prom.wait_for_query(
             f'ams_api_requests_total{{account="{ACCOUNT}", api="aad", code="error"}} > 0'
