@@ -1,0 +1,342 @@
+"""The living scenario: a deterministic population that only moves forward as the clock runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from exporter.emulator.clock import Clock
+from exporter.emulator.entities import ERROR_CODES, MAX_JOB_NAME_LENGTH, EmuJob, JobState
+from exporter.emulator.query import QueryOptions
+from exporter.emulator.scenario import ScenarioConfig
+from exporter.emulator.store import JobStore
+
+UTC = timezone.utc
+START = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+HOUR = 3600.0
+FINAL = {JobState.FINISHED, JobState.ERROR, JobState.CANCELED}
+HISTORY_CODES = {
+    "WaitingForFreeResources",
+    "Scheduled",
+    "Processing",
+    "Finished",
+    "TaskBillingInformationAdded",
+}
+# Which states may follow which (directly or after several steps) - never backwards.
+LATER: dict[int, set[int]] = {
+    JobState.QUEUED: {1, 2, 3, 4, 5, 6},
+    JobState.SCHEDULED: {2, 3, 4, 5, 6},
+    JobState.PROCESSING: {3, 4, 5, 6},
+    JobState.CANCELING: {5},
+    JobState.FINISHED: set(),
+    JobState.ERROR: set(),
+    JobState.CANCELED: set(),
+}
+
+
+def make_store(jobs: int = 200, seed: int = 1, **config: object) -> tuple[JobStore, Clock]:
+    clock = Clock(START, speed=0)
+    return JobStore(ScenarioConfig(seed=seed, jobs=jobs, **config), clock), clock  # type: ignore[arg-type]
+
+
+def by_id(jobs: list[EmuJob]) -> dict[str, EmuJob]:
+    return {job.id: job for job in jobs}
+
+
+def assert_consistent(job: EmuJob) -> None:
+    """The fields of a job and its tasks agree with its state."""
+    state = JobState(job.state)
+    assert job.created <= job.last_modified, job
+    assert job.tasks, job
+    task_states = {task.state for task in job.tasks}
+    for task in job.tasks:
+        assert 0.0 <= task.progress <= 100.0
+        assert {event["Code"] for event in task.historical_events} <= HISTORY_CODES
+        assert all(detail["Code"] in ERROR_CODES for detail in task.error_details)
+        if task.state == JobState.FINISHED:
+            assert task.progress == 100.0
+            assert task.start_time is not None and task.end_time is not None
+            wall_ms = (task.end_time - task.start_time).total_seconds() * 1000
+            assert 0 < task.running_duration_ms < wall_ms
+    if state in (JobState.QUEUED, JobState.SCHEDULED):
+        assert job.start_time is None and job.end_time is None
+        assert job.running_duration_ms == 0.0
+        assert task_states == {state}
+        assert all(task.progress == 0.0 for task in job.tasks)
+    elif state == JobState.PROCESSING:
+        assert job.start_time is not None and job.end_time is None
+        assert job.running_duration_ms == 0.0  # set only when the job ends
+        assert JobState.PROCESSING in task_states
+    elif state == JobState.CANCELING:
+        assert job.end_time is None
+        assert JobState.CANCELING in task_states
+        assert JobState.PROCESSING not in task_states
+    else:
+        assert job.end_time is not None
+        assert not task_states & {JobState.QUEUED, JobState.SCHEDULED, JobState.PROCESSING}
+    if state == JobState.FINISHED:
+        assert task_states == {JobState.FINISHED}
+        assert job.start_time is not None and job.end_time is not None
+        wall_ms = (job.end_time - job.start_time).total_seconds() * 1000
+        # RunningDuration is milliseconds, a little less than the wall time (286974 of 319 s).
+        assert 0.8 * wall_ms < job.running_duration_ms < wall_ms
+    if state == JobState.ERROR:
+        failed = [task for task in job.tasks if task.state == JobState.ERROR]
+        assert failed and all(task.error_details for task in failed)
+    if job.start_time is not None:
+        assert job.created <= job.start_time
+        assert job.end_time is None or job.start_time <= job.end_time
+
+
+# --- the starting population ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jobs", [20, 200, 2000])
+def test_every_state_is_present_at_start(jobs: int) -> None:
+    store, _ = make_store(jobs)
+    snapshot = store.snapshot()
+    assert len(snapshot) == jobs
+    assert {job.state for job in snapshot} == set(JobState)
+    for job in snapshot:
+        assert_consistent(job)
+
+
+def test_population_spans_the_retention_window_with_recent_and_active_jobs() -> None:
+    store, _ = make_store(2000)
+    jobs = store.snapshot()
+    oldest = min(job.created for job in jobs)
+    assert START - timedelta(days=90) < oldest < START - timedelta(days=80)
+    recent = [j for j in jobs if j.end_time is not None and j.end_time > START - timedelta(days=1)]
+    active = [j for j in jobs if j.state not in FINAL]
+    assert 150 <= len(recent) <= 250  # ~10 %
+    assert 70 <= len(active) <= 130  # ~5 %
+    assert all(job.created <= START for job in jobs)
+
+
+def test_failed_jobs_carry_documented_error_codes() -> None:
+    store, _ = make_store(2000)
+    failed = [job for job in store.snapshot() if job.state == JobState.ERROR]
+    codes = {
+        detail["Code"] for job in failed for task in job.tasks for detail in task.error_details
+    }
+    assert len(failed) > 50
+    assert codes <= set(ERROR_CODES)
+    assert len(codes) >= 5
+
+
+def test_a_small_population_has_a_stuck_processing_job() -> None:
+    store, clock = make_store(20)
+    before = by_id(store.snapshot())
+    clock.advance(0.5 * HOUR)
+    after = by_id(store.snapshot())
+    stuck = [
+        job
+        for job in before.values()
+        if job.state == JobState.PROCESSING
+        and job.start_time is not None
+        and job.start_time < START - timedelta(hours=1)
+        and after[job.id].state == JobState.PROCESSING
+        and [t.progress for t in after[job.id].tasks] == [t.progress for t in job.tasks]
+    ]
+    assert stuck, "expected a job that stays Processing while its progress does not move"
+
+
+def test_a_small_population_has_a_job_waiting_in_queued_for_hours() -> None:
+    store, clock = make_store(20)
+    clock.advance(HOUR)
+    waiting = [
+        job
+        for job in store.snapshot()
+        if job.state == JobState.QUEUED and job.created < START - timedelta(minutes=50)
+    ]
+    assert waiting
+
+
+def test_names_include_the_hard_characters() -> None:
+    store, _ = make_store(20)
+    names = [job.name or "" for job in store.snapshot()]
+    assert any("'" in name for name in names)
+    assert any('"' in name for name in names)
+    assert any("\\" in name for name in names)
+    assert any("\n" in name for name in names)
+    assert any(any("\u4e00" <= ch <= "\u9fff" for ch in name) for name in names)
+    assert any(len(name) == MAX_JOB_NAME_LENGTH for name in names)
+    assert all(len(name) <= MAX_JOB_NAME_LENGTH for name in names)
+    assert any(name.startswith("ingest-") or name.startswith("Encode ") for name in names)
+
+
+def test_ids_have_the_service_form() -> None:
+    store, _ = make_store(50)
+    for job in store.snapshot():
+        assert job.id.startswith("nb:jid:UUID:") and len(job.id) == 12 + 36
+        for task in job.tasks:
+            assert task.id.startswith("nb:tid:UUID:") and len(task.id) == 12 + 36
+            assert task.job_id == job.id
+        assert 1 <= len(job.tasks) <= 3
+
+
+# --- determinism ------------------------------------------------------------------------------
+
+
+def test_same_seed_and_start_give_identical_data() -> None:
+    first, _ = make_store(300, seed=9)
+    second, _ = make_store(300, seed=9)
+    assert first.snapshot() == second.snapshot()
+
+
+def test_different_seeds_give_different_data() -> None:
+    first, _ = make_store(300, seed=9)
+    second, _ = make_store(300, seed=10)
+    first_ids = {job.id for job in first.snapshot()}
+    second_ids = {job.id for job in second.snapshot()}
+    assert not first_ids & second_ids
+
+
+def test_data_does_not_depend_on_how_often_it_is_read() -> None:
+    often, often_clock = make_store(200, seed=4)
+    once, once_clock = make_store(200, seed=4)
+    for _ in range(36):
+        often_clock.advance(600)
+        often.list_jobs(QueryOptions(top=5))
+    once_clock.advance(36 * 600)
+    assert often.snapshot() == once.snapshot()
+
+
+# --- the state machine as the clock advances ---------------------------------------------------
+
+
+def test_states_only_move_forward_over_simulated_hours() -> None:
+    store, clock = make_store(200, seed=2)
+    previous = by_id(store.snapshot())
+    initial_ids = set(previous)
+    seen_transitions: set[tuple[int, int]] = set()
+    for _ in range(12 * 12):  # 12 hours in 5-minute steps
+        clock.advance(300)
+        current = by_id(store.snapshot())
+        busy = sum(1 for j in current.values() if j.state in (1, 2))
+        assert busy <= store.config.slots
+        for job_id, job in current.items():
+            assert_consistent(job)
+            old = previous.get(job_id)
+            if old is None:
+                continue
+            assert job.last_modified >= old.last_modified
+            if job.state != old.state:
+                assert job.state in LATER[old.state], (old.state, job.state)
+                assert job.last_modified > old.last_modified
+                seen_transitions.add((old.state, job.state))
+            for old_task, task in zip(old.tasks, job.tasks, strict=True):
+                assert task.progress >= old_task.progress
+                assert task.state == old_task.state or task.state in LATER[old_task.state]
+        previous = current
+    arrived = set(previous) - initial_ids
+    assert len(arrived) > 50  # ~12 per hour
+    # The clock drove jobs through the whole life cycle.
+    assert {(2, 3), (2, 4), (6, 5)} <= seen_transitions
+    assert any(old == JobState.QUEUED for old, _ in seen_transitions)
+    assert {(0, 5), (2, 5)} & seen_transitions  # canceled within one step
+
+
+def test_progress_advances_with_time_while_processing() -> None:
+    store, clock = make_store(200, seed=3)
+    before = by_id(store.snapshot())
+    clock.advance(60)
+    after = by_id(store.snapshot())
+    moved = [
+        job_id
+        for job_id, job in before.items()
+        if job.state == JobState.PROCESSING
+        and after[job_id].state == JobState.PROCESSING
+        and sum(t.progress for t in after[job_id].tasks) > sum(t.progress for t in job.tasks)
+    ]
+    assert moved
+
+
+def test_higher_priority_jobs_leave_the_queue_first() -> None:
+    store, clock = make_store(
+        0,
+        seed=6,
+        slots=1,
+        arrivals_per_hour=6.0,
+        failure_ratio=0.0,
+        cancel_ratio=0.0,
+        stuck_ratio=0.0,
+        tasks_max=1,
+        mean_task_seconds=900.0,
+    )
+    clock.advance(6 * HOUR)
+    queued = [job for job in store.snapshot() if job.state == JobState.QUEUED]
+    assert len(queued) >= 10, "the queue should be long with one slot"
+    ids = {job.id for job in queued}
+    clock.advance(6 * HOUR)
+    started = [job for job in store.snapshot() if job.id in ids and job.state != 0]
+    assert len(started) >= 5
+    started.sort(key=lambda job: job.tasks[0].historical_events[0]["TimeStamp"])
+    order = [(-job.priority, job.created) for job in started]
+    assert order == sorted(order)
+    # A later job overtook an earlier one, so the order is not first-come-first-served.
+    assert any(a.priority > b.priority and a.created > b.created for a in started for b in started)
+
+
+def test_jobs_past_the_retention_window_are_deleted_with_their_tasks() -> None:
+    store, clock = make_store(300, seed=8, history_days=3.0)
+    oldest = min(store.snapshot(), key=lambda job: job.created)
+    task_id = oldest.tasks[0].id
+    assert store.get_task(task_id) is not None
+    clock.advance(2 * 24 * HOUR)
+    now = clock.now()
+    remaining = store.snapshot()
+    assert store.get_job(oldest.id) is None
+    assert store.get_task(task_id) is None
+    for job in remaining:
+        assert job.created >= now - timedelta(days=3) or job.state not in FINAL
+    assert store.count() == len(remaining)
+
+
+def test_a_clock_set_backwards_changes_nothing() -> None:
+    store, clock = make_store(100, seed=5)
+    clock.advance(HOUR)
+    later = store.snapshot()
+    clock.set(START)
+    assert store.snapshot() == later
+
+
+def test_an_empty_population_fills_up_from_arrivals() -> None:
+    store, clock = make_store(0, seed=11)
+    assert store.snapshot() == []
+    clock.advance(2 * HOUR)
+    assert store.count() > 5
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"jobs": -1}, "jobs must be >= 0, got -1"),
+        ({"tasks_min": 0}, "need 1 <= tasks_min <= tasks_max <= 30, got 0..3"),
+        ({"tasks_max": 31}, "need 1 <= tasks_min <= tasks_max <= 30, got 1..31"),
+        ({"slots": 0}, "slots must be >= 1, got 0"),
+        ({"failure_ratio": 1.5}, "failure_ratio must be within 0..1, got 1.5"),
+        ({"history_days": 0}, "history_days must be in (0, 3650], got 0"),
+        ({"arrivals_per_hour": -2.0}, "arrivals_per_hour must be within 0..1e6, got -2.0"),
+        (
+            {"failure_ratio": 0.5, "cancel_ratio": 0.5, "stuck_ratio": 0.1},
+            "failure_ratio + cancel_ratio + stuck_ratio must not exceed 1",
+        ),
+    ],
+)
+def test_invalid_configuration_is_refused_with_the_reason(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        ScenarioConfig(**fields)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+
+
+def test_tasks_per_job_follow_the_configuration() -> None:
+    store, _ = make_store(100, tasks_min=4, tasks_max=30)
+    counts = {len(job.tasks) for job in store.snapshot()}
+    assert min(counts) >= 4 and max(counts) <= 30 and len(counts) > 5
