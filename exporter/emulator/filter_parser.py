@@ -157,12 +157,27 @@ def tokenize(text: str) -> list[Token]:
 
 @dataclass(frozen=True, slots=True)
 class Expr:
-    """A compiled sub-expression: its EDM type, an evaluator, and its value if it is a constant."""
+    """A compiled sub-expression: its EDM type, an evaluator, and its value if it is a constant.
+
+    ``prop`` names the property when the expression is just a property reference. ``keys``, for a
+    boolean expression, is a set of Ids outside which it cannot be true (``Id eq '...'`` and
+    their disjunctions), so that a store can look those entities up instead of scanning.
+    """
 
     type: str
     fn: Getter
     is_const: bool = False
     const: Any = None
+    prop: str | None = None
+    keys: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPredicate:
+    """A type-checked filter: the predicate and, when the filter pins it, the possible Ids."""
+
+    matches: Predicate
+    keys: frozenset[str] | None
 
 
 def _const(type_: str, value: Any) -> Expr:
@@ -175,6 +190,22 @@ def _compatible(a: str, b: str) -> bool:
     if a in _NUMERIC and b in _NUMERIC:
         return True
     return a == b
+
+
+def _both(left: Expr, right: Expr) -> frozenset[str] | None:
+    """The Ids a conjunction can match: either side's restriction narrows it."""
+    if left.keys is None:
+        return right.keys
+    if right.keys is None:
+        return left.keys
+    return left.keys & right.keys
+
+
+def _either(left: Expr, right: Expr) -> frozenset[str] | None:
+    """The Ids a disjunction can match: known only if both sides restrict them."""
+    if left.keys is None or right.keys is None:
+        return None
+    return left.keys | right.keys
 
 
 _ORDERING = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
@@ -293,7 +324,7 @@ class _Parser:
             raise FilterError(f"'{kind}' expected at position {self.tok.pos} in '{self.text}'.")
         return self.take()
 
-    def parse(self) -> Predicate:
+    def parse(self) -> CompiledPredicate:
         if self.tok.kind == "end":
             raise FilterError(f"Expression expected at position 0 in '{self.text}'.")
         expr = self.binary(0)
@@ -305,7 +336,7 @@ class _Parser:
                 f"expected 'Edm.Boolean' in '{self.text}'."
             )
         fn = expr.fn
-        return lambda e: bool(fn(e))
+        return CompiledPredicate(lambda e: bool(fn(e)), expr.keys)
 
     def fail_operator_expected(self) -> None:
         tok = self.tok
@@ -332,15 +363,18 @@ class _Parser:
                 self.incompatible(op_tok, left, right)
             lf, rf = left.fn, right.fn
             if op == "and":
-                return Expr(T_BOOLEAN, lambda e: lf(e) and rf(e))
-            return Expr(T_BOOLEAN, lambda e: lf(e) or rf(e))
+                return Expr(T_BOOLEAN, lambda e: lf(e) and rf(e), keys=_both(left, right))
+            return Expr(T_BOOLEAN, lambda e: lf(e) or rf(e), keys=_either(left, right))
         if not _compatible(left.type, right.type):
             self.incompatible(op_tok, left, right)
         if left.is_const and not right.is_const:
             left, right = right, left
             op = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)
         if op in ("eq", "ne"):
-            return Expr(T_BOOLEAN, _equality(op, left, right))
+            keys = None
+            if op == "eq" and left.prop == "Id" and isinstance(right.const, str):
+                keys = frozenset({right.const})
+            return Expr(T_BOOLEAN, _equality(op, left, right), keys=keys)
         return Expr(T_BOOLEAN, _ordering(op, left, right))
 
     def incompatible(self, op_tok: Token, left: Expr, right: Expr) -> None:
@@ -411,7 +445,7 @@ class _Parser:
                 f"Property '{tok.text}' at position {tok.pos} is not a primitive property and "
                 "cannot be used in $filter."
             )
-        return Expr(_KIND_TYPES[prop.kind], operator.attrgetter(prop.attr))
+        return Expr(_KIND_TYPES[prop.kind], operator.attrgetter(prop.attr), prop=prop.name)
 
     def call(self, name_tok: Token) -> Expr:
         func = _FUNCTIONS.get(name_tok.text)
@@ -444,6 +478,6 @@ class _Parser:
                 )
 
 
-def compile_filter(text: str, entity: EntityType) -> Predicate:
-    """Parse and type-check ``text`` against ``entity`` and return a predicate over its objects."""
+def compile_filter(text: str, entity: EntityType) -> CompiledPredicate:
+    """Parse and type-check ``text`` against ``entity``; the predicate takes its objects."""
     return _Parser(text, entity).parse()

@@ -26,10 +26,15 @@ class ODataQueryError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CompiledFilter:
-    """A ``$filter`` text and the predicate it compiled to."""
+    """A ``$filter`` text and the predicate it compiled to.
+
+    ``keys``, when not None, holds every Id the filter can match (it pins ``Id eq '...'``), so
+    the documented progress check ``$filter=Id eq '...'`` needs no scan of the whole set.
+    """
 
     text: str
     matches: Predicate
+    keys: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +139,8 @@ def parse_query(params: Mapping[str, str], entity_set: str) -> QueryOptions:
     raw_filter = params.get("$filter", "").strip()
     if raw_filter:
         try:
-            compiled = CompiledFilter(raw_filter, compile_filter(raw_filter, entity))
+            predicate = compile_filter(raw_filter, entity)
+            compiled = CompiledFilter(raw_filter, predicate.matches, predicate.keys)
         except FilterError as exc:
             raise ODataQueryError(str(exc)) from exc
     raw_select = params.get("$select", "").strip()

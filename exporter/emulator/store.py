@@ -12,7 +12,7 @@ import gc
 import operator
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -111,11 +111,23 @@ def _null_first(attr: str) -> Callable[[Any], tuple[bool, Any]]:
     return key
 
 
-def _select(items: Sequence[E], options: QueryOptions) -> list[E]:
-    """Filter, order, skip and take over ``items`` (already in Id order); copies the result."""
+def _candidates(items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions) -> Sequence[E]:
+    """What a query has to look at: everything, or only the Ids its filter pins."""
+    keys = options.filter.keys if options.filter is not None else None
+    if keys is None:
+        return items
+    return sorted((by_id[key] for key in keys if key in by_id), key=lambda item: item.id)
+
+
+def _select(items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions) -> list[E]:
+    """Filter, order, skip and take over ``items`` (in Id order, indexed by ``by_id``).
+
+    Only the answer is copied.
+    """
     size = _page_size(options)
     if size == 0:
         return []
+    items = _candidates(items, by_id, options)
     matches = options.filter.matches if options.filter is not None else None
     if not options.orderby:
         picked: list[E] = []
@@ -182,7 +194,7 @@ class JobStore:
         """Jobs matching ``options``: filtered, ordered (default by Id), skip/top, at most 1000."""
         with self._lock:
             self._advance()
-            return _select(self._index.job_order.items, options)
+            return _select(self._index.job_order.items, self._index.jobs, options)
 
     def get_job(self, job_id: str) -> EmuJob | None:
         """A copy of one job, or None."""
@@ -199,11 +211,12 @@ class JobStore:
         with self._lock:
             self._advance()
             if job_id is None:
-                return _select(self._index.task_order.items, options)
+                return _select(self._index.task_order.items, self._index.tasks, options)
             job = self._index.jobs.get(job_id)
             if job is None:
                 raise KeyError(f"no job with Id {job_id!r}")
-            return _select(sorted(job.tasks, key=lambda task: task.id), options)
+            tasks = sorted(job.tasks, key=lambda task: task.id)
+            return _select(tasks, {task.id: task for task in tasks}, options)
 
     def get_task(self, task_id: str) -> EmuTask | None:
         """A copy of one task, or None."""

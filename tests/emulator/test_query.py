@@ -497,3 +497,29 @@ def test_a_compiled_filter_keeps_its_text() -> None:
     options = parse_query({"$filter": " State eq 2 "}, "Jobs")
     assert options.filter is not None
     assert options.filter.text == "State eq 2"
+
+
+# --- Id lookups ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "keys"),
+    [
+        ("Id eq 'a'", {"a"}),
+        ("'a' eq Id", {"a"}),
+        ("Id eq 'a' or Id eq 'b'", {"a", "b"}),
+        ("(Id eq 'a' or Id eq 'b') and State eq 2", {"a", "b"}),
+        ("State eq 2 and (Id eq 'a' or Id eq 'b')", {"a", "b"}),
+        ("Id eq 'a' and Id eq 'b'", set()),
+        ("Id eq 'a' or State eq 2", None),
+        ("not (Id eq 'a')", None),
+        ("Id ne 'a'", None),
+        ("Id gt 'a'", None),
+        ("Name eq 'a'", None),
+        ("startswith(Id,'a')", None),
+    ],
+)
+def test_filters_that_pin_ids_expose_them(text: str, keys: set[str] | None) -> None:
+    options = parse_query({"$filter": text}, "Jobs")
+    assert options.filter is not None
+    assert options.filter.keys == (frozenset(keys) if keys is not None else None)

@@ -339,3 +339,21 @@ def test_one_hundred_thousand_jobs() -> None:
     assert all(job.end_time is not None for job in recent)
     clock.advance(3600)
     assert jobs.count() > 100_000
+
+
+def test_id_filters_find_exactly_those_jobs(big: JobStore) -> None:
+    jobs = big.snapshot()
+    wanted = [jobs[1500], jobs[7], jobs[2200]]
+    missing = "nb:jid:UUID:00000000-0000-4000-8000-000000000000"
+    text = " or ".join(f"Id eq '{job.id}'" for job in [*wanted, jobs[7]]) + f" or Id eq '{missing}'"
+    assert ids(query(big, filter=text)) == sorted(job.id for job in wanted)
+    assert ids(query(big, filter=f"Id eq '{wanted[0].id}'", top="1")) == [wanted[0].id]
+    other_state = next(s for s in range(7) if s != wanted[0].state)
+    narrowed = f"Id eq '{wanted[0].id}' and State eq {other_state}"
+    assert query(big, filter=narrowed) == []
+    assert query(big, filter=f"Id eq '{wanted[0].id}'", skip="1") == []
+    task = wanted[1].tasks[0]
+    found = big.list_tasks(parse_query({"$filter": f"Id eq '{task.id}'"}, "Tasks"))
+    assert found == [task]
+    of_job = big.list_tasks(parse_query({"$filter": f"Id eq '{task.id}'"}, "Tasks"), wanted[0].id)
+    assert of_job == []
