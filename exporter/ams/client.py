@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -76,6 +77,9 @@ MAX_REDIRECTS = 3
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 307, 308})
 
+_MAX_REMEMBERED_FILTERS = 256
+_DATETIME_LITERAL_RE = re.compile(r"datetime'[^']*'", re.IGNORECASE)
+
 _T = TypeVar("_T")
 
 
@@ -105,6 +109,7 @@ class AmsClient:
         )
         self._base: str | None = None
         self._base_lock = threading.Lock()
+        self._known_pages: dict[str, int] = {}
 
     def close(self) -> None:
         """Stop the worker threads and close the AMS session."""
@@ -115,16 +120,18 @@ class AmsClient:
     def list_jobs(self, filter: str | None, deadline: Deadline) -> list[Job]:
         """Every job matching ``filter`` (all pages), each Id once, in the service's order.
 
-        Pages beyond the first are fetched concurrently, at most as many at once as full pages
-        already seen (up to :data:`PAGE_WINDOW`): small accounts pay no speculative requests,
-        large ones overlap latency. A full page that brings no new Id means the service ignores
-        ``$skip``; that is an error rather than an endless loop.
+        AMS gives no count and no next link, so the number of pages is known only when a short
+        one arrives. The client remembers how many pages the previous listing of the same filter
+        took (date literals aside, as they move with every collection) and fetches that many
+        concurrently, :data:`PAGE_WINDOW` at a time; beyond it, pages are read one after the
+        other. The steady state thus costs exactly the pages needed, with latency overlapped; a
+        first listing or a grown account pays only latency, never extra requests.
         """
-        first = self._jobs_page(filter, 0, deadline)
-        jobs: dict[str, Job] = {}
-        self._merge_page(jobs, first, 0)
-        if len(first) >= PAGE_SIZE:
-            self._read_following_pages(filter, jobs, deadline)
+        key = _filter_shape(filter)
+        jobs, pages = self._read_pages(filter, self._known_pages.get(key, 1), deadline)
+        if len(self._known_pages) >= _MAX_REMEMBERED_FILTERS:
+            self._known_pages.clear()
+        self._known_pages[key] = pages
         return list(jobs.values())
 
     def list_tasks(self, job_id: str, deadline: Deadline) -> list[Task]:
@@ -170,20 +177,27 @@ class AmsClient:
         except ExporterError as exc:
             return exc
 
-    def _read_following_pages(
-        self, filter: str | None, jobs: dict[str, Job], deadline: Deadline
-    ) -> None:
+    def _read_pages(
+        self, filter: str | None, expected: int, deadline: Deadline
+    ) -> tuple[dict[str, Job], int]:
+        """The jobs of all pages and the number of pages read.
+
+        Page ``n`` is requested once page ``n - 1`` came back full, or earlier when ``n`` is
+        below ``expected``; at most :data:`PAGE_WINDOW` are in flight.
+        """
+        jobs: dict[str, Job] = {}
         in_flight: deque[tuple[int, Future[list[Job]]]] = deque()
-        next_skip = PAGE_SIZE
-        full_pages = 1
+        next_page = 0
+        full_pages = 0
         try:
             while True:
-                while len(in_flight) < min(PAGE_WINDOW, full_pages):
-                    if next_skip >= MAX_PAGES * PAGE_SIZE:
-                        break
-                    future = self._pages.submit(self._jobs_page, filter, next_skip, deadline)
-                    in_flight.append((next_skip, future))
-                    next_skip += PAGE_SIZE
+                while len(in_flight) < PAGE_WINDOW and next_page < min(
+                    MAX_PAGES, max(expected, full_pages + 1)
+                ):
+                    skip = next_page * PAGE_SIZE
+                    future = self._pages.submit(self._jobs_page, filter, skip, deadline)
+                    in_flight.append((skip, future))
+                    next_page += 1
                 if not in_flight:
                     raise AmsResponseError(
                         self._name, f"more than {MAX_PAGES} pages of jobs; not reading further"
@@ -192,7 +206,7 @@ class AmsClient:
                 page = _result(future, deadline, f"account {self._name}: job page at $skip={skip}")
                 self._merge_page(jobs, page, skip)
                 if len(page) < PAGE_SIZE:
-                    return
+                    return jobs, full_pages + 1
                 full_pages += 1
         finally:
             for _, pending in in_flight:
@@ -405,6 +419,11 @@ def _query(params: dict[str, str]) -> str:
 def _path_quote(literal: str) -> str:
     """A key literal in a path: ``'nb%3Ajid%3AUUID%3A...'``, as the AMS docs write it."""
     return url_quote(literal, safe="'")
+
+
+def _filter_shape(filter: str | None) -> str:
+    """``filter`` without its date literals: the same listing from one collection to the next."""
+    return _DATETIME_LITERAL_RE.sub("datetime''", filter or "")
 
 
 def _with_slash(url: str) -> str:
