@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
+import requests
 
 from exporter import __version__
 from exporter.ams.client import (
@@ -320,6 +321,13 @@ class TestTransport:
             client.close()
         assert counter.snapshot()[(ACCOUNT, "ams", "error")] == 1  # not retried
         assert not ams_requests(fresh)
+
+    def test_verification_cannot_be_switched_off_per_request(self, fresh: Emulator) -> None:
+        counter = RequestCounter()
+        session = UpstreamSession(ACCOUNT, "ams", counter, None, 5.0, USER_AGENT)
+        with session, pytest.raises(requests.exceptions.SSLError):
+            session.get(fresh.account_endpoint, verify=False)
+        assert counter.snapshot() == {(ACCOUNT, "ams", "error"): 1}
 
     @pytest.mark.parametrize(
         ("header", "seconds"),
