@@ -51,6 +51,12 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number within 0..65535, not {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ams-emulator",
@@ -89,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    network.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
+    network.add_argument(
+        "--port", type=_port, default=0, help="port; 0 picks a free one (default 0)"
+    )
     network.add_argument(
         "--allow-non-loopback",
         action="store_true",

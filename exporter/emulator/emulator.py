@@ -14,6 +14,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import weakref
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -88,6 +89,8 @@ class Emulator:
                 f"host {host!r} is not a loopback address; pass allow_non_loopback=True to "
                 "expose the emulator beyond this machine"
             )
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be within 0..65535, got {port}")
         if verbose_date_format not in ("iso", "msdate"):
             raise ValueError("verbose_date_format must be 'iso' or 'msdate'")
         self.clock = Clock(start, speed)
@@ -99,12 +102,14 @@ class Emulator:
         self.resource = resource
         self.managed_identity_header = secrets.token_hex(16)
         self._directory = Path(tempfile.mkdtemp(prefix="ams-emulator-"))
+        # Removes the certificate files even if stop() is never called.
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._directory, ignore_errors=True)
         self._thread: threading.Thread | None = None
         self._stopped = False
         try:
             self._bind(host, port, token_lifetime, verbose_date_format)
         except BaseException:
-            shutil.rmtree(self._directory, ignore_errors=True)
+            self._cleanup()
             raise
 
     def _bind(self, host: str, port: int, token_lifetime: float, date_format: DateFormat) -> None:
@@ -168,7 +173,7 @@ class Emulator:
             self._thread.join(timeout=10)
         else:
             self._server.server_close()
-        shutil.rmtree(self._directory, ignore_errors=True)
+        self._cleanup()
 
     def __enter__(self) -> Emulator:
         return self.start()

@@ -12,11 +12,10 @@ JSON_UTF8 = "application/json; charset=utf-8"
 
 @dataclass(frozen=True)
 class Request:
-    """One parsed HTTP request. ``path`` is percent-decoded; ``raw_path`` is as sent."""
+    """One parsed HTTP request. ``path`` is percent-decoded, without the query string."""
 
     method: str
     path: str
-    raw_path: str
     query: dict[str, str]
     headers: Mapping[str, str]  # lower-case names
     body: bytes = b""

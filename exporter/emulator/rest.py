@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 from exporter.emulator.edmx import metadata_document
 from exporter.emulator.entities import ENTITY_TYPES, EmuJob, EmuTask, Kind
-from exporter.emulator.faults import Fired
+from exporter.emulator.faults import Fault, Fired
 from exporter.emulator.messages import Request, Response, json_bytes
 from exporter.emulator.query import ODataQueryError, QueryOptions, parse_query
 from exporter.emulator.serialize import DateFormat, dumps_verbose, to_minimal, to_verbose
@@ -138,7 +138,7 @@ class AmsRest:
                     "(minimal metadata or odata=verbose).",
                 )
             if fired.fault is not None and fired.fault.kind != "repeat_page":
-                fault_response = self._fault_response(request, shape, fired)
+                fault_response = self._fault_response(request, shape, fired.fault, fired.message)
                 if fault_response is not None:
                     return self._finish(request, fault_response)
             self._check_headers(request, rel)
@@ -394,11 +394,11 @@ class AmsRest:
 
     # ---- injected faults ---------------------------------------------------------------------
 
-    def _fault_response(self, request: Request, shape: Shape, fired: Fired) -> Response | None:
-        fault = fired.fault
-        assert fault is not None
+    def _fault_response(
+        self, request: Request, shape: Shape, fault: Fault, message: str
+    ) -> Response | None:
         if fault.kind == "status":
-            response = self.error_response(shape, fault.status, fired.message)
+            response = self.error_response(shape, fault.status, message)
             retry_after = (
                 fault.retry_after
                 if fault.retry_after is not None
@@ -409,7 +409,7 @@ class AmsRest:
             return response
         if fault.kind == "reject_datetime_filter":
             self._authorize(request.header("authorization"))
-            return self.error_response(shape, 400, fired.message)
+            return self.error_response(shape, 400, message)
         content_type = [("Content-Type", CONTENT_TYPES[shape])]
         if fault.kind == "malformed_json":
             body = f'{{"odata.metadata":"{self.base}$metadata#Jobs","value":[{{"Id":"nb:jid:UUID:'

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import uuid
 from urllib.parse import parse_qsl, unquote_plus
 
 from exporter.emulator.aad import MANAGED_IDENTITY_PATH, AadError, AadReply, AzureAd
@@ -71,7 +72,11 @@ class Dispatcher:
         if fault_response is not None:
             return fault_response
         reply = self._aad_reply(request)
-        headers = [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")]
+        headers = [
+            ("Cache-Control", "no-store, no-cache"),
+            ("Pragma", "no-cache"),
+            ("x-ms-request-id", str(uuid.uuid4())),
+        ]
         client_request_id = request.header("client-request-id")
         if client_request_id is not None and len(client_request_id) <= 100:
             headers.append(("client-request-id", client_request_id))

@@ -194,7 +194,6 @@ class _Handler(BaseHTTPRequestHandler):
         return Request(
             method=self.command,
             path=unquote(parts.path, errors="replace"),
-            raw_path=parts.path,
             query=query,
             headers=headers,
             body=self._read_body(headers),
