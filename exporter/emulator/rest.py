@@ -148,6 +148,17 @@ class AmsRest:
             response.headers.extend(exc.headers)
         return self._finish(request, response)
 
+    def fault_answer(self, request: Request, fired: Fired) -> Response | None:
+        """The answer an injected fault gives outside ``/api/`` (legacy root, unknown paths)."""
+        if fired.fault is None:
+            return None
+        shape = negotiate(request.header("accept")) or "minimal"
+        try:
+            response = self._fault_response(request, shape, fired.fault, fired.message)
+        except ApiError as exc:
+            response = self.error_response(shape, exc.status, exc.message)
+        return self._finish(request, response) if response is not None else None
+
     def unknown_path(self, request: Request) -> Response:
         """404 for a path outside ``/api/`` (and not Azure AD's)."""
         shape = negotiate(request.header("accept")) or "minimal"

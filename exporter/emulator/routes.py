@@ -47,10 +47,13 @@ class Dispatcher:
     def respond(self, request: Request, fired: Fired) -> Response:
         if self.api_of(request.path) == "aad":
             return self._aad(request, fired)
-        if request.path in ("/", ""):
-            return self._legacy_root(fired)
         api = _API.match(request.path)
         if api is None:
+            answer = self.rest.fault_answer(request, fired)
+            if answer is not None:
+                return answer
+            if request.path in ("/", ""):
+                return self._legacy_root(fired)
             return self.rest.unknown_path(request)
         return self.rest.respond(request, api["rel"] or "", fired)
 

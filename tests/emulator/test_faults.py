@@ -212,6 +212,14 @@ def test_redirect_loop_points_the_legacy_root_at_itself(client: AmsClient, emu: 
     assert response.headers["Location"] == emu.legacy_endpoint
 
 
+def test_status_fault_applies_to_the_legacy_root_too(client: AmsClient, emu: Emulator) -> None:
+    emu.faults.add(Fault("status", status=503, count=1))
+    busy = client.get(emu.legacy_endpoint, allow_redirects=False)
+    assert busy.status_code == 503
+    assert BUSY.match(_message(busy))
+    assert client.get(emu.legacy_endpoint, allow_redirects=False).status_code == 301
+
+
 def test_reject_datetime_filter(client: AmsClient, emu: Emulator) -> None:
     emu.faults.add(Fault("reject_datetime_filter"))
     rejected = client.get(
