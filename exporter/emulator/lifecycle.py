@@ -17,6 +17,7 @@ from exporter.emulator.entities import (
     EVENT_FINISHED,
     EVENT_PROCESSING,
     EVENT_SCHEDULED,
+    EVENT_WAITING,
     EmuJob,
     EmuTask,
     HistoricalEvent,
@@ -41,6 +42,14 @@ def _ms(wall_seconds: float, factor: float) -> float:
 def _event(task: EmuTask, code: str, when: datetime, message: str = "") -> None:
     entry: HistoricalEvent = {"Code": code, "Message": message, "TimeStamp": when}
     task.historical_events.append(entry)
+
+
+def wait(job: EmuJob, at: float) -> None:
+    """A queued job found no free encoding slot: its tasks record WaitingForFreeResources."""
+    when = at_ms(at)
+    for task in job.tasks:
+        if task.state == JobState.QUEUED:
+            _event(task, EVENT_WAITING, when)
 
 
 def schedule(job: EmuJob, at: float) -> None:

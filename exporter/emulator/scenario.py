@@ -117,7 +117,7 @@ class Population(Protocol):
 
     def add(self, job: EmuJob) -> None: ...
 
-    def remove(self, job_id: str) -> None: ...
+    def remove_many(self, job_ids: list[str]) -> None: ...
 
     def get(self, job_id: str) -> EmuJob | None: ...
 
@@ -486,6 +486,8 @@ class Scenario:
             self._end(job, plan, JobState.FINISHED, at)
 
     def _on_fail(self, job: EmuJob, plan: Plan, index: int, at: float) -> None:
+        # Progress as it stood when the task stopped, however rarely the store was read.
+        job.tasks[index].progress = round(plan.progress_cap(index), 2)
         lifecycle.fail_task(job, index, at, plan.error_code, plan.duration_factor)
         self._end(job, plan, JobState.ERROR, at)
 
@@ -519,6 +521,8 @@ class Scenario:
         else:
             self._make_ready(job)
             self._dispatch(at)
+        if job.state == JobState.QUEUED:
+            lifecycle.wait(job, at)
 
     def _next_arrival(self, after: float) -> None:
         rate = self.config.arrival_rate
@@ -550,13 +554,17 @@ class Scenario:
             self._on_canceled(job, plan, ev.at)
 
     def _expire(self, now: float) -> None:
+        """Delete final jobs created before the retention window (the service keeps 90 days)."""
         horizon = now - self.config.history_days * DAY
+        expired: list[str] = []
         while self._retention and self._retention[0][0] < horizon:
             job_id = heapq.heappop(self._retention)[1]
             job = self._pop.get(job_id)
             if job is not None and job.state in FINAL_STATES:
-                self._pop.remove(job_id)
+                expired.append(job_id)
                 self._plans.pop(job_id, None)
+        if expired:
+            self._pop.remove_many(expired)
 
     def advance(self, to: datetime) -> None:
         """Apply every event up to ``to`` and bring running tasks' progress to that moment.
@@ -702,11 +710,13 @@ class Scenario:
         return index, fraction * plan.durations[index], t0
 
     def _seed_queued(self, job: EmuJob, plan: Plan, t0: float) -> None:
+        lifecycle.wait(job, job.created.timestamp())
         self._make_ready(job)
         if plan.outcome == OUTCOME_CANCEL:
             self._push(t0 + plan.cancel_after, EV_CANCEL, job.id)
 
     def _seed_held(self, job: EmuJob, plan: Plan, t0: float) -> None:
+        lifecycle.wait(job, job.created.timestamp())
         self._push(t0 + self._gen.rng.uniform(HOUR, 4 * HOUR), EV_ELIGIBLE, job.id)
 
     def _seed_scheduled(self, job: EmuJob, plan: Plan, t0: float) -> None:

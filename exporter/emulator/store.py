@@ -53,6 +53,11 @@ class _SortedById:
             del self.ids[pos]
             del self.items[pos]
 
+    def keep(self, wanted: Mapping[str, Any]) -> None:
+        """Drop every item whose Id is not in ``wanted``, keeping the order."""
+        self.items = [item for item in self.items if item.id in wanted]
+        self.ids = [item.id for item in self.items]
+
     def rebuild(self, items: Iterable[EmuJob | EmuTask]) -> None:
         self.items = sorted(items, key=lambda item: item.id)
         self.ids = [item.id for item in self.items]
@@ -86,6 +91,18 @@ class _Index:
         for task in job.tasks:
             del self.tasks[task.id]
             self.task_order.remove(task.id)
+
+    def remove_many(self, job_ids: list[str]) -> None:
+        """Remove several jobs; many at once (a long clock jump) rebuild the order in one pass."""
+        if len(job_ids) < 64:
+            for job_id in job_ids:
+                self.remove(job_id)
+            return
+        for job_id in job_ids:
+            for task in self.jobs.pop(job_id).tasks:
+                del self.tasks[task.id]
+        self.job_order.keep(self.jobs)
+        self.task_order.keep(self.tasks)
 
     def get(self, job_id: str) -> EmuJob | None:
         return self.jobs.get(job_id)

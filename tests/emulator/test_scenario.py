@@ -40,6 +40,12 @@ def make_store(jobs: int = 200, seed: int = 1, **config: object) -> tuple[JobSto
     return JobStore(ScenarioConfig(seed=seed, jobs=jobs, **config), clock), clock  # type: ignore[arg-type]
 
 
+def scheduled_at(job: EmuJob) -> datetime:
+    """When the job left the queue, from its first task's history."""
+    events = job.tasks[0].historical_events
+    return next(event["TimeStamp"] for event in events if event["Code"] == "Scheduled")
+
+
 def by_id(jobs: list[EmuJob]) -> dict[str, EmuJob]:
     return {job.id: job for job in jobs}
 
@@ -196,10 +202,10 @@ def test_different_seeds_give_different_data() -> None:
 def test_data_does_not_depend_on_how_often_it_is_read() -> None:
     often, often_clock = make_store(200, seed=4)
     once, once_clock = make_store(200, seed=4)
-    for _ in range(36):
-        often_clock.advance(600)
+    for _ in range(360):  # 12 hours, read every 2 minutes
+        often_clock.advance(120)
         often.list_jobs(QueryOptions(top=5))
-    once_clock.advance(36 * 600)
+    once_clock.advance(360 * 120)
     assert often.snapshot() == once.snapshot()
 
 
@@ -272,7 +278,7 @@ def test_higher_priority_jobs_leave_the_queue_first() -> None:
     clock.advance(6 * HOUR)
     started = [job for job in store.snapshot() if job.id in ids and job.state != 0]
     assert len(started) >= 5
-    started.sort(key=lambda job: job.tasks[0].historical_events[0]["TimeStamp"])
+    started.sort(key=scheduled_at)
     order = [(-job.priority, job.created) for job in started]
     assert order == sorted(order)
     # A later job overtook an earlier one, so the order is not first-come-first-served.
@@ -281,7 +287,8 @@ def test_higher_priority_jobs_leave_the_queue_first() -> None:
 
 def test_jobs_past_the_retention_window_are_deleted_with_their_tasks() -> None:
     store, clock = make_store(300, seed=8, history_days=3.0)
-    oldest = min(store.snapshot(), key=lambda job: job.created)
+    initial = store.snapshot()
+    oldest = min(initial, key=lambda job: job.created)
     task_id = oldest.tasks[0].id
     assert store.get_task(task_id) is not None
     clock.advance(2 * 24 * HOUR)
@@ -289,9 +296,29 @@ def test_jobs_past_the_retention_window_are_deleted_with_their_tasks() -> None:
     remaining = store.snapshot()
     assert store.get_job(oldest.id) is None
     assert store.get_task(task_id) is None
+    survivors = {job.id for job in initial} & {job.id for job in remaining}
+    assert len(survivors) < 100  # the initial history was at most 3 days old
     for job in remaining:
         assert job.created >= now - timedelta(days=3) or job.state not in FINAL
+        for task in job.tasks:
+            assert store.get_task(task.id) == task
     assert store.count() == len(remaining)
+    every_task = store.list_tasks(QueryOptions())
+    assert {task.job_id for task in every_task} <= {job.id for job in remaining}
+
+
+def test_deleting_in_small_steps_or_one_jump_gives_the_same_data() -> None:
+    stepped, stepped_clock = make_store(300, seed=8, history_days=3.0)
+    jumped, jumped_clock = make_store(300, seed=8, history_days=3.0)
+    # The old history was created about 24 hours before the start; it leaves the 3-day window
+    # about 48 hours after it.
+    stepped_clock.advance(47 * HOUR)
+    for _ in range(24):  # a few deletions per step
+        stepped_clock.advance(600)
+        stepped.count()
+    jumped_clock.advance(51 * HOUR)  # hundreds of deletions at once
+    assert jumped.snapshot() == stepped.snapshot()
+    assert jumped.list_tasks(QueryOptions()) == stepped.list_tasks(QueryOptions())
 
 
 def test_a_clock_set_backwards_changes_nothing() -> None:
