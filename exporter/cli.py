@@ -27,6 +27,7 @@ from exporter.deadline import Deadline
 from exporter.errors import ConfigError
 from exporter.http import RequestCounter, UpstreamSession
 from exporter.server import ExporterApp, ExporterServer, start_server
+from exporter.webconfig import WebConfig, load_web_config
 
 if TYPE_CHECKING:
     from exporter.emulator import Emulator
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="listen_address",
         default=DEFAULT_LISTEN_ADDRESS,
         help="address to listen on: host:port, :port or [v6]:port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        help="exporter-toolkit web configuration (TLS, mutual TLS, basic auth) for the HTTP "
+        "endpoint; see docs/security.md",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -211,10 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo and args.config_check:
             raise ConfigError("--config.check checks a --config.file; it does not apply to --demo")
         config, emulator = _load(args)
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
         if args.config_check:
             sys.stdout.write(describe_config(config))
             return 0
-        return _serve(args, config, emulator)
+        return _serve(args, config, emulator, web_config)
     except ConfigError as error:
         sys.stderr.write(f"ams-exporter: configuration error: {error}\n")
         return 2
@@ -223,7 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             emulator.stop()
 
 
-def _serve(args: argparse.Namespace, config: Config, emulator: Emulator | None) -> int:
+def _serve(
+    args: argparse.Namespace,
+    config: Config,
+    emulator: Emulator | None,
+    web_config: WebConfig | None,
+) -> int:
     counter = RequestCounter()
     collector = build_collector(config, counter)
     default_timeout = max(account.timeout for account in config.accounts)
@@ -235,7 +249,7 @@ def _serve(args: argparse.Namespace, config: Config, emulator: Emulator | None) 
         default_timeout=default_timeout,
     )
     try:
-        server: ExporterServer = start_server(app, args.listen_address)
+        server: ExporterServer = start_server(app, args.listen_address, web_config)
     except (OSError, ValueError) as error:
         sys.stderr.write(f"ams-exporter: cannot listen on {args.listen_address}: {error}\n")
         collector.close()

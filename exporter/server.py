@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from exporter.deadline import Deadline
 from exporter.families import build_families
 from exporter.http import RequestCounter
 from exporter.status_page import render_status_page
+from exporter.webconfig import ProtectedApp, TlsServerConfig, WebConfig, accept_tls
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +167,28 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class ExporterServer(ThreadingMixIn, WSGIServer):
-    """A threaded WSGI server; each request in its own daemon thread."""
+    """A threaded WSGI server; each request in its own daemon thread.
+
+    With TLS (``--web.config.file``), the handshake runs in the request's thread, so a client that
+    stalls or speaks plain HTTP cannot hold up the others.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+    tls: TlsServerConfig | None = None
+    tls_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None or self.tls_context is None:
+            super().finish_request(request, client_address)
+            return
+        secured = accept_tls(self.tls_context, self.tls, request, client_address)
+        if secured is None:
+            return
+        try:
+            super().finish_request(secured, client_address)
+        finally:
+            secured.close()
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -180,8 +200,13 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def start_server(app: ExporterApp, address: str) -> ExporterServer:
-    """Bind ``address`` and serve ``app`` in a background thread; returns the running server."""
+def start_server(
+    app: ExporterApp, address: str, web_config: WebConfig | None = None
+) -> ExporterServer:
+    """Bind ``address`` and serve ``app`` in a background thread; returns the running server.
+
+    ``web_config`` adds TLS, basic auth and response headers (exporter-toolkit's web-config.yml).
+    """
     host, port = parse_listen_address(address)
     server_class = type(
         "BoundServer",
@@ -189,7 +214,12 @@ def start_server(app: ExporterApp, address: str) -> ExporterServer:
         {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
     )
     server: ExporterServer = server_class((host, port), _QuietHandler)
-    server.set_app(app)
+    if web_config is None:
+        server.set_app(app)
+    else:
+        server.set_app(ProtectedApp(app, web_config.authenticator(), web_config.headers))
+        if web_config.tls is not None:
+            server.tls, server.tls_context = web_config.tls, web_config.tls.context()
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     return server
