@@ -97,8 +97,11 @@ class Fault:
                 raise ValueError(f"fault path is not a valid regular expression: {exc}") from None
 
     def _check_parameters(self) -> None:
-        if not 100 <= self.status <= 599:
-            raise ValueError(f"fault status must be an HTTP status code, not {self.status}")
+        if not 200 <= self.status <= 599 or self.status in (204, 304):
+            raise ValueError(
+                f"fault status must be an HTTP status code in 200..599 that carries a body, "
+                f"not {self.status}"
+            )
         if not 0.0 <= self.latency <= MAX_LATENCY:
             raise ValueError(f"fault latency must be between 0 and {MAX_LATENCY:g} seconds")
         if self.retry_after is not None and self.retry_after < 0:

@@ -241,6 +241,7 @@ def test_reject_datetime_filter(client: AmsClient, emu: Emulator) -> None:
         ({"kind": "status", "count": 0}, "at least 1"),
         ({"kind": "status", "ratio": 1.5}, "ratio"),
         ({"kind": "status", "status": 42}, "HTTP status"),
+        ({"kind": "status", "status": 204}, "carries a body"),
         ({"kind": "aad_down", "api": "ams"}, "aad"),
         ({"kind": "huge", "api": "aad"}, "ams"),
         ({"kind": "status", "path": "("}, "regular expression"),
