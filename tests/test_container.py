@@ -356,3 +356,43 @@ def test_dockerignore_rules_are_read_as_docker_reads_them() -> None:
     assert verdict("ams_exporter.egg-info/PKG-INFO")
     assert not verdict("exporter/emulator/tls.py")
     assert not verdict("pyproject.toml")
+
+
+# --- the documented commands --------------------------------------------------------------------
+
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
+
+
+def documented_commands(section: str) -> list[list[str]]:
+    """The shell commands of the ```sh blocks under the ``## section`` heading of
+    docs/deployment.md (the README's sections of the same names), continuation lines joined."""
+    text = DEPLOYMENT_DOC.read_text(encoding="utf-8")
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start : end if end != -1 else len(text)]
+    commands: list[list[str]] = []
+    for block in re.findall(r"```sh\n(.*?)```", body, flags=re.DOTALL):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            if line.strip():
+                commands.append(shlex.split(line))
+    assert commands, f"no commands under '## {section}'"
+    return commands
+
+
+def test_documented_docker_commands_match_the_image() -> None:
+    commands = documented_commands("Run in Docker")
+    image = f"ams-exporter:{__version__}"
+    assert ["docker", "build", "-t", image, "."] in commands
+    assert ["docker", "compose", "up", "--build"] in commands
+    runs = [c for c in commands if c[:2] == ["docker", "run"]]
+    assert runs
+    for run in runs:
+        position = run.index(image)
+        options, arguments = run[2:position], run[position + 1 :]
+        build_parser().parse_args(arguments)  # every flag after the image is the exporter's
+        if "-p" in options:
+            assert options[options.index("-p") + 1] == f"{IMAGE_PORT}:{IMAGE_PORT}"
+        volumes = [options[i + 1] for i, o in enumerate(options) if o == "-v"]
+        for volume in volumes:
+            assert volume.split(":")[1] == IMAGE_CONFIG_FILE, volume
+    assert any(run[-1] == "--demo" for run in runs)

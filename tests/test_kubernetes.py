@@ -25,7 +25,7 @@ import yaml
 from exporter import __version__
 from exporter.cli import build_parser
 from exporter.config import parse_config
-from tests.test_container import IMAGE_CONFIG_FILE, IMAGE_UID, Dockerfile
+from tests.test_container import IMAGE_CONFIG_FILE, IMAGE_UID, Dockerfile, documented_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -249,3 +249,27 @@ def test_servicemonitor_scrapes_the_service_port_and_metrics_path() -> None:
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     args = build_parser().parse_args(container()["args"])
     assert endpoint["path"] == args.telemetry_path
+
+
+def test_documented_kubectl_commands_match_the_manifests() -> None:
+    commands = documented_commands("Deploy on Kubernetes")
+    namespace = kustomization()["namespace"]
+    deployment = resources()["Deployment"]
+    service = resources()["Service"]
+    secret_ref = container()["env"][0]["valueFrom"]["secretKeyRef"]
+    image = f"registry.example.com/ams-exporter:{__version__}"
+    assert ["docker", "build", "-t", image, "."] in commands
+    assert ["docker", "push", image] in commands
+    assert ["kubectl", "create", "namespace", namespace] in commands
+    (secret,) = [c for c in commands if c[3:6] == ["create", "secret", "generic"]]
+    assert secret[1:3] == ["-n", namespace] and secret[6] == secret_ref["name"]
+    assert secret[7].startswith(f"--from-literal={secret_ref['key']}=")
+    (apply,) = [c for c in commands if c[:3] == ["kubectl", "apply", "-k"]]
+    assert (ROOT / apply[3] / "kustomization.yaml") == MANIFESTS / "kustomization.yaml"
+    name = deployment["metadata"]["name"]
+    assert ["kubectl", "-n", namespace, "rollout", "status", f"deployment/{name}"] in commands
+    port = service["spec"]["ports"][0]["port"]
+    forward = ["port-forward", f"service/{service['metadata']['name']}", f"{port}:{port}"]
+    assert ["kubectl", "-n", namespace, *forward] in commands
+    assert REGENERATE == load_generator().COMMAND
+    assert f"`{REGENERATE}`" in (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
