@@ -221,3 +221,14 @@ def test_prometheus_mounts_the_project_rule_files(rules: str) -> None:
     assert mounts("prometheus")[PurePosixPath("/etc/prometheus/rules") / rules] == (
         ROOT / "prometheus" / rules
     )
+
+
+def test_grafana_image_is_at_least_the_version_the_dashboard_requires() -> None:
+    dashboard = json.loads((ROOT / "grafana/dashboards/ams-jobs.json").read_text(encoding="utf-8"))
+    (required,) = [r["version"] for r in dashboard["__requires"] if r["id"] == "grafana"]
+    image_version = service("grafana")["image"].rpartition(":")[2]
+
+    def numbers(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split("."))
+
+    assert numbers(image_version) >= numbers(required)
