@@ -29,5 +29,7 @@ def _clean_emulator(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def client(emu: Emulator) -> Iterator[AmsClient]:
     ams = AmsClient(emu)
+    ams.token()  # fetched up front, so tests see only their own requests in the log
+    emu.clear_log()
     yield ams
     ams.close()
