@@ -394,3 +394,29 @@ def test_following_the_301_blindly_loses_the_token_and_gets_401(
     assert "authorization" not in api_request.headers
     resent = client.get(followed.url)
     assert resent.status_code == 200
+
+
+# ---- the facade's controls are what the API serves ------------------------------------------------
+
+
+def test_jobs_added_and_moved_by_tests_are_served() -> None:
+    with Emulator(jobs=3, seed=5, speed=0) as emulator:
+        ams = AmsClient(emulator)
+        job_id = emulator.add_job(name="名前 'quoted' \\ job", state=2, tasks=2, progress=40.0)
+        key = quote(job_id, safe="")
+        served = ams.get(f"Jobs('{key}')").json()
+        assert (served["Name"], served["State"]) == ("名前 'quoted' \\ job", 2)
+        emulator.set_task_progress(job_id, 1, 75.0)
+        tasks = ams.get(f"Jobs('{key}')/Tasks?$orderby=Name").json()["value"]
+        assert [t["Progress"] for t in tasks] == [40, 75]
+        emulator.set_job_state(job_id, 4, error_code="ErrorProcessingTask")
+        assert ams.get(f"Jobs('{key}')/State").json()["value"] == 4
+        codes = {
+            d["Code"]
+            for t in ams.get(f"Jobs('{key}')/Tasks").json()["value"]
+            for d in t["ErrorDetails"]
+        }
+        assert codes == {"ErrorProcessingTask"}
+        emulator.delete_job(job_id)
+        assert ams.get(f"Jobs('{key}')").status_code == 404
+        ams.close()
