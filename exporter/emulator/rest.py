@@ -128,7 +128,14 @@ class AmsRest:
     # ---- entry point -------------------------------------------------------------------------
 
     def respond(self, request: Request, rel: str, fired: Fired) -> Response:
-        """Answer ``request``; ``rel`` is the decoded path after ``/api/``."""
+        """Answer ``request``; ``rel`` is the decoded path after ``/api/``.
+
+        An injected fault that replaces the answer (status, bodies) comes before any validation,
+        as a front end failing would.
+        """
+        answer = self.fault_answer(request, fired)
+        if answer is not None:
+            return answer
         shape = negotiate(request.header("accept"))
         try:
             if shape is None:
@@ -137,10 +144,6 @@ class AmsRest:
                     "Unsupported media type requested: this service answers application/json "
                     "(minimal metadata or odata=verbose).",
                 )
-            if fired.fault is not None and fired.fault.kind != "repeat_page":
-                fault_response = self._fault_response(request, shape, fired.fault, fired.message)
-                if fault_response is not None:
-                    return self._finish(request, fault_response)
             self._check_headers(request, rel)
             response = self._route(request, rel, shape, fired)
         except ApiError as exc:
@@ -149,7 +152,7 @@ class AmsRest:
         return self._finish(request, response)
 
     def fault_answer(self, request: Request, fired: Fired) -> Response | None:
-        """The answer an injected fault gives outside ``/api/`` (legacy root, unknown paths)."""
+        """The answer of an injected fault that replaces the normal one, else None."""
         if fired.fault is None:
             return None
         shape = negotiate(request.header("accept")) or "minimal"
