@@ -20,6 +20,7 @@ from exporter.emulator.entities import (
     EVENT_WAITING,
     EmuJob,
     EmuTask,
+    ErrorDetail,
     HistoricalEvent,
     JobState,
 )
@@ -35,13 +36,36 @@ def at_ms(seconds: float) -> datetime:
     return datetime.fromtimestamp(round(seconds, 3), timezone.utc)
 
 
-def _ms(wall_seconds: float, factor: float) -> float:
+def running_ms(wall_seconds: float, factor: float) -> float:
+    """RunningDuration in milliseconds for ``wall_seconds`` of wall time."""
     return float(int(max(wall_seconds, 0.0) * factor * 1000))
 
 
+def event(code: str, when: datetime, message: str = "") -> HistoricalEvent:
+    """One HistoricalEvents item."""
+    return {"Code": code, "Message": message, "TimeStamp": when}
+
+
 def _event(task: EmuTask, code: str, when: datetime, message: str = "") -> None:
-    entry: HistoricalEvent = {"Code": code, "Message": message, "TimeStamp": when}
-    task.historical_events.append(entry)
+    task.historical_events.append(event(code, when, message))
+
+
+def perf_message(media_seconds: float, running_duration_ms: float) -> str:
+    """The free-form, multi-line PerfMessage of a finished task."""
+    return (
+        f"Encoded {int(media_seconds)} s of media.\n"
+        f"Processing time: {int(running_duration_ms)} ms.\nPeak memory: 1.2 GB"
+    )
+
+
+def billing_message(media_seconds: float) -> str:
+    """The Message of a TaskBillingInformationAdded event: billing JSON."""
+    return f'{{"OutputMediaDurationInMilliseconds":{int(media_seconds * 1000)}}}'
+
+
+def error_detail(code: str) -> ErrorDetail:
+    """An ErrorDetails item with the code's message."""
+    return {"Code": code, "Message": ERROR_MESSAGES[code]}
 
 
 def wait(job: EmuJob, at: float) -> None:
@@ -87,14 +111,10 @@ def finish_task(task: EmuTask, at: float, media_seconds: float, factor: float) -
     task.state = JobState.FINISHED
     task.progress = 100.0
     task.end_time = when
-    task.running_duration_ms = _ms(at - started, factor)
-    task.perf_message = (
-        f"Encoded {int(media_seconds)} s of media.\n"
-        f"Processing time: {int(task.running_duration_ms)} ms.\nPeak memory: 1.2 GB"
-    )
+    task.running_duration_ms = running_ms(at - started, factor)
+    task.perf_message = perf_message(media_seconds, task.running_duration_ms)
     _event(task, EVENT_FINISHED, when)
-    billing = f'{{"OutputMediaDurationInMilliseconds":{int(media_seconds * 1000)}}}'
-    _event(task, EVENT_BILLING, when, billing)
+    _event(task, EVENT_BILLING, when, billing_message(media_seconds))
 
 
 def fail_task(job: EmuJob, index: int, at: float, code: str, factor: float) -> None:
@@ -103,8 +123,8 @@ def fail_task(job: EmuJob, index: int, at: float, code: str, factor: float) -> N
     started = task.start_time.timestamp() if task.start_time is not None else at
     task.state = JobState.ERROR
     task.end_time = at_ms(at)
-    task.running_duration_ms = _ms(at - started, factor)
-    task.error_details.append({"Code": code, "Message": ERROR_MESSAGES[code]})
+    task.running_duration_ms = running_ms(at - started, factor)
+    task.error_details.append(error_detail(code))
     for later in job.tasks[index + 1 :]:
         if later.state not in FINAL_STATES:
             later.state = JobState.CANCELED
@@ -127,7 +147,7 @@ def canceled(job: EmuJob, at: float, factor: float) -> None:
             task.state = JobState.CANCELED
             if task.start_time is not None:
                 task.end_time = when
-                task.running_duration_ms = _ms(at - task.start_time.timestamp(), factor)
+                task.running_duration_ms = running_ms(at - task.start_time.timestamp(), factor)
 
 
 def end_job(job: EmuJob, state: JobState, at: float, factor: float) -> None:
@@ -137,7 +157,7 @@ def end_job(job: EmuJob, state: JobState, at: float, factor: float) -> None:
     job.end_time = when
     job.last_modified = when
     if job.start_time is not None:
-        job.running_duration_ms = _ms(at - job.start_time.timestamp(), factor)
+        job.running_duration_ms = running_ms(at - job.start_time.timestamp(), factor)
 
 
 # ---------------------------------------------------------------------------------------------
