@@ -1,0 +1,175 @@
+"""The emulator and the exporter as child processes, and what ``/proc`` says about them.
+
+Both run in their own interpreter so that neither shares a GIL with the other or with the harness.
+Their output goes to files in a scratch directory; start-up is detected by polling those files,
+bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+STARTUP_SECONDS = 600.0  # a 100,000-job scenario takes a while to build on a busy machine
+STOP_SECONDS = 10.0
+_POLL_SECONDS = 0.1
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_SECRET_VARIABLE = "AMS_BENCH_CLIENT_SECRET"
+
+
+@dataclass(frozen=True)
+class EmulatorInfo:
+    """What the emulator printed: enough to configure an exporter or a baseline client."""
+
+    endpoint: str
+    authority_host: str
+    tenant: str
+    client_id: str
+    client_secret: str
+    resource: str
+    ca_file: str
+
+
+class Child:
+    """One child process whose output is kept in files; stopped on ``close``."""
+
+    def __init__(self, args: list[str], workdir: Path, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.stdout_path = workdir / f"{name}.out"
+        self.stderr_path = workdir / f"{name}.err"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(args, stdout=out, stderr=err, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_for(self, pattern: str, stream: str = "stdout") -> re.Match[str]:
+        """The first match of ``pattern`` in the child's output, waiting at most STARTUP_SECONDS."""
+        path = self.stdout_path if stream == "stdout" else self.stderr_path
+        regex = re.compile(pattern, re.MULTILINE)
+        give_up = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < give_up:
+            found = regex.search(path.read_text(errors="replace"))
+            if found:
+                return found
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self._tail()}")
+            time.sleep(_POLL_SECONDS)
+        raise RuntimeError(f"{pattern!r} not seen in {STARTUP_SECONDS:.0f} s: {self._tail()}")
+
+    def _tail(self) -> str:
+        return (self.stdout_path.read_text() + self.stderr_path.read_text())[-2000:]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_SECONDS)
+
+
+def _env() -> dict[str, str]:
+    # The emulator's CA is passed explicitly; an inherited bundle must not replace it.
+    return {
+        k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    }
+
+
+def _field(text: str, label: str) -> str:
+    found = re.search(rf"^\s*{re.escape(label)}:\s+(\S+)", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"the emulator did not print its {label}")
+    return found.group(1)
+
+
+def start_emulator(
+    workdir: Path, jobs: int, latency: float, seed: int = 1
+) -> tuple[Child, EmulatorInfo]:
+    """An emulator with ``jobs`` jobs, its clock frozen so that every scrape sees the same data."""
+    args = [sys.executable, "-m", "bench.emulator", "--jobs", str(jobs), "--seed", str(seed)]
+    args += ["--speed", "0", "--port", "0", "--latency", repr(latency)]
+    child = Child(args, workdir, f"emulator-{jobs}-{latency:g}", _env())
+    try:
+        child.wait_for(r"^Press Ctrl-C to stop\.")
+        text = child.stdout_path.read_text()
+        info = EmulatorInfo(
+            endpoint=_field(text, "account endpoint"),
+            authority_host=_field(text, "authority host"),
+            tenant=_field(text, "tenant"),
+            client_id=_field(text, "client id"),
+            client_secret=_field(text, "client secret"),
+            resource=_field(text, "resource"),
+            ca_file=_field(text, "CA file"),
+        )
+    except BaseException:
+        child.close()
+        raise
+    return child, info
+
+
+def exporter_config(info: EmulatorInfo, timeout: float) -> str:
+    """A config with one account, ``bench``, exporting every in-scope job of the emulator."""
+    return (
+        "accounts:\n"
+        "  - name: bench\n"
+        f"    endpoint: {info.endpoint}\n"
+        f"    authority_host: {info.authority_host}\n"
+        f"    resource: {info.resource}\n"
+        f"    tenant: {info.tenant}\n"
+        f"    client_id: {info.client_id}\n"
+        f"    client_secret: ${{{_SECRET_VARIABLE}}}\n"
+        f"    ca_file: {info.ca_file}\n"
+        f"    timeout: {timeout:g}s\n"
+        "    jobs:\n"
+        "      max_jobs: 10000000\n"
+    )
+
+
+def start_exporter(workdir: Path, info: EmulatorInfo, timeout: float) -> tuple[Child, str]:
+    """``ams-exporter`` serving on loopback; returns it and its base URL once it listens."""
+    config = workdir / "exporter.yml"
+    config.write_text(exporter_config(info, timeout))
+    args = [sys.executable, "-m", "exporter", "--config.file", str(config)]
+    args += ["--web.listen-address", "127.0.0.1:0", "--log.level", "info"]
+    env = {**_env(), _SECRET_VARIABLE: info.client_secret}
+    child = Child(args, workdir, "exporter", env)
+    try:
+        found = child.wait_for(r"listening on ([\d.]+):(\d+)", stream="stderr")
+    except BaseException:
+        child.close()
+        raise
+    return child, f"http://{found.group(1)}:{found.group(2)}"
+
+
+def wait_ready(session: requests.Session, url: str, timeout: float) -> None:
+    """Wait until the exporter's start-up collection succeeded (``/readyz`` answers 200)."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if session.get(url + "/readyz", timeout=timeout).status_code == 200:
+            return
+        time.sleep(_POLL_SECONDS)
+    raise RuntimeError(f"the exporter was not ready within {timeout:.0f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of all threads of ``pid`` (resolution: one clock tick)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The peak resident set size of ``pid`` so far (``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")

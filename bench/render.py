@@ -1,0 +1,104 @@
+"""Exposition rendering on its own: one real collection, rendered by the exporter's metrics route.
+
+The collection is made once, in this process, by the exporter's own collector (wired as the CLI wires
+it); then the WSGI app renders it again and again with the upstream out of the picture. What is timed
+is exactly what a scrape does after its collection: families, encoding, headers.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from bench.processes import EmulatorInfo, exporter_config
+from exporter import __version__
+from exporter.cli import build_collector
+from exporter.collection import Collection
+from exporter.collector import Collector
+from exporter.config import parse_config
+from exporter.deadline import Deadline
+from exporter.http import RequestCounter
+from exporter.server import ExporterApp
+
+_SECRET_VARIABLE = "AMS_BENCH_CLIENT_SECRET"
+
+
+@dataclass(frozen=True)
+class RenderRun:
+    """Median time to render one collection, in seconds, and what was rendered."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    series: int
+    body_bytes: int
+
+    @property
+    def microseconds_per_series(self) -> float:
+        return 1e6 * self.wall_seconds / max(1, self.series)
+
+
+class _FixedCollector:
+    """Stands in for the collector: every scrape gets the same, already finished collection."""
+
+    def __init__(self, collection: Collection) -> None:
+        self._collection = collection
+
+    def collect(self, _deadline: Deadline) -> Collection:
+        return self._collection
+
+
+def collect_once(info: EmulatorInfo, timeout: float) -> tuple[Collection, RequestCounter]:
+    """One collection by the exporter's own collector, in this process."""
+    config = parse_config(
+        exporter_config(info, timeout), {_SECRET_VARIABLE: info.client_secret}, source="bench"
+    )
+    counter = RequestCounter()
+    collector = build_collector(config, counter)
+    try:
+        collection = collector.collect(Deadline.after(timeout))
+    finally:
+        collector.close()
+    if not all(account.up for account in collection.accounts):
+        errors = [account.error for account in collection.accounts]
+        raise RuntimeError(f"the in-process collection failed: {errors}")
+    return collection, counter
+
+
+def _render(app: ExporterApp, accept: str) -> bytes:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/metrics",
+        "HTTP_ACCEPT": accept,
+        "wsgi.input": io.BytesIO(),
+    }
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, _h: status.append(s)))
+    if status != ["200 OK"]:
+        raise RuntimeError(f"rendering answered {status}")
+    return body
+
+
+def time_rendering(collection: Collection, counter: RequestCounter, repeat: int) -> RenderRun:
+    """Render ``collection`` ``repeat`` times through the metrics route; medians."""
+    app = ExporterApp(cast(Collector, _FixedCollector(collection)), counter, version=__version__)
+    walls, cpus = [], []
+    body = b""
+    for _ in range(max(1, repeat)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        body = _render(app, "text/plain")
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return RenderRun(
+        wall_seconds=statistics.median(walls),
+        cpu_seconds=statistics.median(cpus),
+        series=count_series(body),
+        body_bytes=len(body),
+    )
+
+
+def count_series(body: bytes) -> int:
+    """Sample lines of a text exposition (comments and blank lines excluded)."""
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
