@@ -151,11 +151,23 @@ def failed_alerts(prom: PrometheusServer) -> dict[str, dict[str, Any]]:
 
 def test_a_job_driven_into_error_raises_the_failed_job_alert(stack: Stack) -> None:
     prom, emulator = stack.prometheus, stack.emulator
-    failed_before = {job.id for job in in_scope_now(emulator) if job.state == 4}
-    prom.wait_for(
-        lambda: set(failed_alerts(prom)) == failed_before or None,
+    failed = {job.id: job for job in in_scope_now(emulator) if job.state == 4}
+    failed_before = set(failed)
+    existing = prom.wait_for(
+        lambda: failed_alerts(prom) if set(failed_alerts(prom)) == failed_before else None,
         what="AMSJobFailed for exactly the jobs already in Error",
     )
+    hard = [job for job in failed.values() if any(c in (job.name or "") for c in "\"'\\\n")]
+    assert hard, "the scenario should have a failed job whose name needs escaping"
+    now = emulator.clock.now().timestamp()
+    for job_id, alert in existing.items():
+        name = failed[job_id].name or ""
+        codes = sorted({code for _, code in ExpectedJob(failed[job_id], now).error_codes()})
+        assert alert["labels"]["job_name"] == name
+        assert alert["annotations"]["description"] == (
+            f'Job "{name}" ({job_id}) in account {ACCOUNT} ended in Error. '
+            f"Error codes: {', '.join(codes) or 'none reported'}."
+        )
     victim = next(job for job in in_scope_now(emulator) if job.state == 2)
 
     emulator.set_job_state(victim.id, 4, error_code="ErrorUploadingOutputAsset")
