@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -367,3 +369,71 @@ def test_tasks_per_job_follow_the_configuration() -> None:
     store, _ = make_store(100, tasks_min=4, tasks_max=30)
     counts = {len(job.tasks) for job in store.snapshot()}
     assert min(counts) >= 4 and max(counts) <= 30 and len(counts) > 5
+
+
+# --- the clock ----------------------------------------------------------------------------------
+
+
+def test_a_frozen_clock_moves_only_when_told() -> None:
+    clock = Clock(START, speed=0)
+    assert clock.now() == START == clock.now()
+    clock.advance(90.5)
+    assert clock.now() == START + timedelta(seconds=90.5)
+    clock.set(START + timedelta(days=2))
+    assert clock.now() == START + timedelta(days=2)
+    clock.set(START)
+    assert clock.now() == START
+
+
+def test_a_running_clock_never_goes_backwards_and_keeps_its_time_across_speed_changes() -> None:
+    clock = Clock(START, speed=1000.0)
+    readings = [clock.now() for _ in range(200)]
+    assert readings == sorted(readings)
+    assert readings[0] >= START
+    clock.speed = 0
+    frozen = clock.now()
+    assert frozen >= readings[-1]
+    assert clock.now() == frozen
+    assert clock.speed == 0
+
+
+def test_the_clock_is_utc_and_defaults_to_now() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    clock = Clock(datetime(2024, 1, 15, 14, 0, tzinfo=plus_two), speed=0)
+    assert clock.now() == START
+    assert clock.now().tzinfo == UTC
+    default = Clock()
+    assert abs(default.now() - datetime.now(UTC)) < timedelta(hours=1)
+    assert default.speed == 1.0
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (lambda: Clock(datetime(2024, 1, 1)), "the clock needs an aware datetime"),
+        (lambda: Clock(START, speed=-1.0), "clock speed must be a finite number >= 0"),
+        (lambda: Clock(START, speed=float("nan")), "clock speed must be a finite number >= 0"),
+        (lambda: Clock(START, speed=float("inf")), "clock speed must be a finite number >= 0"),
+        (lambda: Clock(START).advance(-1.0), "the clock only moves forward"),
+        (lambda: Clock(START).advance(float("nan")), "the clock only moves forward"),
+        (lambda: Clock(START).set(datetime(2024, 1, 1)), "the clock needs an aware datetime"),
+    ],
+)
+def test_the_clock_refuses_bad_values(action: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        action()
+
+
+def test_concurrent_advances_all_count() -> None:
+    clock = Clock(START, speed=0)
+
+    def advance_many() -> None:
+        for _ in range(500):
+            clock.advance(1.0)
+
+    threads = [threading.Thread(target=advance_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert clock.now() == START + timedelta(seconds=2000)

@@ -3,6 +3,7 @@ the controls tests use to put jobs in a given state."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -357,3 +358,49 @@ def test_id_filters_find_exactly_those_jobs(big: JobStore) -> None:
     assert found == [task]
     of_job = big.list_tasks(parse_query({"$filter": f"Id eq '{task.id}'"}, "Tasks"), wanted[0].id)
     assert of_job == []
+
+
+# --- threads -----------------------------------------------------------------------------------
+
+
+def test_concurrent_readers_and_writers_see_consistent_answers() -> None:
+    clock = Clock(START, speed=600.0)  # ten simulated minutes per second, so the scenario moves
+    jobs = JobStore(ScenarioConfig(seed=23, jobs=300), clock)
+    target = next(j for j in jobs.snapshot() if j.state == JobState.PROCESSING)
+    failures: list[BaseException] = []
+    processing = parse_query({"$filter": "State eq 2"}, "Jobs")
+
+    def reader() -> None:
+        try:
+            for _ in range(20):
+                page = jobs.list_jobs(processing)
+                assert all(job.state == JobState.PROCESSING for job in page)
+                assert ids(page) == sorted(ids(page))
+                every = jobs.list_jobs(QueryOptions())
+                assert len(set(ids(every))) == len(every)
+                for job in every[:20]:
+                    jobs.get_job(job.id)
+                    jobs.list_tasks(QueryOptions(), job.id)
+        except BaseException as exc:  # handed to the main thread
+            failures.append(exc)
+
+    def writer() -> None:
+        try:
+            for step in range(40):
+                jobs.set_task_progress(target.id, 0, float(step))
+                jobs.add_job(name=f"concurrent-{step}", state=JobState.PROCESSING)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    threads.append(threading.Thread(target=writer))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    final = jobs.get_job(target.id)
+    assert final is not None and final.tasks[0].progress == 39.0
+    added = jobs.list_jobs(parse_query({"$filter": "startswith(Name,'concurrent-')"}, "Jobs"))
+    assert len(added) == 40
