@@ -120,12 +120,23 @@ class AccountCollector:
         )
 
     def _note_outcome(self, error: str | None) -> None:
-        """Log an error once per episode, and the recovery that ends it."""
-        self._failures_since_success = 0 if error is None else self._failures_since_success + 1
-        if error is not None and error != self._last_error:
+        """Log the first error of an episode, and the recovery that ends it.
+
+        Within an episode the text may change (AMS words its 503s in several ways, the deadline
+        strikes at another step): such changes go to the debug log, not a warning per scrape.
+        """
+        failures = self._failures_since_success
+        self._failures_since_success = 0 if error is None else failures + 1
+        if error is not None and self._last_error is None:
             log.warning("collection of account %s failed: %s", self.account.name, error)
+        elif error is not None and error != self._last_error:
+            log.debug("collection of account %s still failing: %s", self.account.name, error)
         elif error is None and self._last_error is not None:
-            log.info("collection of account %s succeeded again", self.account.name)
+            log.info(
+                "collection of account %s succeeded again after %d failed collection(s)",
+                self.account.name,
+                failures,
+            )
         self._last_error = error
 
     def _list(self, now: float, deadline: Deadline) -> _Listing:
