@@ -49,6 +49,7 @@ T = TypeVar("T")
 HOUR = 3600.0
 DAY = 86_400.0
 RECENT_WINDOW = DAY
+MAX_JOBS = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,9 @@ class ScenarioConfig:
         )
         rate = self.arrivals_per_hour
         return [
-            f"jobs must be >= 0, got {self.jobs}" if self.jobs < 0 else "",
+            f"jobs must be within 0..{MAX_JOBS}, got {self.jobs}"
+            if not 0 <= self.jobs <= MAX_JOBS
+            else "",
             f"history_days must be in (0, 3650], got {self.history_days}"
             if not 0 < self.history_days <= 3650
             else "",
@@ -92,7 +95,9 @@ class ScenarioConfig:
             f"got {self.tasks_min}..{self.tasks_max}"
             if not 1 <= self.tasks_min <= self.tasks_max <= MAX_TASKS_PER_JOB
             else "",
-            f"slots must be >= 1, got {self.slots}" if self.slots < 1 else "",
+            f"slots must be within 1..10000, got {self.slots}"
+            if not 1 <= self.slots <= 10_000
+            else "",
             f"arrivals_per_hour must be within 0..1e6, got {rate}"
             if rate is not None and not 0 <= rate <= 1e6
             else "",
@@ -454,16 +459,6 @@ class Scenario:
         self._running: set[str] = set()  # Processing jobs whose progress follows the clock
         self._retention: list[tuple[float, str]] = []
 
-    @property
-    def now(self) -> float:
-        """The simulation time reached so far (Unix seconds)."""
-        return self._now
-
-    @property
-    def busy_slots(self) -> int:
-        """How many jobs hold an encoding slot (Scheduled, Processing, or Canceling from those)."""
-        return len(self._busy)
-
     def _push(self, at: float, kind: int, job_id: str = "", task: int = 0) -> None:
         self._seq += 1
         heapq.heappush(self._events, _Event(at, self._seq, kind, job_id, task))
@@ -680,12 +675,14 @@ class Scenario:
 
     def _seed_final(self, i: int, *, recent: bool, t0: float) -> None:
         rng = self._gen.rng
-        history = self.config.history_days * DAY
+        window = self.config.history_days * DAY
+        recent_span = min(RECENT_WINDOW, window / 2)
         outcome = self._final_outcome(i)
         if recent:
-            end = t0 - rng.uniform(60.0, RECENT_WINDOW - 60.0)
+            end = t0 - rng.uniform(min(60.0, recent_span / 2), recent_span)
         else:
-            end = t0 - rng.uniform(RECENT_WINDOW, max(history - 2 * DAY, RECENT_WINDOW + 1.0))
+            # Old enough not to be recent, young enough to stay a while in the retention window.
+            end = t0 - rng.uniform(recent_span, window - min(2 * DAY, window / 4))
         # Jobs 3.. carry the hard names first, so that small populations have them too.
         hard = HARD_NAMES[i - 3] if 3 <= i < 3 + len(HARD_NAMES) else None
         draw = self._gen.job(end, hard)

@@ -29,7 +29,8 @@ from exporter.emulator.entities import (
     JobState,
     new_guid,
 )
-from exporter.emulator.query import MAX_PAGE, QueryOptions
+from exporter.emulator.filter_parser import Predicate
+from exporter.emulator.query import MAX_PAGE, OrderKey, QueryOptions
 from exporter.emulator.scenario import Scenario, ScenarioConfig
 
 E = TypeVar("E", EmuJob, EmuTask)
@@ -138,6 +139,32 @@ def _candidates(items: Sequence[E], by_id: Mapping[str, E], options: QueryOption
     return sorted((by_id[key] for key in keys if key in by_id), key=lambda item: item.id)
 
 
+def _first_matches(items: Iterable[E], matches: Predicate | None, skip: int, size: int) -> list[E]:
+    """Walk ``items`` in order, skip ``skip`` matches and stop after ``size`` more."""
+    picked: list[E] = []
+    for item in items:
+        if matches is not None and not matches(item):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        picked.append(item)
+        if len(picked) == size:
+            break
+    return picked
+
+
+def _sorted_matches(
+    items: Iterable[E], matches: Predicate | None, orderby: Sequence[OrderKey]
+) -> list[E]:
+    """Every match, in ``$orderby`` order; the items' own (Id) order breaks ties."""
+    found = [item for item in items if matches is None or matches(item)]
+    # Stable sorts from the last key to the first.
+    for key in reversed(orderby):
+        found.sort(key=_null_first(key.prop.attr), reverse=key.descending)
+    return found
+
+
 def _select(items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions) -> list[E]:
     """Filter, order, skip and take over ``items`` (in Id order, indexed by ``by_id``).
 
@@ -148,24 +175,12 @@ def _select(items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions) -
         return []
     items = _candidates(items, by_id, options)
     matches = options.filter.matches if options.filter is not None else None
-    if not options.orderby:
-        picked: list[E] = []
-        to_skip = options.skip
-        for item in items:
-            if matches is not None and not matches(item):
-                continue
-            if to_skip:
-                to_skip -= 1
-                continue
-            picked.append(item)
-            if len(picked) == size:
-                break
-        return [item.copy() for item in picked]
-    candidates = [item for item in items if matches is None or matches(item)]
-    # Stable sorts from the last key to the first; Id order is the final tie-break.
-    for key in reversed(options.orderby):
-        candidates.sort(key=_null_first(key.prop.attr), reverse=key.descending)
-    return [item.copy() for item in candidates[options.skip : options.skip + size]]
+    if options.orderby:
+        found = _sorted_matches(items, matches, options.orderby)
+        picked = found[options.skip : options.skip + size]
+    else:
+        picked = _first_matches(items, matches, options.skip, size)
+    return [item.copy() for item in picked]
 
 
 class JobStore:

@@ -312,13 +312,12 @@ def test_jobs_past_the_retention_window_are_deleted_with_their_tasks() -> None:
 def test_deleting_in_small_steps_or_one_jump_gives_the_same_data() -> None:
     stepped, stepped_clock = make_store(300, seed=8, history_days=3.0)
     jumped, jumped_clock = make_store(300, seed=8, history_days=3.0)
-    # The old history was created about 24 hours before the start; it leaves the 3-day window
-    # about 48 hours after it.
-    stepped_clock.advance(47 * HOUR)
-    for _ in range(24):  # a few deletions per step
+    # The old history ended between 1 and 2.25 days before the start; it leaves the 3-day
+    # window between 0.75 and 2 days after it.
+    for _ in range(6 * 48):  # a few deletions per step
         stepped_clock.advance(600)
         stepped.count()
-    jumped_clock.advance(51 * HOUR)  # hundreds of deletions at once
+    jumped_clock.advance(48 * HOUR)  # hundreds of deletions at once
     assert jumped.snapshot() == stepped.snapshot()
     assert jumped.list_tasks(QueryOptions()) == stepped.list_tasks(QueryOptions())
 
@@ -344,10 +343,11 @@ def test_an_empty_population_fills_up_from_arrivals() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"jobs": -1}, "jobs must be >= 0, got -1"),
+        ({"jobs": -1}, "jobs must be within 0..2000000, got -1"),
+        ({"jobs": 10**9}, "jobs must be within 0..2000000, got 1000000000"),
         ({"tasks_min": 0}, "need 1 <= tasks_min <= tasks_max <= 30, got 0..3"),
         ({"tasks_max": 31}, "need 1 <= tasks_min <= tasks_max <= 30, got 1..31"),
-        ({"slots": 0}, "slots must be >= 1, got 0"),
+        ({"slots": 0}, "slots must be within 1..10000, got 0"),
         ({"failure_ratio": 1.5}, "failure_ratio must be within 0..1, got 1.5"),
         ({"history_days": 0}, "history_days must be in (0, 3650], got 0"),
         ({"arrivals_per_hour": -2.0}, "arrivals_per_hour must be within 0..1e6, got -2.0"),
