@@ -162,6 +162,10 @@ def _text(status: str, text: str) -> tuple[str, list[tuple[str, str]], bytes]:
 class _QuietHandler(WSGIRequestHandler):
     """Request lines go to the debug log, not to stderr."""
 
+    # The error answer to a request line that cannot be parsed (400, 505) needs a status line;
+    # with the library default (HTTP/0.9) the client would get a bare HTML body.
+    default_request_version = "HTTP/1.0"
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
