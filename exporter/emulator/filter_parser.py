@@ -170,6 +170,9 @@ class Expr:
     const: Any = None
     prop: str | None = None
     keys: frozenset[str] | None = None
+    depth: int = 1  # how deeply the evaluators nest
+    junction: str = ""  # "and"/"or" when ``fn`` evaluates ``terms`` with that operator
+    terms: tuple[Getter, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,48 @@ def _either(left: Expr, right: Expr) -> frozenset[str] | None:
     if left.keys is None or right.keys is None:
         return None
     return left.keys | right.keys
+
+
+def _any_of(terms: tuple[Getter, ...]) -> Getter:
+    if len(terms) == 2:
+        first, second = terms
+        return lambda e: first(e) or second(e)
+
+    def any_of(e: Any) -> bool:
+        return any(term(e) for term in terms)
+
+    return any_of
+
+
+def _all_of(terms: tuple[Getter, ...]) -> Getter:
+    if len(terms) == 2:
+        first, second = terms
+        return lambda e: first(e) and second(e)
+
+    def all_of(e: Any) -> bool:
+        return all(term(e) for term in terms)
+
+    return all_of
+
+
+def _junction(op: str, left: Expr, right: Expr) -> Expr:
+    """``left and/or right``, with chains of the same operator flattened into one loop so that
+    a filter of many ``or`` terms does not nest one evaluator per term."""
+    terms: list[Getter] = []
+    depth = 0
+    for side in (left, right):
+        if side.junction == op:
+            terms.extend(side.terms)
+            depth = max(depth, side.depth - 1)
+        else:
+            terms.append(side.fn)
+            depth = max(depth, side.depth)
+    flat = tuple(terms)
+    if op == "and":
+        fn, keys = _all_of(flat), _both(left, right)
+    else:
+        fn, keys = _any_of(flat), _either(left, right)
+    return Expr(T_BOOLEAN, fn, keys=keys, depth=depth + 1, junction=op, terms=flat)
 
 
 _ORDERING = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
@@ -298,6 +343,9 @@ _BINARY_LEVELS: tuple[frozenset[str], ...] = (
     frozenset({"eq", "ne"}),
     frozenset({"gt", "ge", "lt", "le"}),
 )
+MAX_DEPTH = 64
+"""Deepest nesting of parentheses, ``not``, calls and comparisons a filter may have (so that
+neither parsing nor evaluation can exhaust the interpreter's stack)."""
 _UNSUPPORTED_OPERATORS = frozenset({"add", "sub", "mul", "div", "mod", "has", "isof", "cast"})
 
 
@@ -309,6 +357,7 @@ class _Parser:
         self.entity = entity
         self.tokens = tokenize(text)
         self.i = 0
+        self.nesting = 0
 
     @property
     def tok(self) -> Token:
@@ -361,21 +410,39 @@ class _Parser:
         if op in ("and", "or"):
             if left.type != T_BOOLEAN or right.type != T_BOOLEAN:
                 self.incompatible(op_tok, left, right)
-            lf, rf = left.fn, right.fn
-            if op == "and":
-                return Expr(T_BOOLEAN, lambda e: lf(e) and rf(e), keys=_both(left, right))
-            return Expr(T_BOOLEAN, lambda e: lf(e) or rf(e), keys=_either(left, right))
+            return self.checked(_junction(op, left, right), op_tok)
         if not _compatible(left.type, right.type):
             self.incompatible(op_tok, left, right)
         if left.is_const and not right.is_const:
             left, right = right, left
             op = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)
+        depth = max(left.depth, right.depth) + 1
         if op in ("eq", "ne"):
             keys = None
             if op == "eq" and left.prop == "Id" and isinstance(right.const, str):
                 keys = frozenset({right.const})
-            return Expr(T_BOOLEAN, _equality(op, left, right), keys=keys)
-        return Expr(T_BOOLEAN, _ordering(op, left, right))
+            expr = Expr(T_BOOLEAN, _equality(op, left, right), keys=keys, depth=depth)
+        else:
+            expr = Expr(T_BOOLEAN, _ordering(op, left, right), depth=depth)
+        return self.checked(expr, op_tok)
+
+    def checked(self, expr: Expr, tok: Token) -> Expr:
+        """Refuse expressions whose evaluation would nest deeper than ``MAX_DEPTH``."""
+        if expr.depth > MAX_DEPTH:
+            raise FilterError(
+                f"The expression is nested too deeply (more than {MAX_DEPTH} levels) "
+                f"at position {tok.pos}."
+            )
+        return expr
+
+    def enter(self, tok: Token) -> None:
+        """Count one level of parentheses, ``not`` or function call being parsed."""
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise FilterError(
+                f"The expression is nested too deeply (more than {MAX_DEPTH} levels) "
+                f"at position {tok.pos}."
+            )
 
     def incompatible(self, op_tok: Token, left: Expr, right: Expr) -> None:
         raise FilterError(
@@ -386,21 +453,25 @@ class _Parser:
     def unary(self) -> Expr:
         if self.tok.kind == "ident" and self.tok.text == "not":
             op_tok = self.take()
+            self.enter(op_tok)
             inner = self.unary()
+            self.nesting -= 1
             if inner.type != T_BOOLEAN:
                 raise FilterError(
                     f"Operator 'not' incompatible with operand type '{inner.type}' "
                     f"at position {op_tok.pos}."
                 )
             fn = inner.fn
-            return Expr(T_BOOLEAN, lambda e: not fn(e))
+            return self.checked(Expr(T_BOOLEAN, lambda e: not fn(e), depth=inner.depth + 1), op_tok)
         return self.primary()
 
     def primary(self) -> Expr:
         tok = self.tok
         if tok.kind == "(":
             self.take()
+            self.enter(tok)
             inner = self.binary(0)
+            self.nesting -= 1
             if self.tok.kind != ")":
                 raise FilterError(
                     f"')' or operator expected at position {self.tok.pos} in '{self.text}'."
@@ -451,18 +522,22 @@ class _Parser:
         func = _FUNCTIONS.get(name_tok.text)
         if func is None:
             raise FilterError(f"Unknown function '{name_tok.text}' at position {name_tok.pos}.")
-        self.expect("(")
+        self.enter(self.expect("("))
         args: list[Expr] = []
         while True:
             args.append(self.binary(0))
             if self.tok.kind != ",":
                 break
             self.take()
+        self.nesting -= 1
         if self.tok.kind != ")":
             raise FilterError(f"')' or ',' expected at position {self.tok.pos} in '{self.text}'.")
         self.take()
         self.check_args(name_tok, func, args)
-        return Expr(func.result, func.build([a.fn for a in args]))
+        depth = max(a.depth for a in args) + 1
+        return self.checked(
+            Expr(func.result, func.build([a.fn for a in args]), depth=depth), name_tok
+        )
 
     def check_args(self, name_tok: Token, func: _Function, args: list[Expr]) -> None:
         if len(args) != len(func.params):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.emulator.entities import EmuJob, EmuTask, JobState
 from exporter.emulator.query import ODataQueryError, QueryOptions, parse_query
@@ -523,3 +525,69 @@ def test_filters_that_pin_ids_expose_them(text: str, keys: set[str] | None) -> N
     options = parse_query({"$filter": text}, "Jobs")
     assert options.filter is not None
     assert options.filter.keys == (frozenset(keys) if keys is not None else None)
+
+
+# --- size and nesting limits ----------------------------------------------------------------------
+
+
+def test_long_chains_of_or_and_and_evaluate_without_nesting() -> None:
+    many_or = " or ".join(f"Priority eq {i}" for i in range(100, 5100)) + " or Priority eq 5"
+    assert matches(many_or)
+    assert not matches(many_or, _job(priority=-1))
+    many_and = " and ".join(["Priority eq 5"] * 5000)
+    assert matches(many_and)
+    ids = " or ".join(f"Id eq 'nb:jid:UUID:{i}'" for i in range(3000))
+    options = parse_query({"$filter": f"({ids}) and State eq 2"}, "Jobs")
+    assert options.filter is not None and options.filter.keys is not None
+    assert len(options.filter.keys) == 3000
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    assert matches("(" * 64 + "State eq 2" + ")" * 64)
+    # 62 times not (an even number) plus the comparison: 64 levels of evaluation.
+    assert matches("not " * 62 + "(State eq 2)")
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("(" * 65 + "State eq 2" + ")" * 65, 64),
+        ("not " * 65 + "(State eq 2)", 256),
+        ("tolower(" * 65 + "Name" + ")" * 65, 519),
+        (" eq ".join(["true"] * 70), 509),
+    ],
+)
+def test_deeper_nesting_is_refused(text: str, position: int) -> None:
+    assert error_of({"$filter": text}) == (
+        f"The expression is nested too deeply (more than 64 levels) at position {position}."
+    )
+
+
+ALPHABET = [
+    "State", "Name", "Id", "Created", "Priority", "EndTime", "Foo", "eq", "ne", "gt", "lt",
+    "and", "or", "not", "(", ")", ",", "'x'", "'it''s'", "'", "1", "-2", "3.5", "null",
+    "true", "datetime'2024-01-01T00:00:00'", "datetime'bad'", "startswith", "substringof",
+    "tolower", "length", "add", "guid'1'", "#", " ",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(ALPHABET), max_size=12))
+def test_any_filter_text_either_compiles_or_gets_a_query_error(words: list[str]) -> None:
+    text = " ".join(words)
+    try:
+        options = parse_query({"$filter": text}, "Jobs")
+    except ODataQueryError as exc:
+        assert str(exc)
+        return
+    if options.filter is not None:
+        assert options.filter.matches(_job()) in (True, False)
+        assert options.filter.matches(_job(name=None, start_time=None)) in (True, False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_any_string_literal_round_trips(name: str) -> None:
+    literal = "'" + name.replace("'", "''") + "'"
+    assert matches(f"Name eq {literal}", _job(name=name))
+    assert matches(f"substringof({literal}, Name)", _job(name=f"<{name}>"))
