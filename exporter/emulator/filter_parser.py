@@ -50,12 +50,11 @@ class Token:
     value: Any = None
 
 
-_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?([LlDdMmFf])?")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?([LlDdMmFf])?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SPACE = re.compile(r"\s+")
 _DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?"
-    r"(Z|[+-]\d{2}:\d{2})?"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,7}))?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?"
 )
 
 
@@ -86,17 +85,17 @@ def parse_datetime_literal(body: str, pos: int) -> datetime:
     second = int(m.group(6) or 0)
     fraction = (m.group(7) or "").ljust(6, "0")[:6]
     zone = m.group(8)
-    tz = timezone.utc
-    if zone and zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
     try:
+        tz = timezone.utc
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            tz = timezone(sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
         value = datetime(year, month, day, hour, minute, second, int(fraction), tzinfo=tz)
-    except ValueError as exc:
+        return value.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as exc:
         raise FilterError(
             f"Unrecognized 'Edm.DateTime' literal 'datetime'{body}'' at position {pos}: {exc}."
         ) from exc
-    return value.astimezone(timezone.utc)
 
 
 def _number_token(text: str, m: re.Match[str], pos: int) -> Token:
@@ -123,8 +122,10 @@ def tokenize(text: str) -> list[Token]:
     i = 0
     while i < len(text):
         ch = text[i]
+        number = _NUMBER.match(text, i) if ch in "-0123456789" else None
+        word = _IDENT.match(text, i)
         if ch.isspace():
-            i = _SPACE.match(text, i).end()  # type: ignore[union-attr]
+            i += 1
         elif ch in "(),":
             tokens.append(Token(ch, ch, i))
             i += 1
@@ -132,20 +133,16 @@ def tokenize(text: str) -> list[Token]:
             value, end = _read_quoted(text, i)
             tokens.append(Token("string", text[i:end], i, value))
             i = end
-        elif ch.isdigit() or (ch == "-" and i + 1 < len(text) and text[i + 1].isdigit()):
-            m = _NUMBER.match(text, i)
-            assert m is not None
-            tokens.append(_number_token(text, m, i))
-            i = m.end()
-        elif ch.isalpha() or ch == "_":
-            m = _IDENT.match(text, i)
-            assert m is not None
-            word, end = m.group(0), m.end()
+        elif number is not None:
+            tokens.append(_number_token(text, number, i))
+            i = number.end()
+        elif word is not None:
+            end = word.end()
             if end < len(text) and text[end] == "'":
                 body, end = _read_quoted(text, end)
-                tokens.append(Token("typed", text[i:end], i, (word, body)))
+                tokens.append(Token("typed", text[i:end], i, (word.group(0), body)))
             else:
-                tokens.append(Token("ident", word, i))
+                tokens.append(Token("ident", word.group(0), i))
             i = end
         else:
             raise FilterError(

@@ -67,7 +67,7 @@ def _entity(entity_set: str) -> EntityType:
 
 def _non_negative(name: str, raw: str) -> int:
     text = raw.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ODataQueryError(
             f"Invalid value '{raw}' for the query option '{name}': "
             "a non-negative integer is required."

@@ -591,3 +591,48 @@ def test_any_string_literal_round_trips(name: str) -> None:
     literal = "'" + name.replace("'", "''") + "'"
     assert matches(f"Name eq {literal}", _job(name=name))
     assert matches(f"substringof({literal}, Name)", _job(name=f"<{name}>"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        keys=st.sampled_from(["$filter", "$select", "$orderby", "$top", "$skip", "$x", "api"]),
+        values=st.text(max_size=30),
+    ),
+    st.sampled_from(["Jobs", "Tasks"]),
+)
+def test_any_query_options_either_parse_or_get_a_query_error(
+    params: dict[str, str], entity_set: str
+) -> None:
+    try:
+        parse_query(params, entity_set)
+    except ODataQueryError as exc:
+        assert str(exc)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"$top": "²"},
+            "Invalid value '²' for the query option '$top': a non-negative integer is required.",
+        ),
+        ({"$filter": "Priority eq ²"}, "Syntax error: unexpected character '²' at position 12"),
+        ({"$filter": "Namé eq 'x'"}, "Syntax error: unexpected character 'é' at position 3"),
+        ({"$filter": "Priority eq - 1"}, "Syntax error: unexpected character '-' at position 12"),
+        (
+            {"$filter": "Created lt datetime'9999-12-31T23:59:59-01:00'"},
+            "Unrecognized 'Edm.DateTime' literal 'datetime'9999-12-31T23:59:59-01:00'' at "
+            "position 11: date value out of range.",
+        ),
+        (
+            {"$filter": "Created lt datetime'2024-01-01T00:00:00+99:00'"},
+            "Unrecognized 'Edm.DateTime' literal 'datetime'2024-01-01T00:00:00+99:00'' at "
+            "position 11: offset must be a timedelta strictly between",
+        ),
+    ],
+)
+def test_unusual_characters_and_dates_get_clear_errors(
+    params: dict[str, str], message: str
+) -> None:
+    assert error_of(params).startswith(message)
