@@ -139,11 +139,13 @@ def _candidates(items: Sequence[E], by_id: Mapping[str, E], options: QueryOption
     return sorted((by_id[key] for key in keys if key in by_id), key=lambda item: item.id)
 
 
-def _first_matches(items: Iterable[E], matches: Predicate | None, skip: int, size: int) -> list[E]:
+def _first_matches(items: Sequence[E], matches: Predicate | None, skip: int, size: int) -> list[E]:
     """Walk ``items`` in order, skip ``skip`` matches and stop after ``size`` more."""
+    if matches is None:
+        return list(items[skip : skip + size])
     picked: list[E] = []
     for item in items:
-        if matches is not None and not matches(item):
+        if not matches(item):
             continue
         if skip:
             skip -= 1
