@@ -13,19 +13,16 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector as RegistryCollector
 
 from exporter.collector import Collector
 from exporter.deadline import Deadline
-from exporter.families import build_families
+from exporter.families import render
 from exporter.http import RequestCounter
 from exporter.status_page import render_status_page
 from exporter.webconfig import ProtectedApp, TlsServerConfig, WebConfig, accept_tls
@@ -67,18 +64,6 @@ def _process_registry() -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
-
-
-@dataclass(frozen=True)
-class _Exposition(RegistryCollector):
-    """What one scrape exposes: the collection's families and the process metrics."""
-
-    families: Iterable[Any]
-    process: CollectorRegistry
-
-    def collect(self) -> Iterator[Any]:
-        yield from self.families
-        yield from self.process.collect()
 
 
 class ExporterApp:
@@ -127,9 +112,13 @@ class ExporterApp:
     def _metrics(self, environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
         budget = collection_budget(environ.get(SCRAPE_TIMEOUT_HEADER), self._default_timeout)
         collection = self._collector.collect(Deadline.after(budget))
-        families = build_families(collection, self._counter.snapshot(), self._version)
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        body = encoder(_Exposition(families, self._process))
+        body, content_type = render(
+            collection,
+            self._counter.snapshot(),
+            self._version,
+            environ.get("HTTP_ACCEPT", ""),
+            self._process,
+        )
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = gzip.compress(body, compresslevel=1)

@@ -1,0 +1,175 @@
+"""The exposition written directly is byte for byte what prometheus_client writes for the families.
+
+Prometheus negotiates OpenMetrics 1.0.0 or the text format 0.0.4; both are written by
+``exporter.families.render`` without going through ``prometheus_client``'s encoders, which are the
+reference here. Label values come from AMS (job and task names are free text), so they are hostile.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import choose_encoder
+
+from exporter.ams.model import Job, JobState, Task
+from exporter.collection import AccountResult, Collection
+from exporter.families import Exposition, _direct_format, build_families, render
+
+NOW = 1_764_150_000.25
+HOSTILE = [
+    "",
+    'quote " in the middle',
+    "back\\slash and \\n not a newline",
+    "new\nline",
+    "trailing backslash \\",
+    'all three \\ " \n',
+    "unicode: 日本語 ü 🎬",
+    "control \x00\x01\t chars",
+    "{braces}=,commas",
+    "a" * 300,
+]
+# Accept headers the direct writer answers: Prometheus 2 and 3 defaults, explicit versions, none.
+DIRECT = [
+    "",
+    "text/plain;version=0.0.4",
+    "text/plain;version=1.0.0;escaping=allow-utf-8",
+    "text/plain;version=1.0.0;escaping=underscores",
+    "application/openmetrics-text",
+    "application/openmetrics-text;version=1.0.0",
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
+    "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;"
+    "q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
+    "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+]
+# Negotiations left to prometheus_client: they rewrite names or are formats not written directly.
+DELEGATED = [
+    "text/plain;version=1.0.0;escaping=dots",
+    "application/openmetrics-text;version=1.0.0;escaping=dots",
+    "application/openmetrics-text;version=1.0.0;escaping=values",
+    "application/openmetrics-text;version=2.0.0",
+]
+
+
+def _job(index: int, state: JobState, name: str, *, started: bool = True) -> Job:
+    created = NOW - 3600.0 * (index + 1) - 0.125
+    ended = state.is_final
+    return Job(
+        id=f"nb:jid:UUID:{index:08d}-{name[:8]!r}",
+        name=name,
+        state=state,
+        created=created,
+        last_modified=created + 10,
+        start_time=created + 60.5 if started else None,
+        end_time=created + 900.0 if ended and started else None,
+        priority=index % 5 - 1,
+        running_duration_seconds=(840.0 if ended else 0.0) + index / 7,
+    )
+
+
+def _task(index: int, name: str, progress: float, codes: tuple[str, ...] = ()) -> Task:
+    return Task(
+        id=f'nb:tid:UUID:"{index}"\\',
+        name=name,
+        state=2,
+        progress=progress,
+        running_duration_seconds=1.5,
+        start_time=NOW - 100,
+        end_time=None,
+        error_codes=codes,
+    )
+
+
+def _collection(names: list[str]) -> Collection:
+    states = list(JobState)
+    jobs = [
+        _job(i, states[i % len(states)], name, started=states[i % len(states)] > 1)
+        for i, name in enumerate(names)
+    ]
+    tasks = {
+        job.id: (
+            _task(1, names[-i % len(names)], 37.5, ("ErrorProcessingTask", "Unknown")),
+            _task(2, names[i % len(names)], 100.0 / 3),
+        )
+        for i, job in enumerate(jobs)
+        if job.state in (JobState.PROCESSING, JobState.ERROR, JobState.QUEUED, JobState.FINISHED)
+    }
+    counts = {state: 10**i for i, state in enumerate(JobState)}
+    healthy = AccountResult(
+        account='acc "one"\\',
+        up=True,
+        duration_seconds=0.123456789,
+        last_success=NOW + 1e-6,
+        jobs=tuple(jobs),
+        tasks=tasks,
+        state_counts=counts,
+        dropped=3,
+    )
+    failed = AccountResult(
+        account="two\n", up=False, duration_seconds=10.0, last_success=None, error="boom"
+    )
+    return Collection(time=NOW, accounts=(healthy, failed))
+
+
+def _process_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    Gauge("process_like_gauge", "A gauge.", ["kind"], registry=registry).labels("x").set(2.5)
+    Counter("process_like", "A counter.", registry=registry).inc(7)
+    return registry
+
+
+REQUESTS = {('acc "one"\\', "ams", "200"): 15, ('acc "one"\\', "aad", "error"): 2}
+
+
+def _reference(
+    collection: Collection, accept: str, process: CollectorRegistry, requests=REQUESTS
+) -> bytes:
+    encoder, _ = choose_encoder(accept)
+    return encoder(Exposition(build_families(collection, requests, "1.2.3"), process))
+
+
+@pytest.mark.parametrize("accept", DIRECT)
+def test_direct_writing_equals_prometheus_client(accept):
+    collection = _collection(HOSTILE)
+    process = _process_registry()
+    body, content_type = render(collection, REQUESTS, "1.2.3", accept, process)
+    assert _direct_format(choose_encoder(accept)[0]) is not None, "the direct path must be taken"
+    assert content_type == choose_encoder(accept)[1]
+    assert body == _reference(collection, accept, process)
+
+
+@pytest.mark.parametrize("accept", DELEGATED)
+def test_other_negotiations_are_left_to_prometheus_client(accept):
+    collection = _collection(HOSTILE)
+    process = _process_registry()
+    assert _direct_format(choose_encoder(accept)[0]) is None
+    body, content_type = render(collection, REQUESTS, "1.2.3", accept, process)
+    assert (body, content_type) == (
+        _reference(collection, accept, process),
+        choose_encoder(accept)[1],
+    )
+
+
+def test_an_empty_collection_still_has_every_family_header():
+    collection = Collection(time=NOW, accounts=())
+    for accept in ("", "application/openmetrics-text;version=1.0.0"):
+        body, _ = render(collection, {}, "1.2.3", accept, CollectorRegistry())
+        assert body == _reference(collection, accept, CollectorRegistry(), {})
+        assert body.count(b"# TYPE ams_") == 18
+
+
+_label_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(_label_text, min_size=1, max_size=12))
+def test_any_job_and_task_names_give_the_same_bytes(names):
+    collection = _collection(names)
+    process = CollectorRegistry()
+    for accept in ("text/plain;version=0.0.4", "application/openmetrics-text;version=1.0.0"):
+        body, _ = render(collection, REQUESTS, "1.2.3", accept, process)
+        assert body == _reference(collection, accept, process)
