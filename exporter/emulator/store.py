@@ -13,7 +13,8 @@ import operator
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from exporter.emulator import lifecycle
@@ -298,21 +299,29 @@ class JobStore:
         error_code: str | None = None,
         template_id: str | None = None,
         job_id: str | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        running_duration_ms: float | None = None,
     ) -> str:
         """Add a job that only tests move (the scenario leaves it alone); returns its Id.
 
         ``progress`` sets the running task's Progress of a Processing job; ``error_code`` the
-        ErrorDetails code of an Error job (default ErrorProcessingTask).
+        ErrorDetails code of an Error job (default ErrorProcessingTask). ``start_time``,
+        ``end_time`` and ``running_duration_ms`` replace what the state would set (the clock's
+        time, and 90 % of the wall time), so that a test knows every value exactly; given
+        datetimes keep their microseconds.
         """
         target = _checked_state(state)
         _check_new_job(name, created, tasks, progress, target)
+        times = _Times(created, start_time, end_time, running_duration_ms)
+        times.check(target)
         lifecycle.check_error_code(target, error_code)
         with self._lock:
             now = self._advance()
             new_id = job_id or JOB_ID_PREFIX + new_guid(self._manual_rng)
             if not new_id.startswith(JOB_ID_PREFIX) or new_id in self._index.jobs:
                 raise ValueError(f"job Id {new_id!r} must start {JOB_ID_PREFIX!r} and be unique")
-            when = lifecycle.at_ms((created or now).timestamp())
+            when = times.created_or(now)
             job = EmuJob(
                 id=new_id,
                 name=name,
@@ -329,6 +338,7 @@ class JobStore:
             lifecycle.force_state(job, target, max(when, now).timestamp(), error_code)
             if progress is not None:
                 job.tasks[0].progress = float(progress)
+            times.apply(job)
             self._scenario.adopt(job)
             return new_id
 
@@ -383,6 +393,56 @@ class JobStore:
             self._job(job_id)
             self._scenario.release(job_id)
             self._index.remove(job_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Times:
+    """The times a test gives ``add_job``: checked against the state, then applied."""
+
+    created: datetime | None
+    start: datetime | None
+    end: datetime | None
+    running_duration_ms: float | None
+
+    def check(self, state: JobState) -> None:
+        for label, value in (("start_time", self.start), ("end_time", self.end)):
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{label} must be an aware datetime")
+        if self.start is not None and state in (JobState.QUEUED, JobState.SCHEDULED):
+            raise ValueError(f"a {state.name} job has not started; it takes no start_time")
+        if (self.end is not None or self.running_duration_ms is not None) and not state.is_final:
+            raise ValueError(
+                f"end_time and running_duration_ms are set when a job ends, not for {state.name}"
+            )
+        if self.running_duration_ms is not None and not self.running_duration_ms >= 0:
+            raise ValueError(f"running_duration_ms must be >= 0, got {self.running_duration_ms}")
+        stamps = [t for t in (self.created, self.start, self.end) if t is not None]
+        if stamps != sorted(stamps):
+            raise ValueError("need created <= start_time <= end_time")
+
+    def created_or(self, now: datetime) -> datetime:
+        """``created``, or the clock's time - but not after a given start or end time."""
+        if self.created is not None:
+            return self.created.astimezone(timezone.utc)
+        given = [t.astimezone(timezone.utc) for t in (self.start, self.end) if t is not None]
+        return min([lifecycle.at_ms(now.timestamp()), *given])
+
+    def apply(self, job: EmuJob) -> None:
+        if self.start is not None:
+            job.start_time = self.start.astimezone(timezone.utc)
+            for task in job.tasks:
+                if task.start_time is not None:
+                    task.start_time = job.start_time
+        if self.end is not None:
+            job.end_time = job.last_modified = self.end.astimezone(timezone.utc)
+            for task in job.tasks:
+                if task.end_time is not None:
+                    task.end_time = job.end_time
+        if self.running_duration_ms is not None:
+            job.running_duration_ms = float(self.running_duration_ms)
+        elif job.start_time is not None and job.end_time is not None:
+            wall = (job.end_time - job.start_time).total_seconds()
+            job.running_duration_ms = lifecycle.running_ms(wall, lifecycle.DEFAULT_FACTOR)
 
 
 def _checked_state(state: JobState | int) -> JobState:

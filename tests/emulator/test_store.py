@@ -200,6 +200,49 @@ def test_add_job_in_any_state_is_consistent(store: tuple[JobStore, Clock], state
     assert later is not None and later.state == state
 
 
+def test_add_job_with_exact_times_keeps_microseconds(store: tuple[JobStore, Clock]) -> None:
+    jobs, _ = store
+    created = datetime(2024, 6, 1, 7, 0, 0, 123456, tzinfo=UTC)
+    started = datetime(2024, 6, 1, 9, 16, 49, 460000, tzinfo=timezone(timedelta(hours=2)))
+    ended = datetime(2024, 6, 1, 7, 22, 8, 467001, tzinfo=UTC)
+    job_id = jobs.add_job(
+        name="timed",
+        state=JobState.FINISHED,
+        created=created,
+        start_time=started,
+        end_time=ended,
+        running_duration_ms=286974.0,
+        tasks=2,
+    )
+    job = jobs.get_job(job_id)
+    assert job is not None
+    assert job.created == created
+    assert job.start_time == started and job.start_time.tzinfo == UTC
+    assert (job.end_time, job.last_modified) == (ended, ended)
+    assert job.running_duration_ms == 286974.0
+    assert all(t.start_time == started and t.end_time == ended for t in job.tasks)
+
+
+def test_add_job_derives_duration_and_creation_from_given_times(
+    store: tuple[JobStore, Clock],
+) -> None:
+    jobs, _ = store
+    started = START - timedelta(minutes=10)
+    job_id = jobs.add_job(name="x", state=JobState.ERROR, start_time=started, end_time=START)
+    job = jobs.get_job(job_id)
+    assert job is not None
+    assert job.created == started
+    assert job.running_duration_ms == 540_000.0  # 90 % of ten minutes, in milliseconds
+    processing = jobs.add_job(name="y", state=JobState.PROCESSING, start_time=started)
+    running = jobs.get_job(processing)
+    assert running is not None
+    assert (running.start_time, running.end_time, running.running_duration_ms) == (
+        started,
+        None,
+        0.0,
+    )
+
+
 def test_add_job_with_progress_and_error_code(store: tuple[JobStore, Clock]) -> None:
     jobs, _ = store
     running = jobs.add_job(name="a", state=JobState.PROCESSING, progress=42.5)
@@ -235,6 +278,32 @@ def test_add_job_with_progress_and_error_code(store: tuple[JobStore, Clock]) -> 
         ),
         ({"created": datetime(2024, 1, 1)}, ValueError, "created must be an aware datetime"),
         ({"job_id": "job-1"}, ValueError, "job Id 'job-1' must start 'nb:jid:UUID:'"),
+        ({"start_time": START}, ValueError, "a QUEUED job has not started; it takes no start_time"),
+        (
+            {"state": JobState.PROCESSING, "end_time": START},
+            ValueError,
+            "end_time and running_duration_ms are set when a job ends, not for PROCESSING",
+        ),
+        (
+            {"state": JobState.PROCESSING, "running_duration_ms": 5.0},
+            ValueError,
+            "end_time and running_duration_ms are set when a job ends, not for PROCESSING",
+        ),
+        (
+            {"state": JobState.FINISHED, "running_duration_ms": -1.0},
+            ValueError,
+            "running_duration_ms must be >= 0, got -1.0",
+        ),
+        (
+            {"state": JobState.FINISHED, "start_time": START, "end_time": START - timedelta(1)},
+            ValueError,
+            "need created <= start_time <= end_time",
+        ),
+        (
+            {"state": JobState.FINISHED, "end_time": datetime(2024, 1, 1)},
+            ValueError,
+            "end_time must be an aware datetime",
+        ),
     ],
 )
 def test_add_job_refuses_bad_input(
