@@ -37,6 +37,9 @@ log = logging.getLogger("exporter")
 USER_AGENT = f"ams-exporter/{__version__}"
 DEFAULT_LISTEN_ADDRESS = ":10267"
 DEMO_SECRET_VARIABLE = "AMS_DEMO_CLIENT_SECRET"
+# A new job every minute and two-minute tasks: progress visibly moves between two scrapes.
+DEMO_ARRIVALS_PER_HOUR = 60.0
+DEMO_MEAN_TASK_SECONDS = 120.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,13 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=200,
         help="with --demo: number of jobs in the emulated account (default %(default)s)",
     )
-    parser.add_argument(
-        "--demo.speed",
-        dest="demo_speed",
-        type=float,
-        default=10.0,
-        help="with --demo: how many times faster than real time the jobs evolve (default %(default)s)",
-    )
     parser.add_argument("--version", action="version", version=f"ams-exporter {__version__}")
     return parser
 
@@ -144,11 +140,20 @@ def configure_logging(level: str, log_format: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def start_demo(jobs: int, speed: float) -> tuple[Emulator, Config]:
-    """Start the emulator and a config with one account, ``demo``, pointed at it."""
+def start_demo(jobs: int) -> tuple[Emulator, Config]:
+    """Start the emulator and a config with one account, ``demo``, pointed at it.
+
+    The emulator's clock runs at real speed, because the exporter measures ages and durations on
+    the wall clock; the demo is kept lively by frequent arrivals and short tasks instead.
+    """
     from exporter.emulator import Emulator
 
-    emulator = Emulator(jobs=jobs, speed=speed)
+    emulator = Emulator(
+        jobs=jobs,
+        speed=1.0,
+        arrivals_per_hour=DEMO_ARRIVALS_PER_HOUR,
+        mean_task_seconds=DEMO_MEAN_TASK_SECONDS,
+    )
     emulator.start()
     text = (
         "accounts:\n"
@@ -183,7 +188,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Emulator | None]:
     if args.demo:
         if args.config_file is not None:
             raise ConfigError("--demo runs without a config file; drop --config.file or --demo")
-        emulator, config = start_demo(args.demo_jobs, args.demo_speed)
+        emulator, config = start_demo(args.demo_jobs)
         return config, emulator
     if args.config_file is None:
         raise ConfigError("no configuration: pass --config.file FILE, or try --demo")

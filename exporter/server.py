@@ -36,9 +36,9 @@ Environ = dict[str, Any]
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
 # Longest budget a header may ask for; Prometheus caps scrape_timeout at the scrape interval anyway.
 MAX_SCRAPE_TIMEOUT = 300.0
-# How often /readyz may start a collection itself when nothing else has (Kubernetes probes arrive
-# before Prometheus has discovered a pod that is not yet ready).
-READINESS_COLLECTION_INTERVAL = 60.0
+# The status page shows a collection at most this old, collecting (shared with scrapes) otherwise,
+# so that it stays live without Prometheus and adds at most one collection per this interval.
+STATUS_PAGE_MAX_AGE = 15.0
 
 
 def collection_budget(header: str | None, default: float) -> float:
@@ -126,8 +126,11 @@ class ExporterApp:
         return "200 OK", headers, body
 
     def _status_page(self, _environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        collection = self._collector.latest
+        if collection is None or self._collector.age_of_latest() > STATUS_PAGE_MAX_AGE:
+            collection = self._collector.collect(Deadline.after(self._default_timeout))
         page = render_status_page(
-            self._collector.latest, version=self._version, metrics_path=self._telemetry_path
+            collection, version=self._version, metrics_path=self._telemetry_path
         )
         return "200 OK", [("Content-Type", "text/html; charset=utf-8")], page.encode()
 
@@ -135,9 +138,11 @@ class ExporterApp:
         return _text("200 OK", "ok\n")
 
     def _readyz(self, _environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
-        latest = self._collector.latest
-        if latest is None or self._collector.age_of_latest() > READINESS_COLLECTION_INTERVAL:
-            self._collector.collect(Deadline.after(self._default_timeout))
+        """Judged from the collections that scrapes (and the start-up warm-up) made.
+
+        The probe never polls AMS itself: probes come every few seconds and would multiply the
+        upstream load that the scrape interval was chosen to bound.
+        """
         reason = self._collector.unready_reason()
         if reason is None:
             return _text("200 OK", "ready\n")
