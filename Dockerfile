@@ -23,10 +23,11 @@ COPY pyproject.toml README.md ./
 COPY exporter ./exporter
 
 # The wheel, not the source tree, goes into the venv: what ships is what `pip install` of a
-# release would give, package data included.
+# release would give, package data included; the bcrypt extra lets --web.config.file use
+# basic_auth_users.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/ams-exporter \
-    && /opt/ams-exporter/bin/python -m pip install --no-cache-dir /wheels/ams_exporter-*.whl
+    && /opt/ams-exporter/bin/python -m pip install --no-cache-dir "$(echo /wheels/ams_exporter-*.whl)[bcrypt]"
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

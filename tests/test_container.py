@@ -188,7 +188,8 @@ def test_build_stage_installs_the_wheel_not_the_source_tree() -> None:
     (run,) = dockerfile.of("RUN", 0)
     assert "pip wheel --no-deps --wheel-dir /wheels ." in run.args
     assert "python -m venv /opt/ams-exporter" in run.args
-    assert "pip install --no-cache-dir /wheels/ams_exporter-*.whl" in run.args
+    # With the bcrypt extra, so that --web.config.file can check basic_auth_users.
+    assert 'pip install --no-cache-dir "$(echo /wheels/ams_exporter-*.whl)[bcrypt]"' in run.args
 
 
 def test_runs_as_a_numeric_non_root_user() -> None:

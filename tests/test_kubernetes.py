@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -249,6 +250,22 @@ def test_servicemonitor_scrapes_the_service_port_and_metrics_path() -> None:
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     args = build_parser().parse_args(container()["args"])
     assert endpoint["path"] == args.telemetry_path
+
+
+def test_servicemonitor_sets_the_job_label_the_alerts_select() -> None:
+    alerts = yaml.safe_load((ROOT / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
+    selected = {
+        match
+        for group in alerts["groups"]
+        for rule in group["rules"]
+        for match in re.findall(r'\bup\{job="([^"]+)"\}', rule["expr"])
+    }
+    (endpoint,) = resources()["ServiceMonitor"]["spec"]["endpoints"]
+    replaced = {
+        r["replacement"] for r in endpoint.get("relabelings", []) if r.get("targetLabel") == "job"
+    }
+    assert selected, "some alert should watch the exporter's own up series"
+    assert selected == replaced
 
 
 def test_documented_kubectl_commands_match_the_manifests() -> None:
