@@ -110,6 +110,7 @@ class AmsClient:
         self._base: str | None = None
         self._base_lock = threading.Lock()
         self._known_pages: dict[str, int] = {}
+        self._memos: dict[str, odata.JobMemo] = {}
 
     def close(self) -> None:
         """Stop the worker threads and close the AMS session."""
@@ -128,10 +129,14 @@ class AmsClient:
         first listing or a grown account pays only latency, never extra requests.
         """
         key = _filter_shape(filter)
-        jobs, pages = self._read_pages(filter, self._known_pages.get(key, 1), deadline)
+        memo = self._memos.get(key) or odata.JobMemo()
+        jobs, pages = self._read_pages(filter, self._known_pages.get(key, 1), memo, deadline)
+        memo.listing_done()
         if len(self._known_pages) >= _MAX_REMEMBERED_FILTERS:
             self._known_pages.clear()
+            self._memos.clear()
         self._known_pages[key] = pages
+        self._memos[key] = memo
         return list(jobs.values())
 
     def list_tasks(self, job_id: str, deadline: Deadline) -> list[Task]:
@@ -178,7 +183,7 @@ class AmsClient:
             return exc
 
     def _read_pages(
-        self, filter: str | None, expected: int, deadline: Deadline
+        self, filter: str | None, expected: int, memo: odata.JobMemo, deadline: Deadline
     ) -> tuple[dict[str, Job], int]:
         """The jobs of all pages and the number of pages read.
 
@@ -195,7 +200,7 @@ class AmsClient:
                     MAX_PAGES, max(expected, full_pages + 1)
                 ):
                     skip = next_page * PAGE_SIZE
-                    future = self._pages.submit(self._jobs_page, filter, skip, deadline)
+                    future = self._pages.submit(self._jobs_page, filter, skip, memo, deadline)
                     in_flight.append((skip, future))
                     next_page += 1
                 if not in_flight:
@@ -231,12 +236,14 @@ class AmsClient:
                 "the service seems to ignore $skip",
             )
 
-    def _jobs_page(self, filter: str | None, skip: int, deadline: Deadline) -> list[Job]:
+    def _jobs_page(
+        self, filter: str | None, skip: int, memo: odata.JobMemo, deadline: Deadline
+    ) -> list[Job]:
         params = {"$select": ",".join(JOB_FIELDS), "$top": str(PAGE_SIZE), "$skip": str(skip)}
         if filter:
             params = {"$filter": filter, **params}
         body = self._get("Jobs", params, deadline)
-        return self._entities(body, odata.job_from_entity, f"job page at $skip={skip}")
+        return self._entities(body, memo.read, f"job page at $skip={skip}")
 
     def _entities(
         self, body: bytes, convert: Callable[[dict[str, object]], _T], what: str
