@@ -159,6 +159,12 @@ def test_a_small_population_has_a_job_waiting_in_queued_for_hours() -> None:
         if job.state == JobState.QUEUED and job.created < START - timedelta(minutes=50)
     ]
     assert waiting
+    for job in waiting:
+        for task in job.tasks:
+            assert [event["Code"] for event in task.historical_events] == [
+                "WaitingForFreeResources"
+            ]
+            assert task.historical_events[0]["TimeStamp"] == job.created
 
 
 def test_names_include_the_hard_characters() -> None:
