@@ -190,12 +190,9 @@ def test_a_job_driven_into_error_raises_the_failed_job_alert(stack: Stack) -> No
         f'Job "{victim.name or ""}" ({victim.id}) in account {ACCOUNT} ended in Error.'
     )
     assert "ErrorUploadingOutputAsset" in alert["annotations"]["description"]
-    stuck = [
-        a
-        for a in prom.alerts()
-        if a["labels"].get("job_id") == victim.id and a["labels"]["alertname"] != "AMSJobFailed"
-    ]
-    assert stuck == []
+    # That a failed job never raises a "stuck" alert at the same time is shown by the promtool
+    # cases in tests/prometheus/job_alerts_test.yml: here the stuck alerts' thresholds (30 min and
+    # more) cannot elapse, so an assertion about them could not fail.
 
 
 def test_ams_up_drops_when_azure_ad_is_down_while_the_scrape_stays_up(stack: Stack) -> None:
