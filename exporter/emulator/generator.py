@@ -257,12 +257,21 @@ class Generator:
             state=JobState.QUEUED,
             template_id=draw.template_id,
         )
+        job.tasks = [self._task(job, index) for index in range(len(plan.durations))]
         if draw.subscription is not None:
+            # A subscribed job is watched at both levels, the tasks with their progress.
             endpoint, target = draw.subscription
             job.notification_subscriptions.append(
                 {"NotificationEndPointId": endpoint, "TargetJobState": target}
             )
-        job.tasks = [self._task(job, index) for index in range(len(plan.durations))]
+            for task in job.tasks:
+                task.notification_subscriptions.append(
+                    {
+                        "IncludeTaskProgress": True,
+                        "NotificationEndPointId": endpoint,
+                        "TargetTaskState": target,
+                    }
+                )
         return job
 
     def _task(self, job: EmuJob, index: int) -> EmuTask:

@@ -443,3 +443,20 @@ def test_concurrent_advances_all_count() -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert clock.now() == START + timedelta(seconds=2000)
+
+
+def test_some_jobs_and_their_tasks_are_subscribed_to_notifications() -> None:
+    store, _ = make_store(400, seed=12)
+    subscribed = [job for job in store.snapshot() if job.notification_subscriptions]
+    assert 5 <= len(subscribed) <= 40  # ~5 %
+    for job in subscribed:
+        (subscription,) = job.notification_subscriptions
+        assert subscription["TargetJobState"] in (1, 2)
+        for task in job.tasks:
+            assert task.notification_subscriptions == [
+                {
+                    "IncludeTaskProgress": True,
+                    "NotificationEndPointId": subscription["NotificationEndPointId"],
+                    "TargetTaskState": subscription["TargetJobState"],
+                }
+            ]

@@ -226,3 +226,28 @@ def test_dumps_verbose_escapes_slashes_of_ms_dates_only() -> None:
     assert '"uri":"https://127.0.0.1:8443/api/Jobs(' in text
     assert "新闻" in text
     assert json.loads(text) == payload
+
+
+def test_task_notification_subscriptions_in_both_shapes() -> None:
+    task = failed_task()
+    task.notification_subscriptions.append(
+        {
+            "IncludeTaskProgress": True,
+            "NotificationEndPointId": "nb:nepid:UUID:e",
+            "TargetTaskState": 2,
+        }
+    )
+    item = {
+        "IncludeTaskProgress": True,
+        "NotificationEndPointId": "nb:nepid:UUID:e",
+        "TargetTaskState": 2,
+    }
+    assert to_minimal(task, BASE, ["TaskNotificationSubscriptions"]) == {
+        "TaskNotificationSubscriptions": [item]
+    }
+    assert to_verbose(task, BASE, ["TaskNotificationSubscriptions"])[
+        "TaskNotificationSubscriptions"
+    ] == {
+        "__metadata": {"type": f"Collection({MODELS}.TaskNotificationSubscription)"},
+        "results": [item],
+    }
