@@ -51,6 +51,9 @@ ACTIVE = "Queued|Scheduled|Processing|Canceling"
 GREEN, ORANGE, RED = "green", "orange", "red"
 # Stat and bar gauge panels show each series' latest value (the queries are instant).
 LAST_VALUE = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+# The annotation query's step; its expression compares each step with the one before.
+ANNOTATION_STEP = "1m"
+ERROR_ANNOTATION = "Jobs entering Error"
 
 
 def in_state(states: str) -> str:
@@ -746,18 +749,27 @@ def variables() -> list[Builder[dm.VariableModel]]:
 
 
 def error_annotation() -> dash.AnnotationQuery:
-    """Marks the first evaluation step at which a job is seen in Error."""
-    now, before = (
-        f'max by (account, job_id, job_name) (ams_job_state{{{JOBS}, state="Error"}}{offset})'
-        for offset in ("", " offset 1m")
+    """Marks the evaluation step at which a job is first seen in Error.
+
+    Error is a final state, so a job is new in Error when it is in Error now and its Error series
+    was not 1 at its last sample in the hour up to the previous step (ANNOTATION_STEP before). Looking back over the hour rather than at the single previous step keeps the mark from
+    coming back after a gap: a failed collection or an exporter restart leaves no per-job series
+    (Prometheus marks them stale), and a plain `offset 1m` would then see nothing and mark every
+    job in Error again. The `max by` without `instance` also bridges a restart that changes the
+    target's labels (a new pod). A gap longer than the hour marks the jobs again.
+    """
+    selector = f'ams_job_state{{{JOBS}, state="Error"}}'
+    now = f"max by (account, job_id, job_name) ({selector}) == 1"
+    before = (
+        f"max by (account, job_id) (last_over_time({selector}[1h] offset {ANNOTATION_STEP})) == 1"
     )
     return (
         dash.AnnotationQuery()
-        .name("Jobs entering Error")
+        .name(ERROR_ANNOTATION)
         .datasource(DATASOURCE)
         .enable(True)
         .icon_color(STATE_COLOURS[JobState.ERROR])
-        .expr(f"{now} == 1 unless on (account, job_id) {before} == 1")
+        .expr(f"{now} unless on (account, job_id) {before}")
     )
 
 
@@ -817,7 +829,7 @@ def finish(model: dict[str, Any]) -> dict[str, Any]:
     for annotation in model["annotations"]["list"]:
         annotation.update(
             {
-                "step": "1m",
+                "step": ANNOTATION_STEP,
                 "titleFormat": "{{job_name}} failed",
                 "textFormat": "account {{account}}, job {{job_id}}",
                 "tagKeys": "account",
@@ -883,6 +895,14 @@ def render_docs(model: dict[str, Any]) -> str:
     lines += ["", "## Annotations", ""]
     for annotation in model["annotations"]["list"]:
         lines += [f"**{annotation['name']}**", "", "```promql", annotation["expr"], "```", ""]
+        if annotation["name"] == ERROR_ANNOTATION:
+            lines += [
+                f"One mark per job, at the {ANNOTATION_STEP} step where it is first seen in Error.",
+                "It compares with the job's last Error value in the hour before that step, so a",
+                "failed collection or an exporter restart (a gap in the series) does not mark the",
+                "jobs in Error again; a gap of more than an hour does.",
+                "",
+            ]
     for panel in model["panels"]:
         if panel["type"] == "row":
             lines += [f"## Row: {panel['title']}", ""]

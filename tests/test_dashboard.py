@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -304,6 +306,95 @@ def test_error_annotation_marks_jobs_entering_error(model: dict[str, Any]) -> No
     assert annotation["enable"] is True
     assert "ams_job_state" in metric_names(queries.substitute(annotation["expr"], SAMPLE_VALUES))
     assert "{{job_name}}" in annotation["titleFormat"]
+
+
+# The annotation before the fix: it compared with the raw series one step earlier, so after a gap
+# (a failed collection, an exporter restart) every job in Error was marked again.
+OLD_ERROR_ANNOTATION = (
+    'max by (account, job_id, job_name) (ams_job_state{account=~".*", job_name=~"(?s:.*)",'
+    ' state="Error"}) == 1 unless on (account, job_id) max by (account, job_id, job_name)'
+    ' (ams_job_state{account=~".*", job_name=~"(?s:.*)", state="Error"} offset 1m) == 1'
+)
+
+
+def error_state(job_id: str, name: str, instance: str, values: str) -> dict[str, str]:
+    labels = f'account="a", job_id="{job_id}", job_name="{name}", state="Error"'
+    return {
+        "series": f'ams_job_state{{{labels}, instance="{instance}", job="ams"}}',
+        "values": values,
+    }
+
+
+def annotation_unit_test(expr: str) -> dict[str, Any]:
+    """A promtool unit test of the annotation query, evaluated at each 1m step as Grafana does.
+
+    j1 is Processing, enters Error at 5m; every series of the job is marked stale at 11m (an
+    exporter restart, or a failed collection) and is back at 14m, still in Error. Both exporter
+    replicas (e1, e2) report it. j2 appears at 8m already in Error. j3 never fails.
+    """
+    one = '{account="a", job_id="j1", job_name="one"}'
+    two = '{account="a", job_id="j2", job_name="two"}'
+    expected = {4: [], 5: [one], 6: [], 7: [], 8: [two], 9: [], 11: [], 12: [], 13: [], 14: []}
+    expected |= {15: [], 30: []}
+    return {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    error_state("j1", "one", "e1", "0x4 1x5 stale _ _ 1x20"),
+                    error_state("j1", "one", "e2", "0x4 1x5 stale _ _ 1x20"),
+                    error_state("j2", "two", "e1", "_ _ _ _ _ _ _ _ 1x20"),
+                    error_state("j3", "three", "e1", "0x30"),
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": f"{minute}m",
+                        "exp_samples": [{"labels": labels, "value": 1} for labels in marks],
+                    }
+                    for minute, marks in expected.items()
+                ],
+            }
+        ],
+    }
+
+
+def run_annotation_unit_test(expr: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: install the Debian package 'prometheus'"
+    path = tmp_path / "dashboard_annotation_test.yml"
+    path.write_text(yaml.safe_dump(annotation_unit_test(expr), sort_keys=False), encoding="utf-8")
+    return subprocess.run(
+        [promtool, "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_error_annotation_marks_a_job_once_despite_gaps_in_its_series(
+    model: dict[str, Any], tmp_path: Path
+) -> None:
+    """The committed annotation, evaluated by Prometheus's engine (promtool) on series with a stale
+    gap: one mark when the job enters Error, none when its series come back after the gap."""
+    (annotation,) = model["annotations"]["list"]
+    assert annotation["step"] == "1m"
+    expr = queries.substitute(annotation["expr"], {"account": ".*", "job_name": ".*"})
+    result = run_annotation_unit_test(expr, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_the_annotation_unit_test_catches_the_old_query(tmp_path: Path) -> None:
+    """The same unit test fails for the old query, which marks j1 again when the gap ends."""
+    result = run_annotation_unit_test(OLD_ERROR_ANNOTATION, tmp_path)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "time: 14m" in output
+    assert 'job_id="j1"' in output
 
 
 def test_the_issue_s_panels_are_present(model: dict[str, Any]) -> None:
