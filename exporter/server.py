@@ -173,6 +173,9 @@ class ExporterServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of scrapes (HA pairs,
+    # dashboards), which the clients then retry after 1 s, 3 s, 7 s: scrapes late by seconds.
+    request_queue_size = socket.SOMAXCONN
     tls: TlsServerConfig | None = None
     tls_context: ssl.SSLContext | None = None
 
