@@ -531,15 +531,15 @@ def test_filters_that_pin_ids_expose_them(text: str, keys: set[str] | None) -> N
 
 
 def test_long_chains_of_or_and_and_evaluate_without_nesting() -> None:
-    many_or = " or ".join(f"Priority eq {i}" for i in range(100, 5100)) + " or Priority eq 5"
+    many_or = " or ".join(f"Priority eq {i}" for i in range(100, 2100)) + " or Priority eq 5"
     assert matches(many_or)
     assert not matches(many_or, _job(priority=-1))
-    many_and = " and ".join(["Priority eq 5"] * 5000)
+    many_and = " and ".join(["Priority eq 5"] * 2000)
     assert matches(many_and)
-    ids = " or ".join(f"Id eq 'nb:jid:UUID:{i}'" for i in range(3000))
+    ids = " or ".join(f"Id eq 'nb:jid:UUID:{i}'" for i in range(1500))
     options = parse_query({"$filter": f"({ids}) and State eq 2"}, "Jobs")
     assert options.filter is not None and options.filter.keys is not None
-    assert len(options.filter.keys) == 3000
+    assert len(options.filter.keys) == 1500
 
 
 def test_nesting_up_to_the_limit_is_accepted() -> None:
@@ -571,7 +571,7 @@ ALPHABET = [
 ]  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from(ALPHABET), max_size=12))
 def test_any_filter_text_either_compiles_or_gets_a_query_error(words: list[str]) -> None:
     text = " ".join(words)
@@ -585,7 +585,7 @@ def test_any_filter_text_either_compiles_or_gets_a_query_error(words: list[str])
         assert options.filter.matches(_job(name=None, start_time=None)) in (True, False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(max_size=40))
 def test_any_string_literal_round_trips(name: str) -> None:
     literal = "'" + name.replace("'", "''") + "'"
@@ -593,7 +593,7 @@ def test_any_string_literal_round_trips(name: str) -> None:
     assert matches(f"substringof({literal}, Name)", _job(name=f"<{name}>"))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.dictionaries(
         keys=st.sampled_from(["$filter", "$select", "$orderby", "$top", "$skip", "$x", "api"]),

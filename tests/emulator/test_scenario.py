@@ -225,8 +225,8 @@ def test_states_only_move_forward_over_simulated_hours() -> None:
     previous = by_id(store.snapshot())
     initial_ids = set(previous)
     seen_transitions: set[tuple[int, int]] = set()
-    for _ in range(12 * 12):  # 12 hours in 5-minute steps
-        clock.advance(300)
+    for _ in range(12 * 6):  # 12 hours in 10-minute steps
+        clock.advance(600)
         current = by_id(store.snapshot())
         busy = sum(1 for j in current.values() if j.state in (1, 2))
         assert busy <= store.config.slots
