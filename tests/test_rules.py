@@ -323,3 +323,181 @@ def test_alerting_doc_lists_the_alert_with_its_severity_and_for(name: str) -> No
     rule = ALERT_RULES[name]
     assert rule["labels"]["severity"] in row
     assert rule.get("for", "0m") in row
+
+
+# Each threshold is stated three times: in the alert's expr (or its `for:`), in the row of the
+# table in docs/alerting.md and in the description. The tests below read the thresholds out of the
+# expr with a small parser for the forms the rules use, and check that the table row and the
+# description (as written, and as rendered in the promtool cases) state exactly those.
+#
+# Forms read from the expr:
+# - `> N`, `> N * M` or `>= N` after a selector: seconds if the metric name says `seconds`, a ratio
+#   if it says `ratio`, else a count (`> 0` means "any" and is not a threshold);
+# - the window of `changes(...[W])` and an `offset W`: durations (how long nothing changed);
+# - with none of these, a non-zero `for:` is the threshold.
+# How the texts state them: durations as `30 min`/`6 h` in the table, `30m`/`6h` in descriptions
+# and `30 minutes`/`6 hours` in summaries; ratios as `20 %`; counts as `at least 5` (>=) or
+# `more than 5` (>).
+
+COMPARISON = re.compile(r"(>=|>) *(\d+(?:\.\d+)?(?: *\* *\d+(?:\.\d+)?)*)")
+SERIES_NAME = re.compile(r"[a-z_]+:ams_[a-z0-9_]+:[a-z0-9_]+|ams_[a-z_]+|\bup\b")
+WINDOW = re.compile(r"changes\([^()\[]*\[(\w+)\]|offset (\w+)")
+
+Threshold = tuple[str, float, str]  # (kind, value, comparison); the comparison only for counts
+
+
+def threshold(kind: str, value: float, op: str = "") -> Threshold:
+    return (kind, value, op if kind == "count" else "")
+
+
+def expr_thresholds(expr: str) -> set[Threshold]:
+    flat = " ".join(expr.split())
+    found = set()
+    for match in COMPARISON.finditer(flat):
+        value = 1.0
+        for factor in match.group(2).split("*"):
+            value *= float(factor)
+        if value == 0:
+            continue
+        names = SERIES_NAME.findall(flat[: match.start()])
+        assert names, f"no series before {match.group(0)!r} in {flat}"
+        kind = (
+            "duration" if "seconds" in names[-1] else "ratio" if "ratio" in names[-1] else "count"
+        )
+        found.add(threshold(kind, value, match.group(1)))
+    for match in WINDOW.finditer(flat):
+        found.add(threshold("duration", duration(match.group(1) or match.group(2))))
+    return found
+
+
+def rule_thresholds(rule: dict[str, Any]) -> tuple[set[Threshold], set[Threshold]]:
+    """The thresholds of an alert (from its expr, else its `for:`), and what its texts may also
+    mention (its `for:`)."""
+    for_seconds = duration(rule.get("for", "0m"))
+    for_: set[Threshold] = {threshold("duration", for_seconds)} if for_seconds else set()
+    return expr_thresholds(rule["expr"]) or for_, for_
+
+
+DURATION_TEXT = {
+    "table": re.compile(r"\b(\d+) (min|h)\b"),
+    "description": re.compile(r"\b(\d+)([mh])\b"),
+    "summary": re.compile(r"\b(\d+) (minute|hour)s?\b"),
+}
+
+
+def stated_thresholds(text: str, style: str) -> set[Threshold]:
+    """The thresholds a text states, in the spelling of ``style`` (table, description, summary)."""
+    text = re.sub(r"\{\{.*?\}\}", "", text, flags=re.S)  # template actions are not text
+    found = set()
+    for number, unit in DURATION_TEXT[style].findall(text):
+        found.add(threshold("duration", int(number) * (3600 if unit[0] == "h" else 60)))
+    for number in re.findall(r"\b(\d+(?:\.\d+)?) ?%", text):
+        found.add(threshold("ratio", round(float(number) / 100, 6)))
+    for words, number in re.findall(r"\b(at least|more than) (\d+)\b(?! ?(?:%|min|h\b|m\b))", text):
+        found.add(threshold("count", float(number), ">=" if words == "at least" else ">"))
+    return found
+
+
+def rendered_descriptions(name: str) -> list[str]:
+    return [
+        alert["exp_annotations"]["description"]
+        for cases in alert_cases(name)
+        for case in cases
+        for alert in case.get("exp_alerts") or []
+    ]
+
+
+def threshold_problems(
+    name: str, rule: dict[str, Any], row: list[str], rendered: list[str]
+) -> list[str]:
+    """Where the table row (its "fires when" cell) or the description disagree with the rule."""
+    thresholds, for_ = rule_thresholds(rule)
+    allowed = thresholds | for_
+    problems = []
+    fires_when = row[2]
+    table = stated_thresholds(fires_when, "table")
+    # A threshold carried by `for:` is checked in the table's `for` column.
+    if not thresholds <= table | for_:
+        problems.append(f"{name}: table row states {table}, expr has {thresholds}")
+    if not table <= allowed:
+        problems.append(f"{name}: table row states {table - allowed}, not in the rule")
+    description = rule["annotations"]["description"]
+    stated = stated_thresholds(description, "description")
+    if not thresholds <= stated:
+        problems.append(f"{name}: description states {stated}, rule has {thresholds}")
+    if not stated <= allowed:
+        problems.append(f"{name}: description states {stated - allowed}, not in the rule")
+    summary = stated_thresholds(rule["annotations"]["summary"], "summary")
+    if not summary <= allowed:
+        problems.append(f"{name}: summary states {summary - allowed}, not in the rule")
+    for text in rendered:
+        if not thresholds <= stated_thresholds(text, "description"):
+            problems.append(f"{name}: rendered description {text!r} lacks {thresholds}")
+    return problems
+
+
+def test_the_threshold_parser_reads_the_forms_the_rules_use() -> None:
+    assert expr_thresholds(ALERT_RULES["AMSJobErrorRateHigh"]["expr"]) == {
+        ("ratio", 0.2, ""),
+        ("count", 5.0, ">="),
+    }
+    assert expr_thresholds(ALERT_RULES["AMSJobNoProgress"]["expr"]) == {("duration", 1800.0, "")}
+    assert expr_thresholds(ALERT_RULES["AMSJobRunningTooLong"]["expr"]) == {
+        ("duration", 21600.0, "")
+    }
+    assert expr_thresholds(ALERT_RULES["AMSJobsDropped"]["expr"]) == set()
+    assert rule_thresholds(ALERT_RULES["AMSJobStuckCanceling"])[0] == {("duration", 900.0, "")}
+    assert rule_thresholds(ALERT_RULES["AMSJobFailed"]) == (set(), set())
+    text = "more than 20 % of at least 5 ended, more than 3 jobs, for 30 min or 6 h"
+    assert stated_thresholds(text, "table") == {
+        ("ratio", 0.2, ""),
+        ("count", 5.0, ">="),
+        ("count", 3.0, ">"),
+        ("duration", 1800, ""),
+        ("duration", 21600, ""),
+    }
+    assert stated_thresholds('{{ query "x[5m]" }} (threshold 15m) 6h', "description") == {
+        ("duration", 900, ""),
+        ("duration", 21600, ""),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_table_and_description_state_the_threshold_of_the_expr(name: str) -> None:
+    row = alerting_table().get(name)
+    assert row, f"docs/alerting.md has no table row for {name}"
+    assert threshold_problems(name, ALERT_RULES[name], row, rendered_descriptions(name)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new"),
+    [
+        ("AMSJobStuckQueued", "> 30 * 60", "> 45 * 60"),
+        ("AMSJobNoProgress", "offset 30m", "offset 20m"),
+        ("AMSJobRunningTooLong", "> 6 * 3600", "> 8 * 3600"),
+        ("AMSJobErrorRateHigh", "> 0.2", "> 0.25"),
+        ("AMSJobErrorRateHigh", ">= 5", ">= 10"),
+        ("AMSAccountDataStale", "> 15 * 60", "> 20 * 60"),
+        ("AMSJobsDropped", "> 0", "> 10"),
+    ],
+)
+def test_changing_a_threshold_only_in_the_expr_is_caught(name: str, old: str, new: str) -> None:
+    rule = dict(ALERT_RULES[name])
+    assert old in rule["expr"]
+    rule["expr"] = rule["expr"].replace(old, new)
+    assert threshold_problems(name, rule, alerting_table()[name], rendered_descriptions(name))
+
+
+def test_changing_a_threshold_only_in_the_table_or_description_is_caught() -> None:
+    name = "AMSJobStuckQueued"
+    rule, row = ALERT_RULES[name], alerting_table()[name]
+    edited_row = [cell.replace("30 min", "45 min") for cell in row]
+    assert threshold_problems(name, rule, edited_row, []) != []
+    description = rule["annotations"]["description"].replace("30m", "45m")
+    annotations = {**rule["annotations"], "description": description}
+    assert threshold_problems(name, {**rule, "annotations": annotations}, row, []) != []
+    # A threshold carried by `for:` must be in the description too.
+    name = "AMSJobStuckCanceling"
+    rule, row = ALERT_RULES[name], alerting_table()[name]
+    assert threshold_problems(name, rule, row, []) == []
+    assert threshold_problems(name, {**rule, "for": "20m"}, row, []) != []
