@@ -297,6 +297,11 @@ class AmsClient:
             raise AmsApiError(self._name, status, "", f"{url} redirects without a Location header")
         target = _with_slash(urljoin(url, location))
         chain = " -> ".join([*seen, target])
+        if urlsplit(target).scheme != "https":
+            # The next request carries the token: never to a plain-http address.
+            raise AmsApiError(
+                self._name, status, "InsecureRedirect", f"refusing a redirect to non-https: {chain}"
+            )
         if target in seen:
             raise AmsApiError(
                 self._name, status, "RedirectLoop", f"the endpoint redirects in a loop: {chain}"
