@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.server
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -34,6 +38,7 @@ from exporter.emulator import Emulator, Fault
 from exporter.errors import ExporterError
 from exporter.http import RequestCounter, UpstreamSession
 from tests.harness import account_yaml, config_for
+from tests.pki import make_pki
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN_PATH = r"/oauth2/(v2\.0/)?token$"
@@ -256,3 +261,69 @@ def test_the_token_markers_recognise_a_token_the_emulator_issues(world):
     )
     token = response.json()["access_token"]
     assert all(marker in token for marker in token_markers(emulator))
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    """A legacy AMS root that sends the client to a plain-http address."""
+
+    target = ""
+
+    def do_GET(self) -> None:
+        self.send_response(301)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_redirect_to_plain_http_is_not_followed_with_the_token(tmp_path):
+    """The token must never travel unencrypted, even when an https endpoint sends it there."""
+    pki = make_pki(tmp_path)
+    plain = socket.create_server(("127.0.0.1", 0))
+    plain.settimeout(5)
+    received: list[bytes] = []
+
+    def listen() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = plain.accept()
+            with connection:
+                connection.settimeout(5)
+                received.append(connection.recv(65536))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    _Redirector.target = f"http://127.0.0.1:{plain.getsockname()[1]}/api/"
+    redirector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    redirector.socket = context.wrap_socket(redirector.socket, server_side=True)
+    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    try:
+        with Emulator(jobs=5, seed=9, speed=0) as emulator:
+            bundle = tmp_path / "bundle.pem"
+            bundle.write_text(emulator.ca_pem + pki.server_ca.read_text())
+            endpoint = f"https://127.0.0.1:{redirector.server_address[1]}/"
+            config = config_for(
+                {"legacy": emulator}, {"legacy": {"endpoint": endpoint, "ca_file": bundle}}
+            )
+            account = config.accounts[0]
+            counter = RequestCounter()
+            sessions = [
+                UpstreamSession("legacy", api, counter, bundle, 5.0, "test")
+                for api in ("aad", "ams")
+            ]
+            client = AmsClient(account, token_provider_for(account, sessions[0]), sessions[1])
+            try:
+                with pytest.raises(ExporterError, match="http"):
+                    client.list_jobs(None, Deadline.after(5.0))
+            finally:
+                client.close()
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+        plain.close()
+        listener.join(timeout=10)
+    assert not any(b"authorization" in request.lower() for request in received), received
+    assert received == []
