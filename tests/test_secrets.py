@@ -37,7 +37,7 @@ from exporter.deadline import Deadline
 from exporter.emulator import Emulator, Fault
 from exporter.errors import ExporterError
 from exporter.http import RequestCounter, UpstreamSession
-from tests.harness import account_yaml, config_for
+from tests.harness import account_yaml, config_for, running_exporter
 from tests.pki import make_pki
 
 REPO = Path(__file__).resolve().parent.parent
@@ -327,3 +327,19 @@ def test_a_redirect_to_plain_http_is_not_followed_with_the_token(tmp_path):
         listener.join(timeout=10)
     assert not any(b"authorization" in request.lower() for request in received), received
     assert received == []
+
+
+def test_tls_verification_cannot_be_bypassed(tmp_path, monkeypatch):
+    """An account whose ca_file does not vouch for the server fails, whatever the environment."""
+    pki = make_pki(tmp_path)
+    with Emulator(jobs=5, seed=10, speed=0) as emulator:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_file))
+        monkeypatch.setenv("CURL_CA_BUNDLE", str(emulator.ca_file))
+        monkeypatch.setenv("PYTHONHTTPSVERIFY", "0")
+        wrong_ca = {"ca_file": pki.server_ca}
+        with running_exporter({"pinned": emulator}, {"pinned": wrong_ca}) as exporter:
+            scrape = exporter.scrape()
+            result = exporter.collector.latest
+        assert scrape.value("ams_up", account="pinned") == 0
+        assert result is not None and "SSLError" in (result.accounts[0].error or "")
+        assert emulator.request_count() == 0, "no request got through the TLS handshake"
