@@ -56,10 +56,12 @@ class AccountCollector:
         self._client = client
         self._wall_clock = wall_clock
         self._dates_in_filter = True
+        self._selection_refused = False
         self._final_tasks: dict[str, tuple[Task, ...]] = {}
         self._last_success: float | None = None
         self._last_error: str | None = None
         self._failures_since_success = 0
+        self._running_since = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -73,11 +75,22 @@ class AccountCollector:
         return self._failures_since_success
 
     def collect(self, deadline: Deadline) -> AccountResult:
-        """Collect the account once; never raises for upstream trouble (that is ``up == 0``)."""
+        """Collect the account once; never raises (upstream trouble is ``up == 0``)."""
         if not self._lock.acquire(blocking=False):
-            return self._failure(0.0, "the previous collection of this account is still running")
+            running = time.monotonic() - self._running_since
+            return self._failure(
+                running,
+                f"the previous collection of this account is still running ({running:.1f} s)",
+            )
+        self._running_since = time.monotonic()
         try:
             return self._collect(deadline)
+        except Exception as error:
+            # A bug must cost this account one collection, not the exporter its /metrics.
+            log.exception("collection of account %s failed unexpectedly", self.account.name)
+            return self._failure(
+                time.monotonic() - self._running_since, f"internal error: {type(error).__name__}"
+            )
         finally:
             self._lock.release()
 
@@ -151,25 +164,37 @@ class AccountCollector:
 
     def _list_jobs(self, now: float, deadline: Deadline) -> list[Job]:
         jobs_config = self.account.jobs
-        if self._dates_in_filter:
-            try:
-                return self._list_filtered(server_filters(jobs_config, now), deadline)
-            except AmsApiError as error:
-                if error.status != 400:
-                    raise
-                jobs = self._list_filtered(
-                    server_filters(jobs_config, now, with_dates=False), deadline
-                )
-                # Only now is it certain that the date part, not the user's filter, was refused.
-                self._dates_in_filter = False
-                log.warning(
-                    "account %s: AMS refused a datetime literal in $filter (%s); finished jobs are "
-                    "now selected by the exporter instead, which lists more jobs per collection",
-                    self.account.name,
-                    error.upstream_message,
-                )
-                return jobs
-        return self._list_filtered(server_filters(jobs_config, now, with_dates=False), deadline)
+        if not self._dates_in_filter:
+            return self._list_filtered(server_filters(jobs_config, now, with_dates=False), deadline)
+        try:
+            return self._list_filtered(server_filters(jobs_config, now), deadline)
+        except AmsApiError as error:
+            if error.status != 400 or self._selection_refused:
+                raise
+            return self._list_without_dates(now, deadline, error)
+
+    def _list_without_dates(
+        self, now: float, deadline: Deadline, refusal: AmsApiError
+    ) -> list[Job]:
+        """After a 400: try without the date part, to learn which part AMS refused."""
+        try:
+            jobs = self._list_filtered(
+                server_filters(self.account.jobs, now, with_dates=False), deadline
+            )
+        except AmsApiError as error:
+            if error.status == 400:
+                # The account's own ids/name_prefix/filter are refused; they never change, so
+                # later collections do not ask twice.
+                self._selection_refused = True
+            raise
+        self._dates_in_filter = False
+        log.warning(
+            "account %s: AMS refused a datetime literal in $filter (%s); finished jobs are "
+            "now selected by the exporter instead, which lists more jobs per collection",
+            self.account.name,
+            refusal.upstream_message,
+        )
+        return jobs
 
     def _list_filtered(self, filters: Sequence[str | None], deadline: Deadline) -> list[Job]:
         seen: dict[str, Job] = {}
@@ -222,25 +247,42 @@ def _most_relevant(jobs: list[Job], limit: int) -> list[Job]:
     return (active + final)[:limit]
 
 
+@dataclass(frozen=True)
+class _Round:
+    """One collection of every account: started once, joined by every caller meanwhile."""
+
+    time: float
+    started: float
+    work: tuple[tuple[AccountCollector, Deadline, Future[AccountResult]], ...]
+
+
 class Collector:
-    """Collects all accounts concurrently; concurrent callers share the collection in flight."""
+    """Collects all accounts concurrently; concurrent callers share the collection in flight.
+
+    A caller that joins a collection waits for each account no longer than its own deadline
+    allows: accounts that finished are reported as they are, only the unfinished ones as late.
+    """
 
     def __init__(
         self, accounts: Sequence[AccountCollector], wall_clock: Callable[[], float] = time.time
     ) -> None:
         self._accounts = list(accounts)
         self._wall_clock = wall_clock
+        # Twice the accounts: an account still busy from an overrun round must not delay the
+        # others' next collection by holding the only worker.
         self._pool = ThreadPoolExecutor(
-            max_workers=max(1, len(self._accounts)), thread_name_prefix="account"
+            max_workers=2 * max(1, len(self._accounts)), thread_name_prefix="account"
         )
-        self._lock = threading.Lock()
-        self._in_flight: Future[Collection] | None = None
+        # Reentrant: a future that is already done runs its done-callback in the thread that
+        # registers it, which holds this lock.
+        self._lock = threading.RLock()
+        self._round: _Round | None = None
         self._latest: Collection | None = None
         self._latest_at = 0.0
 
     @property
     def latest(self) -> Collection | None:
-        """The last completed collection, if any (for the status page and readiness)."""
+        """The last collection that every account finished (for the status page)."""
         return self._latest
 
     def age_of_latest(self) -> float:
@@ -269,17 +311,8 @@ class Collector:
     def collect(self, deadline: Deadline) -> Collection:
         """A fresh collection; joins the one in flight when there is one."""
         with self._lock:
-            in_flight = self._in_flight
-            leader = in_flight is None
-            if in_flight is None:
-                in_flight = Future()
-                self._in_flight = in_flight
-        if leader:
-            return self._lead(in_flight, deadline)
-        try:
-            return in_flight.result(timeout=deadline.remaining() + GRACE_SECONDS)
-        except FutureTimeout:
-            return self._timed_out_everywhere("the shared collection did not finish in time")
+            current = self._round if self._round is not None else self._start_round(deadline)
+        return self._gather(current, deadline)
 
     def close(self) -> None:
         """Stop the worker threads and release connections."""
@@ -287,47 +320,51 @@ class Collector:
         for account in self._accounts:
             account.close()
 
-    def _lead(self, in_flight: Future[Collection], deadline: Deadline) -> Collection:
-        try:
-            collection = self._collect_all(deadline)
-        except BaseException as error:
-            in_flight.set_exception(error)
-            raise
-        finally:
-            with self._lock:
-                self._in_flight = None
-        self._latest = collection
-        self._latest_at = time.monotonic()
-        in_flight.set_result(collection)
-        return collection
-
-    def _collect_all(self, deadline: Deadline) -> Collection:
-        now = self._wall_clock()
-        started = [
-            (account, own_deadline, self._pool.submit(account.collect, own_deadline))
+    def _start_round(self, deadline: Deadline) -> _Round:
+        work = tuple(
+            (account, own, self._pool.submit(account.collect, own))
             for account in self._accounts
-            for own_deadline in [deadline.earliest(Deadline.after(account.account.timeout))]
-        ]
-        results = []
-        for account, own_deadline, future in started:
-            try:
-                results.append(future.result(timeout=own_deadline.remaining() + GRACE_SECONDS))
-            except FutureTimeout:
-                results.append(_late(account, "the collection did not finish in time"))
-        return Collection(time=now, accounts=tuple(results))
-
-    def _timed_out_everywhere(self, message: str) -> Collection:
-        return Collection(
-            time=self._wall_clock(),
-            accounts=tuple(_late(account, message) for account in self._accounts),
+            for own in [deadline.earliest(Deadline.after(account.account.timeout))]
         )
+        current = _Round(self._wall_clock(), time.monotonic(), work)
+        self._round = current
+        pending = [len(work)]
+
+        def account_done(_future: Future[AccountResult]) -> None:
+            with self._lock:
+                pending[0] -= 1
+                if pending[0] == 0:
+                    self._finish(current)
+
+        for _, _, future in work:
+            future.add_done_callback(account_done)
+        return current
+
+    def _finish(self, finished: _Round) -> None:
+        """Called with the lock held once every account of ``finished`` is done."""
+        if self._round is finished:
+            self._round = None
+        self._latest = Collection(
+            finished.time, tuple(future.result() for _, _, future in finished.work)
+        )
+        self._latest_at = time.monotonic()
+
+    def _gather(self, current: _Round, deadline: Deadline) -> Collection:
+        results = []
+        for account, own, future in current.work:
+            wait = min(own.remaining(), deadline.remaining()) + GRACE_SECONDS
+            try:
+                results.append(future.result(timeout=wait))
+            except FutureTimeout:
+                results.append(_late(account, time.monotonic() - current.started))
+        return Collection(time=current.time, accounts=tuple(results))
 
 
-def _late(account: AccountCollector, message: str) -> AccountResult:
+def _late(account: AccountCollector, waited: float) -> AccountResult:
     return AccountResult(
         account=account.account.name,
         up=False,
-        duration_seconds=account.account.timeout,
+        duration_seconds=waited,
         last_success=account.last_success,
-        error=message,
+        error=f"the collection did not finish within {waited:.1f} s",
     )

@@ -27,9 +27,18 @@ class JobView:
 
     @property
     def queued_seconds(self) -> float:
-        """StartTime minus Created; while the job has not started, collection time minus Created."""
+        """StartTime minus Created; while the job has not started, collection time minus Created.
+
+        A job that ended without ever starting (canceled or failed while queued) stopped waiting
+        at its EndTime, so its wait is EndTime minus Created rather than a number that grows.
+        """
         job = self.job
-        until = job.start_time if job.start_time is not None else self.now
+        if job.start_time is not None:
+            until = job.start_time
+        elif job.end_time is not None and job.state.is_final:
+            until = job.end_time
+        else:
+            until = self.now
         return max(0.0, until - job.created)
 
     @property

@@ -94,14 +94,14 @@ JOB_QUEUED = Metric(
     "ams_job_queued_duration_seconds",
     Kind.GAUGE,
     JOB_LABELS,
-    "StartTime minus Created; while the job has not started, collection time minus Created.",
+    "StartTime minus Created; while the job has not started, collection time minus Created (EndTime minus Created for a job that ended without starting).",
     Group.JOB,
 )
 JOB_PROGRESS = Metric(
     "ams_job_progress_ratio",
     Kind.GAUGE,
     JOB_LABELS,
-    "Mean of the tasks' Progress as 0..1 (0 before the job starts, 1 once Finished).",
+    "Mean of the tasks' Progress as 0..1 (0 before the job starts, 1 once Finished); absent for Canceled jobs, whose tasks are not read.",
     Group.JOB,
 )
 JOB_PRIORITY = Metric(
@@ -122,14 +122,14 @@ TASK_PROGRESS = Metric(
     "ams_task_progress_ratio",
     Kind.GAUGE,
     (*JOB_LABELS, "task_id", "task_name"),
-    "Task Progress as 0..1, for tasks of jobs that have started.",
+    "Task Progress as 0..1, for the tasks of jobs that are Processing, Canceling or in Error (the states whose tasks are read).",
     Group.TASK,
 )
 JOBS = Metric(
     "ams_jobs",
     Kind.GAUGE,
     ("account", "state"),
-    "In-scope jobs per state, counting jobs beyond max_jobs too; all seven states always present.",
+    "In-scope jobs per state, counting jobs beyond max_jobs too; all seven states present whenever the job listing succeeded (absent when it failed, see ams_up).",
     Group.ACCOUNT,
 )
 UP = Metric(
@@ -157,7 +157,7 @@ JOBS_DROPPED = Metric(
     "ams_jobs_dropped",
     Kind.GAUGE,
     ("account",),
-    "In-scope jobs left without per-job series because of max_jobs.",
+    "In-scope jobs left without per-job series because of max_jobs; absent when the job listing failed.",
     Group.ACCOUNT,
 )
 API_REQUESTS = Metric(

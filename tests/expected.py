@@ -40,8 +40,12 @@ class ExpectedJob:
         return created
 
     def queued(self) -> float:
-        start = ts(self.job.start_time)
-        return (start if start is not None else self.now) - self.created()
+        job = self.job
+        if job.start_time is not None:
+            return job.start_time.timestamp() - self.created()
+        if job.end_time is not None and job.state in (3, 4, 5):
+            return job.end_time.timestamp() - self.created()
+        return self.now - self.created()
 
     def running(self) -> float:
         job = self.job

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import math
+import time
 
 import pytest
 
@@ -104,10 +105,12 @@ def test_expired_token_is_replaced_after_one_401():
         Fault(kind="status", status=503, count=2),
         Fault(kind="status", status=500, count=1),
         Fault(kind="status", status=502, count=1),
+        Fault(kind="status", status=504, count=1),
+        Fault(kind="status", status=408, count=1),
         Fault(kind="status", status=429, count=1, retry_after=1),
         Fault(kind="reset", count=1),
     ],
-    ids=["503-busy", "500", "502", "429-retry-after", "connection-reset"],
+    ids=["503-busy", "500", "502", "504", "408", "429-retry-after", "connection-reset"],
 )
 def test_transient_failures_are_retried_within_the_collection(fault):
     with Emulator(jobs=30, seed=2, speed=0) as emulator:
@@ -164,6 +167,49 @@ def test_concurrent_scrapes_share_one_collection():
     assert all(s.value("ams_up", account="a") == 1 for s in scrapes)
     assert len(listings) <= 2, f"10 concurrent scrapes caused {len(listings)} job listings"
     assert len({s.text.count("\n") for s in scrapes}) <= 2
+
+
+def test_a_caller_with_a_shorter_deadline_joining_a_collection_keeps_the_finished_accounts():
+    with Emulator(jobs=30, seed=1, speed=0) as fast, Emulator(jobs=30, seed=2, speed=0) as slow:
+        with running_exporter({"fast": fast, "slow": slow}) as exporter:
+            exporter.scrape()
+            slow.faults.add(Fault(kind="latency", latency=4.0))
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                # A patient caller (a status page, a scrape with a long timeout) starts it ...
+                patient = pool.submit(
+                    exporter.scrape, {"X-Prometheus-Scrape-Timeout-Seconds": "30"}
+                )
+                _wait_until_listing_started(slow)
+                # ... and Prometheus, with a 2 s timeout, joins it.
+                hurried = exporter.scrape(headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"})
+                patient_scrape = patient.result(timeout=60)
+        fast_listings = _job_pages(fast)
+    assert hurried.value("ams_up", account="fast") == 1
+    assert hurried.by_job("ams_job_priority", "fast")
+    assert hurried.value("ams_up", account="slow") == 0
+    assert patient_scrape.value("ams_up", account="slow") == 1
+    assert len(fast_listings) == 2, "the joining caller shares the collection in flight"
+
+
+def _wait_until_listing_started(emulator: Emulator) -> None:
+    """Bounded wait until the emulator has received a job listing (its answer may be delayed)."""
+    for _ in range(200):
+        if any(r.path.rstrip("/").endswith("/Jobs") for r in emulator.request_log):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the collection never asked for jobs")
+
+
+def test_a_filter_that_ams_refuses_costs_one_request_per_collection():
+    with Emulator(jobs=30, seed=1, speed=0) as emulator:
+        emulator.faults.add(Fault(kind="status", status=400, path="/Jobs"))
+        with running_exporter({"a": emulator}) as exporter:
+            exporter.scrape()
+            emulator.clear_log()
+            scrape = exporter.scrape()
+        listings = _job_pages(emulator)
+    assert scrape.value("ams_up", account="a") == 0
+    assert len(listings) == 1
 
 
 def test_date_filter_refusal_falls_back_to_filtering_on_the_exporter(caplog):
