@@ -55,8 +55,22 @@ class TokenProvider(Protocol):
     def token(self, deadline: Deadline) -> str:
         """A valid access token, cached until shortly before it expires."""
 
-    def invalidate(self) -> None:
+    def invalidate(self, rejected: str | None = None) -> None:
         """Forget the cached token: AMS refused it (401); the next ``token()`` fetches a new one."""
+
+
+# Azure AD answers that a retry may cure, and how often and how fast to retry them (like AMS's).
+_TRANSIENT_AAD_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_AAD_RETRIES = 2
+_AAD_BACKOFF_BASE = 0.1
+_AAD_BACKOFF_CAP = 1.6
+_HTTP_STATUS_IN_MSAL_ERROR = re.compile(r"HTTP Error: (\d{3})")
+
+
+def _http_status(message: str) -> int | None:
+    """The HTTP status msal names in its errors for non-JSON answers ("HTTP Error: 503")."""
+    match = _HTTP_STATUS_IN_MSAL_ERROR.search(message)
+    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +100,39 @@ class _MsalTokenProvider(ABC):
             cached = self._cached
             if cached is not None and time.monotonic() < cached.refresh_at:
                 return cached.value
-            self._cached = self._fetch(deadline)
+            self._cached = self._fetch_with_retries(deadline)
             return self._cached.value
         finally:
             self._lock.release()
 
-    def invalidate(self) -> None:
-        """Drop the cached token and make msal forget its copy too."""
+    def invalidate(self, rejected: str | None = None) -> None:
+        """Drop the cached token and make msal forget its copy too.
+
+        With ``rejected`` (the token AMS refused), only that token is dropped: when several
+        requests of a collection get 401 at once, the first one's fresh token survives the
+        others' invalidations instead of costing one Azure AD request each.
+        """
         with self._lock:
+            cached = self._cached
+            if rejected is not None and (cached is None or cached.value != rejected):
+                return
             self._cached = None
             if self._app is not None:
                 self._forget_tokens()
+
+    def _fetch_with_retries(self, deadline: Deadline) -> _CachedToken:
+        """``_fetch``, retried with back-off on transient Azure AD failures within the deadline."""
+        attempt = 0
+        while True:
+            try:
+                return self._fetch(deadline)
+            except AuthError as error:
+                pause = min(_AAD_BACKOFF_BASE * 2**attempt, _AAD_BACKOFF_CAP)
+                if not error.retryable or attempt >= _AAD_RETRIES or deadline.remaining() <= pause:
+                    raise
+                log.debug("account %s: %s; retrying in %.1f s", self._account.name, error, pause)
+                time.sleep(pause)
+                attempt += 1
 
     def _fetch(self, deadline: Deadline) -> _CachedToken:
         started = time.monotonic()
@@ -110,13 +146,18 @@ class _MsalTokenProvider(ABC):
         except requests.RequestException as exc:
             self._app = None
             raise AuthError(
-                self._account.name, f"Azure AD could not be reached ({transport_reason(exc)})"
+                self._account.name,
+                f"Azure AD could not be reached ({transport_reason(exc)})",
+                retryable=True,
             ) from None
         except Exception as exc:  # msal raises ValueError, KeyError, its own errors ...
             self._app = None
+            status = _http_status(str(exc))
             raise AuthError(
                 self._account.name,
                 f"msal failed: {type(exc).__name__}: {self._redact(str(exc), 200)}",
+                status=status,
+                retryable=status in _TRANSIENT_AAD_STATUSES,
             ) from None
         return self._cached_from(result, started)
 
@@ -138,11 +179,13 @@ class _MsalTokenProvider(ABC):
         first_line = description.strip().splitlines()[0] if isinstance(description, str) else ""
         status = result.get("status_code")
         detail = self._redact(first_line, 200) if first_line else "no description"
+        status = status if isinstance(status, int) else None
         return AuthError(
             self._account.name,
             f"Azure AD refused the token request: {code}: {detail}",
-            status=status if isinstance(status, int) else None,
+            status=status,
             code=code,
+            retryable=status in _TRANSIENT_AAD_STATUSES or code == "temporarily_unavailable",
         )
 
     def _redact(self, text: str, limit: int) -> str:

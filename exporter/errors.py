@@ -31,11 +31,18 @@ class AuthError(AccountError):
     """Azure AD did not give a token (wrong credentials, unknown tenant, AAD down ...)."""
 
     def __init__(
-        self, account: str, message: str, *, status: int | None = None, code: str | None = None
+        self,
+        account: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
     ) -> None:
         super().__init__(account, message)
         self.status = status
         self.code = code
+        self.retryable = retryable
 
 
 class AmsApiError(AccountError):

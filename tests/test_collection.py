@@ -257,3 +257,44 @@ def test_name_prefix_and_ids_select_jobs_on_the_server():
     assert set(scrape.by_job("ams_job_priority", "ids")) == set(chosen)
     by_prefix = set(scrape.by_job("ams_job_priority", "prefix"))
     assert by_prefix == {job.id for job in jobs if job.name.startswith(prefix)}
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="status", api="aad", path="oauth2", status=503, count=1),
+        Fault(kind="reset", api="aad", path="oauth2", count=1),
+    ],
+    ids=["aad-503", "aad-reset"],
+)
+def test_a_transient_azure_ad_failure_while_renewing_the_token_is_retried(fault):
+    with Emulator(jobs=30, seed=2, speed=0) as emulator:
+        with running_exporter({"a": emulator}) as exporter:
+            exporter.scrape()
+            emulator.expire_tokens()
+            emulator.faults.add(fault)
+            scrape = exporter.scrape()
+        token_requests = [r.status for r in emulator.request_log if "oauth2" in r.path]
+    assert scrape.value("ams_up", account="a") == 1
+    assert token_requests[-2:] == [None if fault.kind == "reset" else 503, 200]
+
+
+def test_concurrent_401s_after_a_revocation_cost_one_new_token():
+    with Emulator(jobs=400, seed=7, speed=0) as emulator:
+        moving = sum(1 for job in emulator.jobs() if job.state in (2, 6))
+        assert moving >= 3, "the scenario should have several jobs whose tasks are read"
+        with running_exporter({"a": emulator}) as exporter:
+            exporter.scrape()
+            emulator.clear_log()
+            emulator.faults.add(Fault(kind="latency", path="/Tasks", latency=1.0))
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                scrape = pool.submit(exporter.scrape)
+                _wait_until_listing_started(emulator)
+                time.sleep(0.3)  # the task requests are now waiting in the emulator
+                emulator.revoke_tokens()
+                result = scrape.result(timeout=60)
+        rejected = [r for r in emulator.request_log if r.api == "ams" and r.status == 401]
+        tokens = [r for r in emulator.request_log if "oauth2" in r.path and r.status == 200]
+    assert result.value("ams_up", account="a") == 1
+    assert len(rejected) >= 2, "several task requests should have been refused at once"
+    assert len(tokens) == 1

@@ -335,7 +335,8 @@ class AmsClient:
                     return response
                 if status == 401 and not reauthenticated:
                     log.debug("account %s: AMS answered 401 to GET %s; new token", self._name, what)
-                    self._tokens.invalidate()
+                    authorization = response.request.headers.get("Authorization", "")
+                    self._tokens.invalidate(authorization.removeprefix("Bearer ") or None)
                     reauthenticated = True
                     continue
                 error = self._api_error(response, what)
