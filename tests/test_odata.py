@@ -386,3 +386,18 @@ def test_any_json_value_gives_a_date_or_a_clear_error(value: object) -> None:
         assert str(exc)
         return
     assert result is None or isinstance(result, float)
+
+
+def test_lone_surrogates_in_names_become_replacement_characters():
+    # Valid JSON, yet not encodable as UTF-8: one such name must not break the exposition.
+    body = json.loads(
+        '{"value": [{"Id": "nb:jid:UUID:1", "Name": "a\\ud800b \\u4e2d", "State": 2,'
+        ' "Created": "2024-01-01T00:00:00", "LastModified": "2024-01-01T00:00:00",'
+        ' "Priority": 0, "RunningDuration": 0}]}'
+    )
+    (entity,) = body["value"]
+    job = job_from_entity(entity)
+    assert job.name == "a\ufffdb \u4e2d"
+    assert job.name.encode("utf-8") == "a\ufffdb \u4e2d".encode()
+    task = task_from_entity({**TASK, "Name": "t\udfff"})
+    assert task.name == "t\ufffd"

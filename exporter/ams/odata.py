@@ -328,7 +328,7 @@ def _required_str(d: Mapping[str, Any], key: str) -> str:
     value = d.get(key)
     if not isinstance(value, str) or not value:
         raise ODataFormatError(f"'{key}' is {_json_type(value)}, expected a non-empty string")
-    return value
+    return _encodable(value)
 
 
 def _optional_str(d: Mapping[str, Any], key: str) -> str:
@@ -337,7 +337,21 @@ def _optional_str(d: Mapping[str, Any], key: str) -> str:
         return ""
     if not isinstance(value, str):
         raise ODataFormatError(f"'{key}' is {_json_type(value)}, expected a string")
-    return value
+    return _encodable(value)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(value: str) -> str:
+    """``value`` with lone surrogates replaced by U+FFFD.
+
+    JSON may carry an unpaired ``\\ud800`` escape; such a string cannot be written as UTF-8, and
+    one job name holding it would otherwise break the whole exposition.
+    """
+    if value.isascii():
+        return value
+    return _LONE_SURROGATE.sub("\ufffd", value)
 
 
 def _number(
