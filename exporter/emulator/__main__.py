@@ -16,7 +16,7 @@ from datetime import datetime
 from types import FrameType
 
 from exporter.emulator.emulator import Emulator, is_loopback
-from exporter.emulator.faults import Fault
+from exporter.emulator.faults import KINDS, Fault
 
 SECRET_VARIABLE = "AMS_EMULATOR_CLIENT_SECRET"
 
@@ -136,8 +136,59 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="answer 400 to any $filter with a datetime'...' literal",
     )
+    faults.add_argument(
+        "--fault",
+        dest="fault_specs",
+        metavar="KIND[,KEY=VALUE...]",
+        type=parse_fault,
+        action="append",
+        default=[],
+        help=(
+            "any fault of the Python API, repeatable; KIND is one of "
+            f"{', '.join(KINDS)}; keys: {', '.join(FAULT_KEYS)}; e.g. "
+            "--fault status,status=429,retry_after=2,count=5 or --fault malformed_json,ratio=0.1"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
+
+
+# The Fault fields a --fault spec may set, with how to read each value.
+FAULT_KEYS: dict[str, type] = {
+    "api": str,
+    "path": str,
+    "count": int,
+    "ratio": float,
+    "status": int,
+    "message": str,
+    "retry_after": int,
+    "latency": float,
+    "size": int,
+    "drip_bytes": int,
+    "drip_interval": float,
+}
+
+
+def parse_fault(spec: str) -> Fault:
+    """``KIND[,KEY=VALUE...]`` → :class:`Fault` (an ``argparse`` type: errors are user messages)."""
+    kind, *pairs = spec.split(",")
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in FAULT_KEYS:
+            raise argparse.ArgumentTypeError(
+                f"{pair!r}: expected KEY=VALUE with KEY one of {', '.join(FAULT_KEYS)}"
+            )
+        try:
+            options[key] = FAULT_KEYS[key](value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{key}={value!r}: expected {FAULT_KEYS[key].__name__}"
+            ) from None
+    try:
+        return Fault(kind.strip(), **options)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _faults(args: argparse.Namespace) -> list[Fault]:
@@ -152,7 +203,8 @@ def _faults(args: argparse.Namespace) -> list[Fault]:
         faults.append(Fault("aad_down"))
     if args.reject_datetime_filter:
         faults.append(Fault("reject_datetime_filter"))
-    return faults
+    specs: list[Fault] = args.fault_specs
+    return faults + specs
 
 
 def describe(emulator: Emulator) -> str:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+import pytest
 import requests
 
 from exporter.emulator.__main__ import build_parser
@@ -136,6 +137,50 @@ def test_faults_from_flags_reach_the_server() -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+def test_any_fault_of_the_python_api_can_be_given_on_the_command_line() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter.emulator",
+            "--jobs",
+            "1",
+            "--fault",
+            "status,status=429,retry_after=2,count=1,path=Jobs",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
+    try:
+        text = _read_until(lines, "Press Ctrl-C to stop.")
+        url = _field(text, "account endpoint") + "Jobs"
+        first = requests.get(url, verify=_field(text, "CA file"), timeout=30)
+        second = requests.get(url, verify=_field(text, "CA file"), timeout=30)
+        assert (first.status_code, first.headers.get("Retry-After")) == (429, "2")
+        assert second.status_code == 401, "count=1: the next request reaches the normal checks"
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("bogus", "unknown fault kind 'bogus'"),
+        ("status,status=abc", "status='abc': expected int"),
+        ("status,colour=red", "'colour=red': expected KEY=VALUE"),
+    ],
+)
+def test_bad_fault_specs_are_refused_clearly(spec: str, message: str) -> None:
+    result = _run("--fault", spec)
+    assert result.returncode == 2
+    assert message in result.stderr
 
 
 def test_non_loopback_host_is_refused_without_the_opt_in() -> None:
