@@ -282,12 +282,16 @@ def test_a_redirect_to_plain_http_is_not_followed_with_the_token(tmp_path):
     """The token must never travel unencrypted, even when an https endpoint sends it there."""
     pki = make_pki(tmp_path)
     plain = socket.create_server(("127.0.0.1", 0))
-    plain.settimeout(5)
+    plain.settimeout(0.1)
     received: list[bytes] = []
+    done = threading.Event()
 
     def listen() -> None:
-        with contextlib.suppress(OSError):
-            connection, _ = plain.accept()
+        while not done.is_set():
+            try:
+                connection, _ = plain.accept()
+            except TimeoutError:
+                continue
             with connection:
                 connection.settimeout(5)
                 received.append(connection.recv(65536))
@@ -323,8 +327,9 @@ def test_a_redirect_to_plain_http_is_not_followed_with_the_token(tmp_path):
     finally:
         redirector.shutdown()
         redirector.server_close()
-        plain.close()
+        done.set()
         listener.join(timeout=10)
+        plain.close()
     assert not any(b"authorization" in request.lower() for request in received), received
     assert received == []
 

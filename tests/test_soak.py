@@ -34,7 +34,7 @@ from exporter.emulator import Emulator, Fault
 from tests.harness import account_yaml
 
 REPO = Path(__file__).resolve().parent.parent
-SHORT_SECONDS = 40.0
+SHORT_SECONDS = 30.0
 SCRAPE_INTERVAL = 0.5
 SCRAPE_TIMEOUT = 3.0
 EPISODE_SCRAPES = 3  # scrapes during which a fault is active
