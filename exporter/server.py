@@ -159,6 +159,9 @@ class _QuietHandler(WSGIRequestHandler):
     # The error answer to a request line that cannot be parsed (400, 505) needs a status line;
     # with the library default (HTTP/0.9) the client would get a bare HTML body.
     default_request_version = "HTTP/1.0"
+    # Seconds a client may stall while sending its request or reading the answer; without it, a
+    # client that never finishes its request holds a thread for ever.
+    timeout = 60.0
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -178,6 +181,10 @@ class ExporterServer(ThreadingMixIn, WSGIServer):
     request_queue_size = socket.SOMAXCONN
     tls: TlsServerConfig | None = None
     tls_context: ssl.SSLContext | None = None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that stalled or went away: the debug log, not a traceback on stderr."""
+        log.debug("request from %s failed", client_address, exc_info=True)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls is None or self.tls_context is None:
