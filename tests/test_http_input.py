@@ -7,14 +7,20 @@ them (malformed request lines, oversized headers).
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import __version__
+from exporter.cli import build_collector
 from exporter.emulator import Emulator
-from tests.harness import RunningExporter, running_exporter
+from exporter.http import RequestCounter
+from exporter.server import ExporterApp, start_server
+from tests.harness import RunningExporter, config_for, running_exporter
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +180,29 @@ def test_many_requests_on_one_client_session_are_answered(exporter):
             session.get(exporter.url + "/healthz", timeout=30).status_code for _ in range(20)
         ]
     assert statuses == [200] * 20
+
+
+def test_a_stalled_client_is_disconnected_and_nothing_is_printed(monkeypatch, capfd):
+    """A client that never finishes its request (slowloris) loses its connection and thread."""
+    with Emulator(jobs=5, seed=32, speed=0) as emulator:
+        config = config_for({"main": emulator})
+        counter = RequestCounter()
+        collector = build_collector(config, counter)
+        app = ExporterApp(collector, counter, version=__version__)
+        server = start_server(app, "127.0.0.1:0")
+        monkeypatch.setattr(server.RequestHandlerClass, "timeout", 0.5)
+        try:
+            threads = threading.active_count()
+            with socket.create_connection(server.server_address[:2], timeout=30) as stalled:
+                stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                assert stalled.recv(1024) == b"", "the server closes the stalled connection"
+            for _ in range(100):
+                if threading.active_count() <= threads:
+                    break
+                time.sleep(0.05)
+            assert threading.active_count() <= threads
+        finally:
+            server.shutdown()
+            server.server_close()
+            collector.close()
+    assert "Traceback" not in capfd.readouterr().err
