@@ -12,6 +12,7 @@ reused by its fifteen or so series. Both paths give the same bytes (``tests/test
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -127,9 +128,11 @@ def render(
     if om is None:
         families = build_families(collection, requests, version)
         return encoder(Exposition(families, process)), content_type
-    chunks = [text.encode() for text in _family_texts(collection, requests, version, om=om)]
-    chunks.append(encoder(process))
-    return b"".join(chunks), content_type
+    body = io.BytesIO()  # its getvalue() hands over the buffer: no second copy of a large body
+    for text in _family_texts(collection, requests, version, om=om):
+        body.write(text.encode())
+    body.write(encoder(process))
+    return body.getvalue(), content_type
 
 
 # Escapings under which the contract's names (all in the legacy character set) are written as they
@@ -177,38 +180,49 @@ _JOB_VALUES: tuple[tuple[m.Metric, Callable[[JobView], float | None]], ...] = (
     (m.JOB_PRIORITY, lambda view: view.job.priority),
 )
 
-_Labelled = tuple[str, JobView]  # a job's escaped common labels, and the job
+# A job's escaped common labels, its account and the job; the per-job families are written
+# for so many jobs at a time, which bounds the text in memory besides the body itself.
+_Labelled = tuple[str, str, JobView]
+_JOBS_PER_SLICE = 2000
 
 
 def _family_texts(
     collection: Collection, requests: RequestCounts, version: str, *, om: bool
 ) -> Iterator[str]:
-    """Each family of the contract as text, header first, in :data:`metrics.METRICS` order.
+    """The families of the contract as text, in :data:`metrics.METRICS` order, in pieces.
 
     The common labels of a per-job series (account, job_id, job_name) sort before its own ones
     (state; task_id, task_name), so a job's escaped labels are one string that every line reuses;
     ams_job_error_info's ``code`` sorts between them, and its few lines are written label by label.
     """
     jobs: list[_Labelled] = [
-        (_job_labels(account.account, view.job.id, view.job.name), view)
+        (_job_labels(account.account, view.job.id, view.job.name), account.account, view)
         for account in collection.accounts
         for view in account.views(collection.time)
     ]
-    lines: dict[str, Callable[[], Iterable[str]]] = {
-        m.JOB_STATE.name: lambda: [_STATE_BLOCKS[v.job.state].replace("\x00", k) for k, v in jobs],
-        m.JOB_ERROR_INFO.name: lambda: _error_lines(collection),
-        m.TASK_PROGRESS.name: lambda: _task_lines(jobs),
+    per_job: dict[str, Callable[[Sequence[_Labelled]], list[str]]] = {
+        m.JOB_STATE.name: _state_lines,
+        m.JOB_ERROR_INFO.name: _error_lines,
+        m.TASK_PROGRESS.name: _task_lines,
+    }
+    for metric, value_of in _JOB_VALUES:
+        per_job[metric.name] = partial(_job_value_lines, metric.name, value_of)
+    others: dict[str, Callable[[], list[str]]] = {
         m.API_REQUESTS.name: lambda: [
             _line(m.API_REQUESTS, key, count) for key, count in sorted(requests.items())
         ],
         m.BUILD_INFO.name: lambda: [_line(m.BUILD_INFO, [version], 1)],
     }
-    for metric, value_of in _JOB_VALUES:
-        lines[metric.name] = partial(_job_value_lines, metric.name, value_of, jobs)
     for metric in (m.JOBS, m.UP, m.SCRAPE_DURATION, m.LAST_SUCCESS, m.JOBS_DROPPED):
-        lines[metric.name] = partial(_account_lines, metric, collection.accounts)
+        others[metric.name] = partial(_account_lines, metric, collection.accounts)
     for metric in m.METRICS:
-        yield _header(metric, om) + "".join(lines[metric.name]())
+        yield _header(metric, om)
+        lines_of = per_job.get(metric.name)
+        if lines_of is None:
+            yield "".join(others[metric.name]())
+            continue
+        for start in range(0, len(jobs), _JOBS_PER_SLICE):
+            yield "".join(lines_of(jobs[start : start + _JOBS_PER_SLICE]))
 
 
 def _header(metric: m.Metric, om: bool) -> str:
@@ -239,32 +253,35 @@ def _line(metric: m.Metric, values: Sequence[str], value: float) -> str:
     return f"{metric.name}{labels} {_go(value)}\n"
 
 
+def _state_lines(jobs: Sequence[_Labelled]) -> list[str]:
+    return [_STATE_BLOCKS[view.job.state].replace("\x00", labels) for labels, _, view in jobs]
+
+
 def _job_value_lines(
-    name: str, value_of: Callable[[JobView], float | None], jobs: list[_Labelled]
+    name: str, value_of: Callable[[JobView], float | None], jobs: Sequence[_Labelled]
 ) -> list[str]:
     return [
         f"{name}{{{labels}}} {_go(value)}\n"
-        for labels, view in jobs
+        for labels, _, view in jobs
         if (value := value_of(view)) is not None
     ]
 
 
-def _task_lines(jobs: list[_Labelled]) -> list[str]:
+def _task_lines(jobs: Sequence[_Labelled]) -> list[str]:
     name = m.TASK_PROGRESS.name
     return [
         f'{name}{{{labels},task_id="{_escape(task.id)}",task_name="{_escape(task.name)}"}} '
         f"{_go(task.progress / 100.0)}\n"
-        for labels, view in jobs
+        for labels, _, view in jobs
         if view.tasks and view.job.state not in (JobState.QUEUED, JobState.SCHEDULED)
         for task in view.tasks
     ]
 
 
-def _error_lines(collection: Collection) -> list[str]:
+def _error_lines(jobs: Sequence[_Labelled]) -> list[str]:
     return [
-        _line(m.JOB_ERROR_INFO, [account.account, view.job.id, view.job.name, task_id, code], 1)
-        for account in collection.accounts
-        for view in account.views(collection.time)
+        _line(m.JOB_ERROR_INFO, [account, view.job.id, view.job.name, task_id, code], 1)
+        for _, account, view in jobs
         if view.job.state is JobState.ERROR
         for task_id, code in view.error_codes
     ]

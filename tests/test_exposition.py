@@ -162,6 +162,13 @@ def test_an_empty_collection_still_has_every_family_header():
         assert body.count(b"# TYPE ams_") == 18
 
 
+def test_a_collection_larger_than_one_slice_of_jobs_gives_the_same_bytes():
+    collection = _collection([f"job {i}" for i in range(4500)] + HOSTILE)
+    process = CollectorRegistry()
+    body, _ = render(collection, REQUESTS, "1.2.3", "", process)
+    assert body == _reference(collection, "", process)
+
+
 _label_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
