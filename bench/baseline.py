@@ -42,6 +42,9 @@ class BaselineRun:
     task_requests: int
     jobs: int
     body_bytes: int
+    pages_wall_seconds: (
+        float  # of wall_seconds: waiting for job pages (the service's work and latency)
+    )
 
 
 class BaselineClient:
@@ -94,8 +97,11 @@ class BaselineClient:
         )
         jobs: list[dict[str, Any]] = []
         size = pages = 0
+        waited = 0.0
         for page in range(MAX_PAGES):
+            asked = time.perf_counter()
             body = self._get(self._jobs_url(odata_filter, page * PAGE_SIZE))
+            waited += time.perf_counter() - asked
             size += len(body)
             pages += 1
             entities = json.loads(body)["value"]
@@ -115,6 +121,7 @@ class BaselineClient:
             task_requests=len(live),
             jobs=len(jobs),
             body_bytes=size,
+            pages_wall_seconds=waited,
         )
 
     def _jobs_url(self, odata_filter: str, skip: int) -> str:

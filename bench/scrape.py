@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="milliseconds added by the emulator to every AMS answer (default 0,20)",
     )
     parser.add_argument(
-        "--repeat", type=int, default=5, help="measured scrapes per configuration (default 5)"
+        "--repeat", type=int, default=7, help="measured scrapes per configuration (default 7)"
     )
     parser.add_argument("--seed", type=int, default=1, help="emulator scenario seed (default 1)")
     parser.add_argument(
@@ -188,11 +188,14 @@ def _summary(
         "baseline": {
             "wall_seconds": base_wall,
             "cpu_seconds": base_cpu,
+            "wall_seconds_min": min(run.wall_seconds for run in baselines),
+            "pages_wall_seconds": statistics.median(run.pages_wall_seconds for run in baselines),
             "requests": baselines[-1].requests,
             "runs": [asdict(run) for run in baselines],
         },
         "exporter": {
             "wall_seconds": exp_wall,
+            "wall_seconds_min": min(run.wall_seconds for run in scrapes),
             "cpu_seconds": exp_cpu,
             "requests_per_scrape": steady,
             "requests_per_scrape_all": per_scrape,
