@@ -115,7 +115,8 @@ def tables(document: dict[str, Any]) -> str:
             f"| {e['wall_seconds']:.3f} s ({e['wall_seconds_min']:.3f}) | {r['wall_ratio']:.2f}x "
             f"| {b['cpu_seconds']:.3f} s | {e['cpu_seconds']:.3f} s | {cpu_ratio} |"
         )
-    lines += _size_table(results) + _render_table(results) + _memory_line(document)
+    lines += _size_table(results) + _render_table(results) + _profile_table(results)
+    lines += _memory_line(document)
     lines += _target_table(document["targets"])
     return "\n".join(lines) + "\n"
 
@@ -161,6 +162,25 @@ def _render_table(results: list[dict[str, Any]]) -> list[str]:
             f"| {x['wall_seconds'] * 1000:.0f} ms | {x['cpu_seconds'] * 1000:.0f} ms "
             f"| {x['microseconds_per_series']:.2f} µs |"
         )
+    return lines
+
+
+def _profile_table(results: list[dict[str, Any]]) -> list[str]:
+    profiled = [r for r in results if r.get("profile")]
+    if not profiled:
+        return []
+    categories = list(dict.fromkeys(name for r in profiled for name in r["profile"]))
+    lines = [
+        "",
+        "**Where the exporter's CPU goes** (py-spy samples holding the GIL over "
+        "extra scrapes without latency; share of samples)",
+        "",
+        "| | " + " | ".join(f"{r['jobs']:,} jobs" for r in profiled) + " |",
+        "|---|" + "---:|" * len(profiled),
+    ]
+    for name in categories:
+        cells = " | ".join(f"{100 * r['profile'].get(name, 0.0):.0f} %" for r in profiled)
+        lines.append(f"| {name} | {cells} |")
     return lines
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from bench import report
+from bench import profile, report
 from bench.baseline import PAGE_SIZE, BaselineClient, BaselineRun
 from bench.processes import (
     Child,
@@ -42,6 +42,10 @@ from bench.render import collect_once, count_series, time_rendering
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 DEFAULT_DOC = ROOT / "docs" / "performance.md"
+# Scrapes under py-spy: at least the minimum, more until the time has passed, never beyond the max.
+PROFILED_SCRAPES_MIN = 3
+PROFILED_SCRAPES_MAX = 50
+PROFILE_SECONDS = 5.0
 _REQUESTS_LINE = re.compile(rb'^ams_api_requests_total\{[^}]*api="ams"[^}]*\} (\S+)$', re.MULTILINE)
 
 
@@ -86,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--doc", type=Path, default=DEFAULT_DOC, help="Markdown file whose table is rewritten"
     )
     parser.add_argument("--no-doc", action="store_true", help="leave the Markdown file alone")
+    parser.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="skip the py-spy profile of extra scrapes without latency (skipped anyway without "
+        "py-spy)",
+    )
     return parser
 
 
@@ -152,7 +162,7 @@ def _measure_with(
         for _ in range(max(1, args.repeat)):
             baselines.append(baseline.collect())
             scrapes.append(scrape(session, url, exporter.pid, args.timeout))
-        return _summary(
+        result = _summary(
             jobs=jobs,
             latency_ms=latency_ms,
             warm=warm,
@@ -160,6 +170,16 @@ def _measure_with(
             scrapes=scrapes,
             exporter=exporter,
         )
+        executable = None if args.no_profile or latency_ms else profile.py_spy()
+        if executable is not None:
+            profiler = profile.Profiler(executable, exporter.pid, workdir / f"py-spy-{jobs}.txt")
+            until = time.monotonic() + PROFILE_SECONDS
+            for done in range(PROFILED_SCRAPES_MAX):
+                if done >= PROFILED_SCRAPES_MIN and time.monotonic() > until:
+                    break
+                scrape(session, url, exporter.pid, args.timeout)
+            result["profile"] = profiler.stop()
+        return result
     finally:
         baseline.close()
         session.close()
