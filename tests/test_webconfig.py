@@ -469,3 +469,31 @@ def test_cli_refuses_an_invalid_web_config(tmp_path):
     assert result.returncode == 2
     assert f"{file}: basic_auth_users.alice: expected a bcrypt hash" in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def test_config_check_also_checks_the_web_config(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "accounts:\n"
+        "  - name: prod\n"
+        "    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/\n"
+        "    tenant: contoso.onmicrosoft.com\n"
+        "    client_id: 00000000-0000-0000-0000-000000000000\n"
+        "    client_secret: not-checked-here\n"
+    )
+    web_file = tmp_path / "web.yml"
+    web_file.write_text("tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "exporter", f"--config.file={config}"),
+            *(f"--web.config.file={web_file}", "--config.check"),
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "tls_server_config.cert_file:" in result.stderr
+    assert "missing.crt is not a readable file" in result.stderr
