@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 from pathlib import Path
@@ -45,17 +46,29 @@ def _meminfo_kb(key: str) -> int:
 
 
 def memory_slope(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Peak RSS per in-scope job between the smallest and the largest account (no latency)."""
+    """Peak RSS per in-scope job, overall and between consecutive account sizes (no latency)."""
     loopback = [r for r in results if r["latency_ms"] == 0]
     runs = sorted(loopback or results, key=lambda r: r["in_scope_jobs"])
-    if len(runs) < 2 or runs[-1]["in_scope_jobs"] == runs[0]["in_scope_jobs"]:
-        return {"bytes_per_in_scope_job": None, "between_jobs": None}
-    small, large = runs[0], runs[-1]
-    grown = large["exporter"]["peak_rss_bytes"] - small["exporter"]["peak_rss_bytes"]
+    steps = [
+        {
+            "between_jobs": [small["jobs"], large["jobs"]],
+            "bytes_per_in_scope_job": _slope(small, large),
+        }
+        for small, large in itertools.pairwise(runs)
+        if large["in_scope_jobs"] > small["in_scope_jobs"]
+    ]
+    if not steps:
+        return {"bytes_per_in_scope_job": None, "between_jobs": None, "steps": []}
     return {
-        "bytes_per_in_scope_job": grown / (large["in_scope_jobs"] - small["in_scope_jobs"]),
-        "between_jobs": [small["jobs"], large["jobs"]],
+        "bytes_per_in_scope_job": _slope(runs[0], runs[-1]),
+        "between_jobs": [runs[0]["jobs"], runs[-1]["jobs"]],
+        "steps": steps,
     }
+
+
+def _slope(small: dict[str, Any], large: dict[str, Any]) -> float:
+    grown = large["exporter"]["peak_rss_bytes"] - small["exporter"]["peak_rss_bytes"]
+    return float(grown / (large["in_scope_jobs"] - small["in_scope_jobs"]))
 
 
 def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -189,10 +202,15 @@ def _memory_line(document: dict[str, Any]) -> list[str]:
     if slope["bytes_per_in_scope_job"] is None:
         return []
     small, large = slope["between_jobs"]
+    steps = "; ".join(
+        f"{step['between_jobs'][0]:,} to {step['between_jobs'][1]:,} jobs: "
+        f"{step['bytes_per_in_scope_job']:,.0f}"
+        for step in slope.get("steps", [])
+    )
     return [
         "",
         f"Peak RSS grows by **{slope['bytes_per_in_scope_job']:,.0f} bytes per in-scope job** "
-        f"(between the {small:,}- and the {large:,}-job accounts, no latency).",
+        f"between the {small:,}- and the {large:,}-job accounts, no latency (per step: {steps}).",
     ]
 
 
