@@ -328,7 +328,7 @@ def build_context() -> set[str]:
 
 def test_build_context_holds_exactly_what_the_build_copies() -> None:
     sources = Dockerfile().copy_sources(0)
-    assert sorted(sources) == ["README.md", "exporter", "pyproject.toml"]
+    assert sorted(sources) == ["LICENSE", "README.md", "exporter", "pyproject.toml"]
     context = build_context()
     for source in sources:
         assert source in context or any(p.startswith(source + "/") for p in context), source
