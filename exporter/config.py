@@ -298,7 +298,7 @@ class _StrictLoader(yaml.SafeLoader):
             seen[key] = key_node
 
 
-def _read_yaml(text: str, source: str) -> object:
+def read_yaml(text: str, source: str) -> object:
     """Parse YAML, reporting syntax errors by line and column without quoting the line.
 
     PyYAML's own message includes the offending line, which may hold a secret; only its
@@ -340,7 +340,8 @@ _TYPE_NAMES: tuple[tuple[type, str], ...] = (
 )
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
+    """How an error message names the type of a YAML value ("a string", "a list" ...)."""
     for kind, name in _TYPE_NAMES:
         if isinstance(value, kind):
             return name
@@ -397,10 +398,10 @@ class _Context:
 def _mapping(ctx: _Context, path: str, value: object, allowed: tuple[str, ...]) -> dict[str, Any]:
     """Check that ``value`` is a mapping whose keys are all among ``allowed``."""
     if not isinstance(value, dict):
-        ctx.fail(path, f"expected a mapping, got {_type_name(value)}")
+        ctx.fail(path, f"expected a mapping, got {type_name(value)}")
     for key in value:
         if not isinstance(key, str):
-            ctx.fail(path, f"keys must be strings, got {_type_name(key)} ({key!r})")
+            ctx.fail(path, f"keys must be strings, got {type_name(key)} ({key!r})")
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = (
@@ -420,7 +421,7 @@ def _string(ctx: _Context, path: str, value: object, *, secret: bool = False) ->
         quote = (
             " (put it in quotes)" if isinstance(value, (bool, int, float, datetime.date)) else ""
         )
-        ctx.fail(path, f"expected a string, got {_type_name(value)}{quote}")
+        ctx.fail(path, f"expected a string, got {type_name(value)}{quote}")
     text = ctx.expand(path, value)
     if text == "":
         ctx.fail(path, "must not be empty")
@@ -434,7 +435,7 @@ def _optional_string(ctx: _Context, path: str, value: object) -> str:
     if value == "":
         return ""
     if not isinstance(value, str):
-        ctx.fail(path, f"expected a string, got {_type_name(value)}")
+        ctx.fail(path, f"expected a string, got {type_name(value)}")
     text = ctx.expand(path, value)
     if _CONTROL_RE.search(text):
         ctx.fail(path, "must not contain control characters (newline, tab, ...)")
@@ -443,7 +444,7 @@ def _optional_string(ctx: _Context, path: str, value: object) -> str:
 
 def _boolean(ctx: _Context, path: str, value: object) -> bool:
     if not isinstance(value, bool):
-        ctx.fail(path, f"expected true or false, got {_type_name(value)}")
+        ctx.fail(path, f"expected true or false, got {type_name(value)}")
     return value
 
 
@@ -451,7 +452,7 @@ def _duration(ctx: _Context, path: str, value: object) -> float:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         ctx.fail(path, f"{_DURATION_HINT}, got the number {value} (add a unit, e.g. {value}s)")
     if not isinstance(value, str):
-        ctx.fail(path, f"{_DURATION_HINT}, got {_type_name(value)}")
+        ctx.fail(path, f"{_DURATION_HINT}, got {type_name(value)}")
     try:
         return parse_duration(ctx.expand(path, value))
     except ValueError as exc:
@@ -748,7 +749,7 @@ def _jobs(ctx: _Context, path: str, value: object) -> JobsConfig:
 
 def _job_ids(ctx: _Context, path: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
-        ctx.fail(path, f"expected a list of job IDs, got {_type_name(value)}")
+        ctx.fail(path, f"expected a list of job IDs, got {type_name(value)}")
     ids: list[str] = []
     for index, item in enumerate(value):
         item_path = f"{path}[{index}]"
@@ -763,7 +764,7 @@ def _job_ids(ctx: _Context, path: str, value: object) -> tuple[str, ...]:
 
 def _max_jobs(ctx: _Context, path: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        ctx.fail(path, f"expected a whole number, got {_type_name(value)}")
+        ctx.fail(path, f"expected a whole number, got {type_name(value)}")
     if value < 0:
         ctx.fail(path, f"must be 0 or more, got {value}")
     return value
@@ -773,7 +774,7 @@ def _accounts(ctx: _Context, value: object) -> tuple[AccountConfig, ...]:
     if value is None or value == []:
         ctx.fail("accounts", "needs at least one account")
     if not isinstance(value, list):
-        ctx.fail("accounts", f"expected a list of accounts, got {_type_name(value)}")
+        ctx.fail("accounts", f"expected a list of accounts, got {type_name(value)}")
     accounts: list[AccountConfig] = []
     for index, item in enumerate(value):
         path = f"accounts[{index}]"
@@ -798,12 +799,12 @@ def parse_config(
     """Parse configuration text. ``source`` names the file in messages; ``base_dir`` anchors
     relative file names (the current directory when ``None``)."""
     ctx = _Context(source, env, base_dir)
-    document = _read_yaml(text, source)
+    document = read_yaml(text, source)
     if document is None:
         ctx.fail("", "the configuration is empty; it needs an 'accounts' list")
     if not isinstance(document, dict):
         ctx.fail(
-            "", f"expected a mapping with an 'accounts' key at the top, got {_type_name(document)}"
+            "", f"expected a mapping with an 'accounts' key at the top, got {type_name(document)}"
         )
     raw = _mapping(ctx, "", document, TOP_LEVEL_KEYS)
     if "accounts" not in raw:

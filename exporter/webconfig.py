@@ -42,7 +42,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from exporter.config import _read_yaml
+from exporter.config import read_yaml, type_name
 from exporter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def load_web_config(path: Path) -> WebConfig:
 def parse_web_config(text: str, base_dir: Path, source: str = "<web config>") -> WebConfig:
     """Validate web configuration text; errors name the key path (``tls_server_config.key_file``)."""
     try:
-        document = _read_yaml(text, source)
+        document = read_yaml(text, source)
     except ConfigError as exc:
         raise WebConfigError(str(exc)) from None
     if document is None:
@@ -241,7 +241,7 @@ def parse_web_config(text: str, base_dir: Path, source: str = "<web config>") ->
 
 def _mapping(value: object, where: str, known: Iterable[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise WebConfigError(f"{where}: expected a mapping, got {_kind(value)}")
+        raise WebConfigError(f"{where}: expected a mapping, got {type_name(value)}")
     allowed = tuple(known)
     for key in value:
         if key not in allowed:
@@ -252,23 +252,9 @@ def _mapping(value: object, where: str, known: Iterable[str]) -> dict[str, Any]:
     return value
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
 def _string(value: object, key: str) -> str:
     if not isinstance(value, str) or not value:
-        raise WebConfigError(f"{key}: expected a non-empty string, got {_kind(value)}")
+        raise WebConfigError(f"{key}: expected a non-empty string, got {type_name(value)}")
     return value
 
 
@@ -276,7 +262,7 @@ def _strings(value: object, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise WebConfigError(f"{key}: expected a list, got {_kind(value)}")
+        raise WebConfigError(f"{key}: expected a list, got {type_name(value)}")
     return tuple(_string(item, f"{key}[{index}]") for index, item in enumerate(value))
 
 
@@ -356,7 +342,7 @@ def _client_auth(raw: Mapping[str, Any]) -> str:
 
 def _boolean(value: object, key: str) -> bool:
     if not isinstance(value, bool):
-        raise WebConfigError(f"{key}: expected true or false, got {_kind(value)}")
+        raise WebConfigError(f"{key}: expected true or false, got {type_name(value)}")
     return value
 
 
@@ -388,7 +374,9 @@ def _headers(http: Mapping[str, Any]) -> dict[str, str]:
         _boolean(http["http2"], "http_server_config.http2")
     raw = http.get("headers") or {}
     if not isinstance(raw, dict):
-        raise WebConfigError(f"http_server_config.headers: expected a mapping, got {_kind(raw)}")
+        raise WebConfigError(
+            f"http_server_config.headers: expected a mapping, got {type_name(raw)}"
+        )
     headers = {}
     for name, value in raw.items():
         if name not in ALLOWED_HEADERS:
@@ -407,7 +395,7 @@ def _users(value: object) -> dict[str, bytes]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise WebConfigError(f"basic_auth_users: expected a mapping, got {_kind(value)}")
+        raise WebConfigError(f"basic_auth_users: expected a mapping, got {type_name(value)}")
     users = {}
     for name, hashed in value.items():
         if not isinstance(name, str) or not name or ":" in name:
