@@ -124,6 +124,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "ams-emulator"
     sys_version = ""
     timeout = IDLE_TIMEOUT
+    # TCP_NODELAY: headers and body go out in separate writes; with Nagle's algorithm the body
+    # would wait for the client's delayed ACK of the headers (about 40 ms on Linux), a stall no
+    # real service has.
+    disable_nagle_algorithm = True
     server: EmulatorHTTPServer
 
     def do_GET(self) -> None:
