@@ -309,8 +309,9 @@ class Scenario:
         elif ev.kind == EV_CANCELED and state == JobState.CANCELING:
             self._on_canceled(job, plan, ev.at)
 
-    def _expire(self, now: float) -> None:
-        """Delete final jobs created before the retention window (the service keeps 90 days)."""
+    def _expire(self, now: float) -> bool:
+        """Delete final jobs created before the retention window (the service keeps 90 days);
+        returns whether any was deleted."""
         horizon = now - self.config.history_days * DAY
         expired: list[str] = []
         while self._retention and self._retention[0][0] < horizon:
@@ -321,26 +322,31 @@ class Scenario:
                 self._plans.pop(job_id, None)
         if expired:
             self._pop.remove_many(expired)
+        return bool(expired)
 
-    def advance(self, to: datetime) -> None:
+    def advance(self, to: datetime) -> bool:
         """Apply every event up to ``to`` and bring running tasks' progress to that moment.
 
-        A clock set backwards changes nothing: states only move forward.
+        A clock set backwards changes nothing: states only move forward. Returns whether anything
+        may have changed (an event applied, progress moved, a job expired); False means the
+        population is exactly as before, so answers computed from it still hold.
         """
         target = to.timestamp()
         if target < self._now:
-            return
+            return False
+        changed = target > self._now and bool(self._running)
         while self._events and self._events[0].at <= target:
             ev = heapq.heappop(self._events)
             self._now = ev.at
             self._apply(ev)
+            changed = True
         self._now = target
         for job_id in self._running:
             job = self._pop.get(job_id)
             plan = self._plans.get(job_id)
             if job is not None and plan is not None:
                 self._update_progress(job, plan, target)
-        self._expire(target)
+        return self._expire(target) or changed
 
     # -- the starting population ----------------------------------------------------------------
 

@@ -3,6 +3,12 @@
 One lock guards everything. Every call first advances the living scenario to ``clock.now()``.
 Queries run over the live objects under the lock and copy only what they return (at most 1000),
 so a store of 100,000 jobs is never copied to answer a request.
+
+Paging: the ordered matches of a filtered or ordered query are remembered (a small LRU keyed by
+entity set, ``$filter`` text and ``$orderby``) for as long as the store's version is unchanged;
+every mutation bumps it (the scenario moving, a test control). A client reading page after page
+then pays one scan for the first page and a slice for each later one, instead of walking
+``$skip`` + 1000 matches per page.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import gc
 import operator
 import random
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,6 +44,10 @@ from exporter.emulator.scenario import Scenario, ScenarioConfig
 E = TypeVar("E", EmuJob, EmuTask)
 FREEZE_THRESHOLD = 10_000
 """Populations at least this large are frozen out of the garbage collector's sight."""
+MATCH_CACHE_SIZE = 8
+"""Distinct (entity set, $filter, $orderby) queries whose ordered matches are remembered."""
+
+_CacheKey = tuple[str, str | None, tuple[tuple[str, bool], ...]]
 
 
 class _SortedById:
@@ -140,23 +151,6 @@ def _candidates(items: Sequence[E], by_id: Mapping[str, E], options: QueryOption
     return sorted((by_id[key] for key in keys if key in by_id), key=lambda item: item.id)
 
 
-def _first_matches(items: Sequence[E], matches: Predicate | None, skip: int, size: int) -> list[E]:
-    """Walk ``items`` in order, skip ``skip`` matches and stop after ``size`` more."""
-    if matches is None:
-        return list(items[skip : skip + size])
-    picked: list[E] = []
-    for item in items:
-        if not matches(item):
-            continue
-        if skip:
-            skip -= 1
-            continue
-        picked.append(item)
-        if len(picked) == size:
-            break
-    return picked
-
-
 def _sorted_matches(
     items: Iterable[E], matches: Predicate | None, orderby: Sequence[OrderKey]
 ) -> list[E]:
@@ -168,22 +162,79 @@ def _sorted_matches(
     return found
 
 
-def _select(items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions) -> list[E]:
-    """Filter, order, skip and take over ``items`` (in Id order, indexed by ``by_id``).
-
-    Only the answer is copied.
-    """
-    size = _page_size(options)
-    if size == 0:
-        return []
+def _ordered_matches(
+    items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions
+) -> Sequence[E]:
+    """Every item of ``items`` (in Id order, indexed by ``by_id``) matching the filter, in the
+    query's order."""
     items = _candidates(items, by_id, options)
     matches = options.filter.matches if options.filter is not None else None
     if options.orderby:
-        found = _sorted_matches(items, matches, options.orderby)
-        picked = found[options.skip : options.skip + size]
-    else:
-        picked = _first_matches(items, matches, options.skip, size)
-    return [item.copy() for item in picked]
+        return _sorted_matches(items, matches, options.orderby)
+    if matches is None:
+        return items
+    return [item for item in items if matches(item)]
+
+
+def _page(found: Sequence[E], options: QueryOptions) -> list[E]:
+    """Copies of the page ``$skip``/``$top`` asks for (at most 1000) out of ordered matches."""
+    size = _page_size(options)
+    return [item.copy() for item in found[options.skip : options.skip + size]]
+
+
+def _select(items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions) -> list[E]:
+    """Filter, order, skip and take over ``items``, without the cache (a job's own tasks)."""
+    if _page_size(options) == 0:
+        return []
+    return _page(_ordered_matches(items, by_id, options), options)
+
+
+class _MatchCache:
+    """Ordered matches of the latest queries, valid for one version of the store.
+
+    Holds references to the live entities, not copies: a version says that no entity changed
+    since, and a new version empties the cache. Not thread-safe: used under the store's lock.
+    """
+
+    def __init__(self, size: int = MATCH_CACHE_SIZE) -> None:
+        self._size = size
+        self._version = -1
+        self._entries: OrderedDict[_CacheKey, Sequence[Any]] = OrderedDict()
+
+    def get(self, key: _CacheKey, version: int) -> Sequence[Any] | None:
+        if version != self._version:
+            self._entries.clear()
+            self._version = version
+            return None
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: _CacheKey, version: int, found: Sequence[Any]) -> None:
+        if version != self._version:
+            self._entries.clear()
+            self._version = version
+        self._entries[key] = found
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _cache_key(entity_set: str, options: QueryOptions) -> _CacheKey | None:
+    """The key of a query's ordered matches, or None when there is nothing worth remembering:
+    no filter and no order (the page is a slice of the Id-ordered list), or a filter pinning Ids
+    (a handful of candidates)."""
+    flt = options.filter
+    if flt is None and not options.orderby:
+        return None
+    if flt is not None and flt.keys is not None:
+        return None
+    order = tuple((key.prop.attr, key.descending) for key in options.orderby)
+    return (entity_set, flt.text if flt is not None else None, order)
 
 
 class JobStore:
@@ -196,6 +247,8 @@ class JobStore:
         self._index = _Index()
         self._scenario = Scenario(config, self._index, clock.now())
         self._populate()
+        self._version = 0  # bumped by every change to the population (see _changed)
+        self._matches = _MatchCache()
         self._manual_rng = random.Random(f"{config.seed}/manual")
 
     def _populate(self) -> None:
@@ -227,8 +280,28 @@ class JobStore:
 
     def _advance(self) -> datetime:
         now = self._clock.now()
-        self._scenario.advance(now)
+        if self._scenario.advance(now):
+            self._changed()
         return now
+
+    def _changed(self) -> None:
+        """Something in the population changed: remembered query matches no longer hold."""
+        self._version += 1
+
+    def _query(
+        self, entity_set: str, items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions
+    ) -> list[E]:
+        """A page of ``items`` (Id order) through the match cache; under the lock."""
+        if _page_size(options) == 0:
+            return []
+        key = _cache_key(entity_set, options)
+        if key is None:
+            return _page(_ordered_matches(items, by_id, options), options)
+        found = self._matches.get(key, self._version)
+        if found is None:
+            found = _ordered_matches(items, by_id, options)
+            self._matches.put(key, self._version, found)
+        return _page(found, options)
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -236,7 +309,7 @@ class JobStore:
         """Jobs matching ``options``: filtered, ordered (default by Id), skip/top, at most 1000."""
         with self._lock:
             self._advance()
-            return _select(self._index.job_order.items, self._index.jobs, options)
+            return self._query("Jobs", self._index.job_order.items, self._index.jobs, options)
 
     def get_job(self, job_id: str) -> EmuJob | None:
         """A copy of one job, or None."""
@@ -253,7 +326,9 @@ class JobStore:
         with self._lock:
             self._advance()
             if job_id is None:
-                return _select(self._index.task_order.items, self._index.tasks, options)
+                return self._query(
+                    "Tasks", self._index.task_order.items, self._index.tasks, options
+                )
             job = self._index.jobs.get(job_id)
             if job is None:
                 raise KeyError(f"no job with Id {job_id!r}")
@@ -340,6 +415,7 @@ class JobStore:
                 job.tasks[0].progress = float(progress)
             times.apply(job)
             self._scenario.adopt(job)
+            self._changed()
             return new_id
 
     def _new_task(self, job: EmuJob, index: int) -> EmuTask:
@@ -371,6 +447,7 @@ class JobStore:
             job = self._job(job_id)
             self._scenario.release(job_id)
             lifecycle.force_state(job, target, now.timestamp(), error_code)
+            self._changed()
 
     def set_task_progress(self, job_id: str, task_index: int, progress: float) -> None:
         """Set one task's Progress (0-100); the scenario stops driving the job."""
@@ -385,6 +462,7 @@ class JobStore:
                 )
             self._scenario.release(job_id)
             job.tasks[task_index].progress = float(progress)
+            self._changed()
 
     def delete_job(self, job_id: str) -> None:
         """Remove a job and its tasks."""
@@ -393,6 +471,7 @@ class JobStore:
             self._job(job_id)
             self._scenario.release(job_id)
             self._index.remove(job_id)
+            self._changed()
 
 
 @dataclass(frozen=True, slots=True)
