@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
-from exporter.ams.client import AmsClient
+from exporter.ams.client import POOL_SIZE, TASK_CONCURRENCY, AmsClient
 from exporter.auth import token_provider_for
 from exporter.collector import AccountCollector, Collector
 from exporter.config import Config, describe_config, load_config, parse_config
@@ -179,7 +179,11 @@ def build_collector(config: Config, counter: RequestCounter) -> Collector:
             return UpstreamSession(name, api, counter, cfg.ca_file, cfg.timeout, USER_AGENT)
 
         tokens = token_provider_for(account, session("aad"))
-        client = AmsClient(account, tokens, session("ams"))
+        # As many pooled AMS connections as the client has requests in flight: pages and tasks.
+        ams = UpstreamSession(
+            account.name, "ams", counter, account.ca_file, account.timeout, USER_AGENT, POOL_SIZE
+        )
+        client = AmsClient(account, tokens, ams, TASK_CONCURRENCY)
         accounts.append(AccountCollector(account, client))
     return Collector(accounts)
 

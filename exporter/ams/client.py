@@ -69,6 +69,9 @@ TASK_FIELDS = (
     "ErrorDetails",
 )
 PAGE_WINDOW = 4  # job pages in flight at most
+TASK_CONCURRENCY = 16  # task requests in flight at most (one round for a typical account)
+POOL_SIZE = PAGE_WINDOW + TASK_CONCURRENCY
+"""Connections the AMS session keeps: one per request this client can have in flight."""
 MAX_PAGES = 1000  # a million jobs: far beyond the 90-day retention of any real account
 MAX_RETRIES = 4
 BACKOFF_FIRST = 0.1
@@ -94,7 +97,7 @@ class AmsClient:
         account: AccountConfig,
         tokens: TokenProvider,
         session: UpstreamSession,
-        task_concurrency: int = 8,
+        task_concurrency: int = TASK_CONCURRENCY,
         *,
         accept: str = ACCEPT_MINIMAL,
     ) -> None:
