@@ -27,7 +27,10 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "process metrics (prometheus_client)",
         ("prometheus_client/exposition.py", "prometheus_client/openmetrics", "_collector.py"),
     ),
-    ("rendering the exposition", ("exporter/families.py", "exporter/jobview.py")),
+    (
+        "rendering the exposition",
+        ("exporter/exposition.py", "exporter/families.py", "exporter/jobview.py"),
+    ),
     ("HTTP and TLS (requests, urllib3, ssl)", ("requests/", "urllib3/", "ssl.py", "http/client")),
     ("client: paging, retries, deadline", ("exporter/ams/client.py", "exporter/http.py")),
     ("collector: scope, tasks, results", ("exporter/collector.py", "exporter/collection.py")),

@@ -1,6 +1,6 @@
 """The metric contract: every metric the exporter exposes, in one table.
 
-The exposition code (``exporter/families.py``) builds its families from these entries, and
+The exposition code (``exporter/families.py``, ``exporter/exposition.py``) reads these entries, and
 ``docs/metrics.md`` is generated from them (``python -m exporter.metrics``; a test keeps the committed
 file in step), so the names, types, labels and help texts cannot drift apart.
 """

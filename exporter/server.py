@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter.collector import Collector
 from exporter.deadline import Deadline
-from exporter.families import render
+from exporter.exposition import render
 from exporter.http import RequestCounter
 from exporter.status_page import render_status_page
 from exporter.webconfig import ProtectedApp, TlsServerConfig, WebConfig, accept_tls

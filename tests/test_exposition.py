@@ -1,7 +1,7 @@
 """The exposition written directly is byte for byte what prometheus_client writes for the families.
 
 Prometheus negotiates OpenMetrics 1.0.0 or the text format 0.0.4; both are written by
-``exporter.families.render`` without going through ``prometheus_client``'s encoders, which are the
+``exporter.exposition.render`` without going through ``prometheus_client``'s encoders, which are the
 reference here. Label values come from AMS (job and task names are free text), so they are hostile.
 """
 
@@ -15,7 +15,8 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter.ams.model import Job, JobState, Task
 from exporter.collection import AccountResult, Collection
-from exporter.families import Exposition, _direct_format, build_families, render
+from exporter.exposition import Exposition, _direct_format, render
+from exporter.families import build_families
 
 NOW = 1_764_150_000.25
 HOSTILE = [
