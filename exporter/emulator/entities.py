@@ -161,9 +161,19 @@ class EmuJob:
 
     def copy(self) -> EmuJob:
         """A deep copy including the tasks (datetimes and strings are immutable and shared)."""
+        dup = self.copy_without_tasks()
+        dup.tasks = [task.copy() for task in self.tasks]
+        return dup
+
+    def copy_without_tasks(self) -> EmuJob:
+        """A deep copy of the job's own properties, ``tasks`` empty: what a Jobs answer shows.
+
+        Copying the tasks is about four fifths of the cost of :meth:`copy` (two tasks a job on
+        average, each with three lists of its own), and a Jobs answer never writes them.
+        """
         dup = copy.copy(self)
         dup.notification_subscriptions = [item.copy() for item in self.notification_subscriptions]
-        dup.tasks = [task.copy() for task in self.tasks]
+        dup.tasks = []
         return dup
 
 

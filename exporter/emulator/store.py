@@ -2,7 +2,8 @@
 
 One lock guards everything. Every call first advances the living scenario to ``clock.now()``.
 Queries run over the live objects under the lock and copy only what they return (at most 1000),
-so a store of 100,000 jobs is never copied to answer a request.
+so a store of 100,000 jobs is never copied to answer a request; a page of jobs is copied without
+the jobs' tasks, which a Jobs answer never shows.
 
 Paging: the ordered matches of a filtered or ordered query are remembered (a small LRU keyed by
 entity set, ``$filter`` text and ``$orderby``) for as long as the store's version is unchanged;
@@ -176,17 +177,18 @@ def _ordered_matches(
     return [item for item in items if matches(item)]
 
 
-def _page(found: Sequence[E], options: QueryOptions) -> list[E]:
+def _page(found: Sequence[E], options: QueryOptions, copy: Callable[[E], E]) -> list[E]:
     """Copies of the page ``$skip``/``$top`` asks for (at most 1000) out of ordered matches."""
     size = _page_size(options)
-    return [item.copy() for item in found[options.skip : options.skip + size]]
+    return [copy(item) for item in found[options.skip : options.skip + size]]
 
 
-def _select(items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions) -> list[E]:
+def _select(items: Sequence[EmuTask], options: QueryOptions) -> list[EmuTask]:
     """Filter, order, skip and take over ``items``, without the cache (a job's own tasks)."""
     if _page_size(options) == 0:
         return []
-    return _page(_ordered_matches(items, by_id, options), options)
+    by_id = {item.id: item for item in items}
+    return _page(_ordered_matches(items, by_id, options), options, EmuTask.copy)
 
 
 class _MatchCache:
@@ -289,27 +291,40 @@ class JobStore:
         self._version += 1
 
     def _query(
-        self, entity_set: str, items: Sequence[E], by_id: Mapping[str, E], options: QueryOptions
+        self,
+        entity_set: str,
+        items: Sequence[E],
+        by_id: Mapping[str, E],
+        options: QueryOptions,
+        copy: Callable[[E], E],
     ) -> list[E]:
-        """A page of ``items`` (Id order) through the match cache; under the lock."""
+        """A page of ``items`` (Id order) through the match cache, each item ``copy``-ed; under
+        the lock."""
         if _page_size(options) == 0:
             return []
         key = _cache_key(entity_set, options)
         if key is None:
-            return _page(_ordered_matches(items, by_id, options), options)
+            return _page(_ordered_matches(items, by_id, options), options, copy)
         found = self._matches.get(key, self._version)
         if found is None:
             found = _ordered_matches(items, by_id, options)
             self._matches.put(key, self._version, found)
-        return _page(found, options)
+        return _page(found, options, copy)
 
     # -- queries --------------------------------------------------------------------------------
 
     def list_jobs(self, options: QueryOptions) -> list[EmuJob]:
-        """Jobs matching ``options``: filtered, ordered (default by Id), skip/top, at most 1000."""
+        """Jobs matching ``options``: filtered, ordered (default by Id), skip/top, at most 1000.
+
+        The copies have no tasks (``tasks`` is empty), as a Jobs answer shows none: ask
+        :meth:`list_tasks`, :meth:`get_job` or :meth:`snapshot` for them.
+        """
         with self._lock:
             self._advance()
-            return self._query("Jobs", self._index.job_order.items, self._index.jobs, options)
+            index = self._index
+            return self._query(
+                "Jobs", index.job_order.items, index.jobs, options, EmuJob.copy_without_tasks
+            )
 
     def get_job(self, job_id: str) -> EmuJob | None:
         """A copy of one job, or None."""
@@ -327,13 +342,12 @@ class JobStore:
             self._advance()
             if job_id is None:
                 return self._query(
-                    "Tasks", self._index.task_order.items, self._index.tasks, options
+                    "Tasks", self._index.task_order.items, self._index.tasks, options, EmuTask.copy
                 )
             job = self._index.jobs.get(job_id)
             if job is None:
                 raise KeyError(f"no job with Id {job_id!r}")
-            tasks = sorted(job.tasks, key=lambda task: task.id)
-            return _select(tasks, {task.id: task for task in tasks}, options)
+            return _select(sorted(job.tasks, key=lambda task: task.id), options)
 
     def get_task(self, task_id: str) -> EmuTask | None:
         """A copy of one task, or None."""
