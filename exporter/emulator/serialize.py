@@ -24,11 +24,11 @@ _MSDATE_STRING = re.compile(r'"/Date\((-?\d+)\)/"')
 
 def iso_trimmed(value: datetime) -> str:
     """Zone-less ISO 8601 in UTC, fraction trimmed of trailing zeros and dropped when zero."""
-    utc = value.astimezone(timezone.utc)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}".rstrip("0")
-    return text
+    # isoformat() of a UTC datetime ends in "+00:00" and writes the fraction only when there is
+    # one, as six digits: half the time of strftime, on every date of every answer.
+    utc = value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+    text = utc.isoformat()[:-6]
+    return text.rstrip("0") if utc.microsecond else text
 
 
 def ms_date(value: datetime) -> str:
