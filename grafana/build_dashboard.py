@@ -511,38 +511,32 @@ def failures() -> list[Builder[Any]]:
     return [row("Failures"), failed, ratio, ended]
 
 
-def durations() -> list[Builder[Any]]:
-    oldest = (
+def _longest_per_account(title: str, description: str, record: str) -> ts.Panel:
+    """A time series of one per-account duration recording rule, in seconds."""
+    return (
         ts.Panel()
-        .title("Oldest queued job")
-        .description("Longest wait among jobs now Queued or Scheduled, per account.")
+        .title(title)
+        .description(description)
         .datasource(DATASOURCE)
         .span(6)
         .height(8)
-        .with_target(
-            query(
-                f"account:ams_oldest_queued_job_age_seconds:max{{{ACCOUNT}}}", legend="{{account}}"
-            )
-        )
+        .with_target(query(f"{record}{{{ACCOUNT}}}", legend="{{account}}"))
         .unit("s")
         .min(0)
         .decimals(0)
     )
-    longest = (
-        ts.Panel()
-        .title("Longest running job")
-        .description("Longest running time among jobs now Processing, per account.")
-        .datasource(DATASOURCE)
-        .span(6)
-        .height(8)
-        .with_target(
-            query(
-                f"account:ams_job_running_duration_seconds:max{{{ACCOUNT}}}", legend="{{account}}"
-            )
-        )
-        .unit("s")
-        .min(0)
-        .decimals(0)
+
+
+def durations() -> list[Builder[Any]]:
+    oldest = _longest_per_account(
+        "Oldest queued job",
+        "Longest wait among jobs now Queued or Scheduled, per account.",
+        "account:ams_oldest_queued_job_age_seconds:max",
+    )
+    longest = _longest_per_account(
+        "Longest running job",
+        "Longest running time among jobs now Processing, per account.",
+        "account:ams_job_running_duration_seconds:max",
     )
     queued = (
         histogram.Panel()
