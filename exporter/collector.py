@@ -259,8 +259,9 @@ class _Round:
 class Collector:
     """Collects all accounts concurrently; concurrent callers share the collection in flight.
 
-    A caller that joins a collection waits for each account no longer than its own deadline
-    allows: accounts that finished are reported as they are, only the unfinished ones as late.
+    A caller waits for each account no longer than its own deadline allows: accounts that
+    finished are reported as they are, only the unfinished ones as late. The collection itself
+    runs to each account's configured ``timeout``, whoever started it.
     """
 
     def __init__(
@@ -311,7 +312,7 @@ class Collector:
     def collect(self, deadline: Deadline) -> Collection:
         """A fresh collection; joins the one in flight when there is one."""
         with self._lock:
-            current = self._round if self._round is not None else self._start_round(deadline)
+            current = self._round if self._round is not None else self._start_round()
         return self._gather(current, deadline)
 
     def close(self) -> None:
@@ -320,11 +321,18 @@ class Collector:
         for account in self._accounts:
             account.close()
 
-    def _start_round(self, deadline: Deadline) -> _Round:
+    def _start_round(self) -> _Round:
+        """Start collecting every account, each within its own configured ``timeout``.
+
+        The round is shared by every caller that arrives while it runs, so no caller's budget
+        may shorten it: a scrape with a tiny ``X-Prometheus-Scrape-Timeout-Seconds`` would
+        otherwise doom the collection that a patient caller joins. A caller's deadline bounds
+        only how long that caller waits (:meth:`_gather`).
+        """
         work = tuple(
             (account, own, self._pool.submit(account.collect, own))
             for account in self._accounts
-            for own in [deadline.earliest(Deadline.after(account.account.timeout))]
+            for own in [Deadline.after(account.account.timeout)]
         )
         current = _Round(self._wall_clock(), time.monotonic(), work)
         self._round = current

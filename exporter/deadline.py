@@ -36,7 +36,3 @@ class Deadline:
         if left <= 0.0:
             raise DeadlineExceeded("the collection deadline has passed")
         return min(cap, left)
-
-    def earliest(self, other: Deadline) -> Deadline:
-        """Whichever of the two deadlines comes first."""
-        return self if self.at <= other.at else other

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from exporter.emulator import Emulator, Fault
+from tests import expected
 from tests.harness import running_exporter
 
 
@@ -192,6 +193,28 @@ def test_a_caller_with_a_shorter_deadline_joining_a_collection_keeps_the_finishe
     assert hurried.value("ams_up", account="slow") == 0
     assert patient_scrape.value("ams_up", account="slow") == 1
     assert len(fast_listings) == 1, "the joining caller shares the collection in flight"
+
+
+def test_a_tiny_scrape_timeout_cannot_shorten_the_collection_that_others_join():
+    """An unauthenticated client with a 60 ms budget starts the collection; Prometheus joins it."""
+    with Emulator(jobs=30, seed=6, speed=0) as emulator:
+        with running_exporter({"a": emulator}) as exporter:
+            exporter.scrape()
+            emulator.clear_log()
+            emulator.faults.add(Fault(kind="latency", latency=0.3))
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                hostile = pool.submit(
+                    exporter.scrape, {"X-Prometheus-Scrape-Timeout-Seconds": "0.06"}
+                )
+                _wait_until_listing_started(emulator)
+                patient = exporter.scrape(headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"})
+                hurried = hostile.result(timeout=60)
+        listings = _job_pages(emulator)
+        inside, _ = expected.split_scope(emulator.jobs(), time.time(), 24 * 3600.0)
+    assert hurried.value("ams_up", account="a") == 0
+    assert patient.value("ams_up", account="a") == 1
+    assert {job.id for job in inside} <= set(patient.by_job("ams_job_priority", "a"))
+    assert len(listings) == 1, "the patient caller joined the collection the hurried one started"
 
 
 def _wait_until_listing_started(emulator: Emulator) -> None:
