@@ -13,6 +13,7 @@ description (the AADSTS code), never the secret or a token.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -73,10 +74,26 @@ def _http_status(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# Longest lifetime believed from ``expires_in``: an absurd value must not pin a token for ever.
+_MAX_LIFETIME_SECONDS = 24 * 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class _CachedToken:
+    """A token and when to stop handing it out.
+
+    ``only_for`` is set for a token that Azure AD said is already expired (``expires_in`` of 0
+    or below): it serves the requests of that one collection and is never reused by the next.
+    """
+
     value: str
     refresh_at: float  # time.monotonic()
+    only_for: Deadline | None = None
+
+    def usable(self, deadline: Deadline) -> bool:
+        if self.only_for is not None:
+            return self.only_for == deadline and not deadline.expired()
+        return time.monotonic() < self.refresh_at
 
 
 class _MsalTokenProvider(ABC):
@@ -88,17 +105,18 @@ class _MsalTokenProvider(ABC):
         self._lock = threading.Lock()
         self._cached: _CachedToken | None = None
         self._app: Any = None
+        self._warned_expired = False
 
     def token(self, deadline: Deadline) -> str:
         """The cached token, or a new one from Azure AD (one fetch at a time per account)."""
         cached = self._cached
-        if cached is not None and time.monotonic() < cached.refresh_at:
+        if cached is not None and cached.usable(deadline):
             return cached.value
         if not self._lock.acquire(timeout=deadline.remaining()):
             raise DeadlineExceeded(f"account {self._account.name}: no token before the deadline")
         try:
             cached = self._cached
-            if cached is not None and time.monotonic() < cached.refresh_at:
+            if cached is not None and cached.usable(deadline):
                 return cached.value
             self._cached = self._fetch_with_retries(deadline)
             return self._cached.value
@@ -159,18 +177,30 @@ class _MsalTokenProvider(ABC):
                 status=status,
                 retryable=status in _TRANSIENT_AAD_STATUSES,
             ) from None
-        return self._cached_from(result, started)
+        return self._cached_from(result, started, deadline)
 
-    def _cached_from(self, result: Any, started: float) -> _CachedToken:
+    def _cached_from(self, result: Any, started: float, deadline: Deadline) -> _CachedToken:
         if not isinstance(result, dict) or not isinstance(result.get("access_token"), str):
             # msal keeps failed answers in a per-application throttle cache (5 s for 5xx, 60 s
             # for 400); dropping the application lets the next collection really retry.
             self._app = None
             raise self._auth_error(result if isinstance(result, dict) else {})
-        lifetime = _seconds(result.get("expires_in"), default=3600.0)
+        token: str = result["access_token"]
+        lifetime = _lifetime(result.get("expires_in"))
+        if lifetime <= 0:
+            if not self._warned_expired:
+                log.warning(
+                    "account %s: Azure AD answered a token that is already expired "
+                    "(expires_in %s); it serves one collection, and each collection asks again",
+                    self._account.name,
+                    excerpt(str(result.get("expires_in")), 20),
+                )
+                self._warned_expired = True
+            return _CachedToken(token, started, only_for=deadline)
+        self._warned_expired = False
         margin = min(_REFRESH_MARGIN_SECONDS, lifetime / 2)
         log.debug("account %s: token acquired, valid %.0f s", self._account.name, lifetime)
-        return _CachedToken(result["access_token"], started + max(0.0, lifetime - margin))
+        return _CachedToken(token, started + max(0.0, lifetime - margin))
 
     def _auth_error(self, result: dict[str, Any]) -> AuthError:
         code = result.get("error")
@@ -281,9 +311,18 @@ def token_provider_for(account: AccountConfig, session: UpstreamSession) -> Toke
     return ConfidentialClientTokenProvider(account, session)
 
 
-def _seconds(value: object, default: float) -> float:
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+def _lifetime(expires_in: object, default: float = 3600.0) -> float:
+    """Seconds a token is valid by ``expires_in`` (a number or, from the v1 endpoint, a string).
+
+    Missing or unreadable means the usual hour (a 401 still replaces the token); 0 or below
+    means already expired; more than a day is taken as a day.
+    """
+    if isinstance(expires_in, bool):
         return default
-    return seconds if seconds > 0 else default
+    try:
+        seconds = float(expires_in)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if math.isnan(seconds):
+        return default
+    return min(seconds, _MAX_LIFETIME_SECONDS)

@@ -183,6 +183,22 @@ class TestCaching:
                 threading.Event().wait(0.05)
             assert short.request_count(api="aad", path=TOKEN_PATH) >= 2
 
+    @pytest.mark.parametrize("announced", [0, -5])
+    def test_a_token_announced_as_expired_serves_one_collection_only(
+        self, fresh: Emulator, counter: RequestCounter, announced: int
+    ) -> None:
+        fresh.announce_expires_in(announced)
+        try:
+            tokens = provider(account_for(fresh), counter)
+            collections = [deadline(), deadline(), deadline()]
+            for each in collections:
+                first = tokens.token(each)
+                assert all(tokens.token(each) == first for _ in range(5)), "one per collection"
+        finally:
+            fresh.announce_expires_in(None)
+        settle(fresh, counter)
+        assert fresh.request_count(api="aad", path=TOKEN_PATH) == len(collections)
+
     def test_expired_token_gives_one_401_then_a_new_token(self, fresh: Emulator) -> None:
         w = wire(account_for(fresh))
         try:

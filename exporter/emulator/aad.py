@@ -130,6 +130,7 @@ class AzureAd:
         self._kid = secrets.token_hex(8)
         self._lock = threading.Lock()
         self._revocation = _Revocation()
+        self.announced_expires_in: int | None = None
 
     # ---- tenants and endpoints -------------------------------------------------------------
 
@@ -400,7 +401,8 @@ class AzureAd:
             "xms_emu_gen": generation,
         }
         token = self._sign(claims)
-        expires_in = max(1, round(lifetime))
+        announced = self.announced_expires_in
+        expires_in = max(1, round(lifetime)) if announced is None else announced
         if version == "v1.0":  # the v1 endpoint writes its numbers as strings
             return {
                 "token_type": "Bearer",
@@ -456,6 +458,14 @@ class AzureAd:
         with self._lock:
             self._revocation.generation += 1
             self._revocation.revoked_below = self._revocation.generation
+
+    def announce_expires_in(self, seconds: int | None) -> None:
+        """Token responses say ``expires_in: seconds`` (``None``: the real lifetime) from now on.
+
+        The tokens themselves stay valid for the configured lifetime: this is how a service that
+        announces a nonsensical lifetime (0, negative) looks to a client.
+        """
+        self.announced_expires_in = seconds
 
     def expire_tokens(self) -> None:
         """Every token issued so far is rejected from now on as expired."""

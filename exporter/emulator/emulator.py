@@ -220,6 +220,10 @@ class Emulator:
         """Every access token issued so far is treated as expired from now on (401)."""
         self.aad.expire_tokens()
 
+    def announce_expires_in(self, seconds: int | None) -> None:
+        """Token responses announce ``expires_in: seconds`` (``None``: the real lifetime)."""
+        self.aad.announce_expires_in(seconds)
+
     @property
     def request_log(self) -> list[RequestRecord]:
         """The requests served so far, oldest first (a copy)."""
