@@ -7,13 +7,22 @@ handled by the client), bounds every call by a timeout and by the caller's :clas
 reads bodies under a size cap while watching the deadline, and counts each request for
 ``ams_api_requests_total``. MSAL uses the ``aad`` session as its ``http_client``; since MSAL
 cannot pass a deadline, :meth:`UpstreamSession.bounded_by` sets one for the calling thread.
+
+A socket timeout bounds one read, not an exchange: a server that sends its status line and
+headers a byte at a time restarts it with every byte. So every request is also watched by
+:class:`_Watchdog`, which shuts the request's socket down when the deadline passes, whatever the
+exchange is doing (TLS handshake, headers, body): the blocked read returns at once, and the
+thread, its pooled connection and any lock the caller holds are freed with the collection.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +31,8 @@ from typing import Any
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from exporter.deadline import Deadline
@@ -39,6 +50,181 @@ class BodyTooLarge(Exception):
     def __init__(self, url: str, limit: int) -> None:
         super().__init__(f"the response body of {url} exceeds {limit} bytes")
         self.limit = limit
+
+
+class _Exchange:
+    """The sockets one request uses, shut down together if its deadline passes first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self.expired = False
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+            if self.expired:
+                _shut(sock)
+
+    def detach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut ``sock`` down for both directions: a read blocked on it returns at once."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed or never connected: nothing is blocked on it
+
+
+class _Watchdog:
+    """One daemon thread that expires exchanges at their deadlines (a heap, earliest first)."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._heap: list[tuple[float, int, _Exchange]] = []
+        self._order = itertools.count()
+        self._live: set[int] = set()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, at: float, exchange: _Exchange) -> int:
+        """Expire ``exchange`` at monotonic time ``at`` unless :meth:`cancel` comes first."""
+        with self._wake:
+            ticket = next(self._order)
+            heapq.heappush(self._heap, (at, ticket, exchange))
+            self._live.add(ticket)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="upstream-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+            return ticket
+
+    def cancel(self, ticket: int) -> None:
+        with self._wake:
+            self._live.discard(ticket)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                due = self._due()
+                if due is None:
+                    self._wake.wait(self._pause())
+                    continue
+            due.expire()
+
+    def _due(self) -> _Exchange | None:
+        """The next exchange to expire now, dropping cancelled entries (lock held)."""
+        while self._heap:
+            at, ticket, exchange = self._heap[0]
+            if ticket not in self._live:
+                heapq.heappop(self._heap)
+                continue
+            if at > time.monotonic():
+                return None
+            heapq.heappop(self._heap)
+            self._live.discard(ticket)
+            return exchange
+        return None
+
+    def _pause(self) -> float | None:
+        return max(0.0, self._heap[0][0] - time.monotonic()) if self._heap else None
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()
+
+
+class _WatchedConnection(HTTPConnection):
+    """A connection whose socket the current thread's exchange can shut down.
+
+    It keeps a duplicate of its socket's descriptor: TLS wraps the socket into a new object
+    (detaching the original) during the handshake, and the duplicate reaches the connection
+    through both, without ever naming a descriptor that may have been reused.
+    """
+
+    _watch_handle: socket.socket | None = None
+    _watch_exchange: _Exchange | None = None
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        try:
+            self._watch_handle = sock.dup()
+        except OSError:
+            self._watch_handle = None  # out of descriptors: the socket timeout still applies
+        self._watch_by_current()
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._watch_by_current()
+        super().request(*args, **kwargs)
+
+    def close(self) -> None:
+        handle, exchange = self._watch_handle, self._watch_exchange
+        self._watch_handle = self._watch_exchange = None
+        super().close()
+        if handle is not None:
+            if exchange is not None:
+                exchange.detach(handle)
+            handle.close()
+
+    def _watch_by_current(self) -> None:
+        exchange: _Exchange | None = getattr(_current, "exchange", None)
+        if exchange is None or self._watch_handle is None:
+            return
+        if self._watch_exchange is not None and self._watch_exchange is not exchange:
+            self._watch_exchange.detach(self._watch_handle)
+        self._watch_exchange = exchange
+        exchange.attach(self._watch_handle)
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter with connections the watchdog can shut down."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
+
+
+@contextmanager
+def _watched(deadline: Deadline | None) -> Iterator[_Exchange | None]:
+    """Run the block as one exchange of this thread, expired at ``deadline``."""
+    if deadline is None:
+        yield None
+        return
+    exchange = _Exchange()
+    previous = getattr(_current, "exchange", None)
+    _current.exchange = exchange
+    ticket = _WATCHDOG.watch(deadline.at, exchange)
+    try:
+        yield exchange
+    finally:
+        _WATCHDOG.cancel(ticket)
+        _current.exchange = previous
 
 
 class RequestCounter:
@@ -88,7 +274,7 @@ class UpstreamSession(requests.Session):
         self.max_body_bytes = max_body_bytes
         self.headers["User-Agent"] = user_agent
         self._local = threading.local()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.mount("https://", adapter)
         # Managed identity endpoints (App Service, IMDS) are plain HTTP on a local address.
         self.mount("http://", adapter)
@@ -122,18 +308,32 @@ class UpstreamSession(requests.Session):
         kwargs["verify"] = self._verify
         kwargs.setdefault("allow_redirects", False)
         stream = bool(kwargs.pop("stream", False))
-        try:
-            response = super().request(method, url, stream=True, **kwargs)
-        except requests.RequestException:
-            self._counter.add(self.account, self.api, "error")
-            raise
-        self._counter.add(self.account, self.api, str(response.status_code))
-        if not stream:
+        with _watched(deadline) as exchange:
             try:
-                read_body(response, deadline, self.max_body_bytes)
-            except DeadlineExceeded as exc:
-                raise DeadlineExceeded(f"account {self.account}: {exc}") from None
+                response = super().request(method, url, stream=True, **kwargs)
+            except requests.RequestException:
+                self._counter.add(self.account, self.api, "error")
+                if exchange is not None and exchange.expired:
+                    raise self._outlived(url) from None
+                raise
+            self._counter.add(self.account, self.api, str(response.status_code))
+            if not stream:
+                try:
+                    read_body(response, deadline, self.max_body_bytes)
+                except DeadlineExceeded as exc:
+                    raise DeadlineExceeded(f"account {self.account}: {exc}") from None
+                except requests.RequestException:
+                    if exchange is not None and exchange.expired:
+                        raise self._outlived(url) from None
+                    raise
         return response
+
+    def _outlived(self, url: str | bytes) -> DeadlineExceeded:
+        path = (url.decode("utf-8", "replace") if isinstance(url, bytes) else url).split("?")[0]
+        return DeadlineExceeded(
+            f"account {self.account}: the exchange with {self.api.upper()} ({path}) "
+            "outlived the deadline"
+        )
 
     def _timeout(self, deadline: Deadline | None, cap: float) -> float:
         if deadline is None:

@@ -21,6 +21,7 @@ from exporter import __version__
 from exporter.ams.client import (
     ACCEPT_VERBOSE,
     JOB_FIELDS,
+    PAGE_WINDOW,
     TASK_FIELDS,
     AmsClient,
     retry_after_seconds,
@@ -35,11 +36,13 @@ from exporter.errors import (
     AmsApiError,
     AmsResponseError,
     AmsTransportError,
+    AuthError,
     DeadlineExceeded,
 )
 from exporter.http import RequestCounter, UpstreamSession
 
 ACCOUNT = "acme"
+TOKEN_PATH = r"/oauth2/(v2\.0/)?token$"
 USER_AGENT = f"ams-exporter/{__version__}"
 
 
@@ -439,6 +442,41 @@ class TestBadResponses:
         fresh.faults.add(Fault("slow_drip", drip_bytes=16, drip_interval=0.05, path="^/api/Jobs$"))
         with pytest.raises(DeadlineExceeded):
             wired.client.list_jobs(None, Deadline.after(1.5))
+
+    def test_dripping_headers_do_not_outlive_the_deadline_and_leave_nothing_held(
+        self, fresh: Emulator, wired: Wired
+    ) -> None:
+        """Each header byte restarts a socket timeout; only the deadline bounds the exchange."""
+        wired.client.list_jobs("State eq 2", deadline())
+        fresh.faults.add(Fault("slow_headers", drip_bytes=1, drip_interval=0.2))
+        # As many failed listings as the client has page workers: a worker still held by its
+        # drip (a minute of headers) would leave none for the listing after recovery.
+        for _ in range(PAGE_WINDOW):
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                wired.client.list_jobs(None, Deadline.after(1.0))
+            assert time.monotonic() - started < 3.0
+        fresh.faults.clear()
+        jobs = wired.client.list_jobs("State eq 2", Deadline.after(5.0))
+        assert {j.id for j in jobs} == {j.id for j in fresh.jobs() if j.state == 2}
+
+    def test_a_token_endpoint_dripping_headers_releases_the_token_lock_at_the_deadline(
+        self, fresh: Emulator
+    ) -> None:
+        fresh.faults.add(
+            Fault("slow_headers", api="aad", path=TOKEN_PATH, drip_bytes=1, drip_interval=0.2)
+        )
+        w = wire(account_for(fresh))
+        try:
+            started = time.monotonic()
+            with pytest.raises((DeadlineExceeded, AuthError)):
+                w.client.list_jobs("State eq 2", Deadline.after(1.5))
+            assert time.monotonic() - started < 4.0
+            fresh.faults.clear()
+            jobs = w.client.list_jobs("State eq 2", Deadline.after(5.0))
+        finally:
+            w.client.close()
+        assert {j.id for j in jobs} == {j.id for j in fresh.jobs() if j.state == 2}
 
     def test_huge_body_is_refused(self, fresh: Emulator, wired: Wired) -> None:
         fresh.faults.add(Fault("huge", size=64 * 1024 * 1024, count=1))

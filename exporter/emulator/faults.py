@@ -24,6 +24,7 @@ KINDS = (
     "repeat_page",  # a Jobs page ($skip > 0) that starts with the previous page's last job
     "huge",  # a valid but enormous Jobs collection of ``size`` bytes, streamed
     "slow_drip",  # the normal answer, ``drip_bytes`` bytes every ``drip_interval`` seconds
+    "slow_headers",  # like slow_drip from the status line on: headers arrive a drip at a time
     "aad_down",  # Azure AD resets every connection
     "redirect_loop",  # the legacy root redirects to itself
     "reject_datetime_filter",  # 400 for any $filter with a datetime'...' literal
@@ -64,8 +65,8 @@ class Fault:
     retry_after: int | None = None  # kind "status": Retry-After seconds (429 defaults to 1)
     latency: float = 0.0  # kind "latency": seconds
     size: int = 64 * 1024 * 1024  # kind "huge": body size in bytes
-    drip_bytes: int = 8  # kind "slow_drip"
-    drip_interval: float = 0.05  # kind "slow_drip": seconds between writes
+    drip_bytes: int = 8  # kinds "slow_drip" and "slow_headers"
+    drip_interval: float = 0.05  # kinds "slow_drip" and "slow_headers": seconds between writes
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -109,7 +110,9 @@ class Fault:
         if not 1 <= self.size <= MAX_HUGE_SIZE:
             raise ValueError(f"fault size must be between 1 and {MAX_HUGE_SIZE} bytes")
         if self.drip_bytes < 1 or not 0.0 <= self.drip_interval <= 10.0:
-            raise ValueError("slow_drip needs drip_bytes >= 1 and drip_interval in [0, 10] seconds")
+            raise ValueError(
+                "slow_drip and slow_headers need drip_bytes >= 1 and drip_interval in [0, 10] seconds"
+            )
 
     def applies_to(self, api: str, path: str, query: Mapping[str, str]) -> bool:
         """Whether this fault concerns the request (before count/ratio are considered)."""

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from exporter.emulator.faults import FaultSet, Fired
+from exporter.emulator.faults import Fault, FaultSet, Fired
 from exporter.emulator.messages import Request, Response
 from exporter.emulator.requestlog import RequestLog, RequestRecord, safe_headers, safe_query
 from exporter.emulator.routes import Dispatcher
@@ -240,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "truncated":
             self.send_header("Connection", "close")
             self.close_connection = True
+        if kind == "slow_headers" and fired.fault is not None:
+            self._drip_all(request, response, fired.fault)
+            return
         self.end_headers()
         if request.method == "HEAD":
             return
@@ -256,6 +259,14 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.stopping.is_set():
                 raise ConnectionAbortedError("the emulator is stopping")
             self.wfile.write(chunk)
+
+    def _drip_all(self, request: Request, response: Response, fault: Fault) -> None:
+        """The status line and headers (buffered so far, not sent), then the body: all dripped."""
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        head = b"".join([*buffered, b"\r\n"])
+        buffered.clear()
+        body = [] if request.method == "HEAD" else list(_chunks(response.body))
+        self._drip([head, *body], fault.drip_bytes, fault.drip_interval)
 
     def _drip(self, chunks: Iterable[bytes], size: int, interval: float) -> None:
         for chunk in chunks:
