@@ -17,6 +17,7 @@ thread, its pooled connection and any lock the caller holds are freed with the c
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -79,10 +80,8 @@ class _Exchange:
 
 def _shut(sock: socket.socket) -> None:
     """Shut ``sock`` down for both directions: a read blocked on it returns at once."""
-    try:
+    with contextlib.suppress(OSError):  # already closed or never connected: nothing waits on it
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed or never connected: nothing is blocked on it
 
 
 class _Watchdog:
