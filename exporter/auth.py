@@ -12,8 +12,10 @@ description (the AADSTS code), never the secret or a token.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -30,6 +32,7 @@ from exporter.config import CLOUDS, AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded, ExporterError
 from exporter.http import UpstreamSession, transport_reason
+from exporter.redact import remember
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +171,19 @@ class _MsalTokenProvider(ABC):
                 f"Azure AD could not be reached ({transport_reason(exc)})",
                 retryable=True,
             ) from None
+        except json.JSONDecodeError:
+            # msal's own log of this case quotes the whole response, token included; its
+            # loggers are silenced (see exporter.logs) and this says what happened instead.
+            self._app = None
+            raise AuthError(
+                self._account.name, "Azure AD answered a token response that is not JSON"
+            ) from None
         except Exception as exc:  # msal raises ValueError, KeyError, its own errors ...
             self._app = None
             status = _http_status(str(exc))
             raise AuthError(
                 self._account.name,
-                f"msal failed: {type(exc).__name__}: {self._redact(str(exc), 200)}",
+                f"msal failed: {type(exc).__name__}: {excerpt(str(exc), 200)}",
                 status=status,
                 retryable=status in _TRANSIENT_AAD_STATUSES,
             ) from None
@@ -186,6 +196,7 @@ class _MsalTokenProvider(ABC):
             self._app = None
             raise self._auth_error(result if isinstance(result, dict) else {})
         token: str = result["access_token"]
+        remember(token)
         lifetime = _lifetime(result.get("expires_in"))
         if lifetime <= 0:
             if not self._warned_expired:
@@ -208,7 +219,7 @@ class _MsalTokenProvider(ABC):
         description = result.get("error_description")
         first_line = description.strip().splitlines()[0] if isinstance(description, str) else ""
         status = result.get("status_code")
-        detail = self._redact(first_line, 200) if first_line else "no description"
+        detail = excerpt(first_line, 200) if first_line else "no description"
         status = status if isinstance(status, int) else None
         return AuthError(
             self._account.name,
@@ -217,14 +228,6 @@ class _MsalTokenProvider(ABC):
             code=code,
             retryable=status in _TRANSIENT_AAD_STATUSES or code == "temporarily_unavailable",
         )
-
-    def _redact(self, text: str, limit: int) -> str:
-        """``text`` bounded and cleaned, with this account's secret removed should it appear."""
-        credential = self._account.credential
-        for secret in (credential.secret, credential.certificate_pem):
-            if secret is not None and secret.reveal():
-                text = text.replace(secret.reveal(), "<redacted>")
-        return excerpt(text, limit)
 
     @abstractmethod
     def _build(self) -> Any:
@@ -275,6 +278,10 @@ class ManagedIdentityTokenProvider(_MsalTokenProvider):
     """
 
     def _build(self) -> Any:
+        # The endpoint's secret header (App Service, Container Apps), which msal sends.
+        for variable in ("IDENTITY_HEADER", "MSI_SECRET"):
+            if os.environ.get(variable):
+                remember(os.environ[variable])
         client_id = self._account.client_id
         identity = (
             msal.UserAssignedManagedIdentity(client_id=client_id)

@@ -7,7 +7,6 @@ that a newcomer sees live metrics without an Azure account or a config file.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -26,6 +25,7 @@ from exporter.config import Config, describe_config, load_config, parse_config
 from exporter.deadline import Deadline
 from exporter.errors import ConfigError
 from exporter.http import RequestCounter, UpstreamSession
+from exporter.logs import configure_logging
 from exporter.server import ExporterApp, ExporterServer, start_server
 from exporter.webconfig import WebConfig, load_web_config
 
@@ -108,36 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ams-exporter {__version__}")
     return parser
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def configure_logging(level: str, log_format: str) -> None:
-    """Log to stderr at ``level`` in ``text`` or ``json``."""
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel("WARNING" if level == "warn" else level.upper())
-    # msal and urllib3 are chatty at debug level and may log request details; keep them quiet.
-    for noisy in ("msal", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def start_demo(jobs: int) -> tuple[Emulator, Config]:

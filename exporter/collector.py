@@ -22,6 +22,7 @@ from exporter.collection import AccountResult, Collection
 from exporter.config import AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import AmsApiError, ExporterError
+from exporter.redact import redact
 from exporter.scope import in_scope, server_filters
 
 log = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ class Collector:
                     f"account {name}: {account.failures_since_success} failed collections "
                     f"since the last success {now - last:.0f} s ago"
                 )
-        return "; ".join(reasons) or None
+        return redact("; ".join(reasons)) or None
 
     def collect(self, deadline: Deadline) -> Collection:
         """A fresh collection; joins the one in flight when there is one."""

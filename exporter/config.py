@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from exporter.errors import ConfigError
+from exporter.redact import remember
 
 __all__ = [
     "ACCOUNT_KEYS",
@@ -60,12 +61,15 @@ class Secret:
     """A string that does not show itself: ``repr``, ``str`` and ``format`` give ``<redacted>``.
 
     Call :meth:`reveal` at the one place that needs the value (building the token request).
+    Every secret is remembered by :mod:`exporter.redact`, which removes it, in any encoding, from
+    whatever the exporter shows.
     """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
         self._value = value
+        remember(value)
 
     def reveal(self) -> str:
         """The secret itself."""

@@ -1,14 +1,21 @@
 """The exporter's error types. Messages are written for the person running the exporter.
 
 No message ever carries a token, a secret or an Authorization header: upstream bodies are reduced to
-their error code and a bounded message before they reach one of these.
+their error code and a bounded message before they reach one of these, and every message is
+redacted by value (:mod:`exporter.redact`) when the error is made, so that an upstream that echoes
+the client secret or a token back cannot smuggle it into a log line, a page or a traceback.
 """
 
 from __future__ import annotations
 
+from exporter.redact import redact
+
 
 class ExporterError(Exception):
     """Base of every error the exporter raises on purpose."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigError(ExporterError):
@@ -55,7 +62,7 @@ class AmsApiError(AccountError):
         super().__init__(account, f"AMS answered HTTP {status}: {detail}")
         self.status = status
         self.code = code
-        self.upstream_message = message
+        self.upstream_message = redact(message)
         self.retryable = retryable
 
 

@@ -18,6 +18,7 @@ from html import escape
 from exporter.ams.model import JobState
 from exporter.collection import AccountResult, Collection
 from exporter.jobview import JobView
+from exporter.redact import redact
 
 # One colour per state, shared with the Grafana dashboard (grafana/build_dashboard.py).
 STATE_COLOURS: Mapping[JobState, str] = {
@@ -134,7 +135,7 @@ def _account_section(result: AccountResult, now: float) -> str:
     else:
         ago = _format_duration(max(0.0, now - result.last_success))
         last_success = f"{_format_time(result.last_success)} ({ago} ago)"
-    error = f'<div class="error">{escape(result.error)}</div>' if result.error else ""
+    error = f'<div class="error">{escape(redact(result.error))}</div>' if result.error else ""
     counts = "".join(
         f'<span class="badge state-{state.label}" data-state="{state.label}" '
         f'data-count="{result.state_counts.get(state, 0)}">'

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from exporter.ams.model import ERROR_CODES, Job, JobState, Task
+from exporter.redact import SECRETS, redact
 
 
 class ODataFormatError(ValueError):
@@ -36,7 +37,8 @@ _ISO_RE = re.compile(
 # WCF's JSON date: milliseconds since the epoch (UTC), optionally followed by an offset that
 # only says which zone the value was meant for; the instant is the milliseconds alone.
 _MS_DATE_RE = re.compile(r"/Date\((-?\d{1,15})([+-]\d{4})?\)/", re.ASCII)
-_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}")
+# Upstream text longer than this is cut before it is redacted and shown (bodies are capped anyway).
+_REDACT_SCAN_CHARS = 64 * 1024
 _CONTROL_RE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 _XML_CODE_RE = re.compile(r"<(?:\w+:)?code>([^<]{0,200})</(?:\w+:)?code>")
 _XML_MESSAGE_RE = re.compile(r"<(?:\w+:)?message[^>]*>([^<]{0,2000})</(?:\w+:)?message>")
@@ -244,8 +246,10 @@ def _clean_message(value: object) -> str:
 
 
 def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
-    """``text`` made safe to show: control characters folded, tokens redacted, length bounded."""
-    cleaned = _JWT_RE.sub("<redacted>", _CONTROL_RE.sub(" ", text[: limit * 4])).strip()
+    """``text`` made safe to show: secrets and tokens redacted, control characters folded, length
+    bounded. Redaction comes first, so that the cut cannot leave half a secret behind.
+    """
+    cleaned = _CONTROL_RE.sub(" ", redact(text[:_REDACT_SCAN_CHARS])).strip()
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
@@ -289,9 +293,13 @@ class JobMemo:
     def __init__(self) -> None:
         self._previous: dict[str, tuple[Mapping[str, Any], Job]] = {}
         self._current: dict[str, tuple[Mapping[str, Any], Job]] = {}
+        self._generation = SECRETS.generation
 
     def read(self, entity: Mapping[str, Any]) -> Job:
         """The job of ``entity``, as :func:`job_from_entity` reads it."""
+        if self._generation != SECRETS.generation:
+            # A secret was learnt since these jobs were read: their names are read again.
+            self._previous, self._generation = {}, SECRETS.generation
         key = entity.get("Id")
         known = self._previous.get(key) if type(key) is str else None
         job = known[1] if known is not None and known[0] == entity else job_from_entity(entity)
@@ -344,14 +352,15 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _encodable(value: str) -> str:
-    """``value`` with lone surrogates replaced by U+FFFD.
+    """``value`` with lone surrogates replaced by U+FFFD and remembered secrets redacted.
 
     JSON may carry an unpaired ``\\ud800`` escape; such a string cannot be written as UTF-8, and
-    one job name holding it would otherwise break the whole exposition.
+    one job name holding it would otherwise break the whole exposition. An upstream that names a
+    job after the client secret or a token it issued must not get it into a label.
     """
-    if value.isascii():
-        return value
-    return _LONE_SURROGATE.sub("\ufffd", value)
+    if not value.isascii():
+        value = _LONE_SURROGATE.sub("\ufffd", value)
+    return SECRETS.redact_value(value)
 
 
 def _number(

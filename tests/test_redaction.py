@@ -1,0 +1,190 @@
+"""Secrets are removed by value, in every encoding they travel in, from everything shown.
+
+The oracle for base64 does not use the redactor's own idea of encodings: it decodes every base64
+run of the output at every alignment and looks for the secret's bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Iterator
+from urllib.parse import quote, quote_plus
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.ams.odata import excerpt, job_from_entity, read_error
+from exporter.config import Secret
+from exporter.errors import AmsApiError, AuthError
+from exporter.logs import configure_logging
+from exporter.redact import REDACTED, Redactor, redact, remember
+
+SECRET = "s3cr+t/v@lue=with&chars%"
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_=-]{4,}")
+
+
+def recoverable(secret: bytes, text: str) -> bool:
+    """Whether ``secret`` can be read back from any base64 run of ``text``, at any alignment."""
+    for run in _B64_RUN.findall(text):
+        for alphabet in (run, run.replace("-", "+").replace("_", "/")):
+            for offset in range(4):
+                chunk = alphabet[offset:].rstrip("=")
+                chunk = chunk[: len(chunk) - 1] if len(chunk) % 4 == 1 else chunk
+                chunk += "=" * (-len(chunk) % 4)
+                try:
+                    decoded = base64.b64decode(chunk, validate=True)
+                except (binascii.Error, ValueError):
+                    continue
+                if secret in decoded:
+                    return True
+    return False
+
+
+def plain_forms(secret: str) -> list[str]:
+    return [secret, quote(secret, safe=""), quote(secret), quote_plus(secret)]
+
+
+@pytest.fixture
+def redactor() -> Redactor:
+    fresh = Redactor()
+    fresh.add(SECRET)
+    return fresh
+
+
+@pytest.mark.parametrize("form", [*plain_forms(SECRET), quote(SECRET, safe="").lower()])
+def test_url_and_form_encodings_are_redacted(redactor: Redactor, form: str) -> None:
+    shown = redactor.redact(f"error_description=AADSTS7000215: invalid secret {form} given")
+    assert form not in shown and REDACTED in shown
+
+
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+@pytest.mark.parametrize("prefix", [b"", b"x", b"xy", b"client_secret="])
+@pytest.mark.parametrize("suffix", [b"", b"&", b"&grant_type=client_credentials"])
+def test_base64_inside_a_blob_is_redacted_at_every_alignment(
+    redactor: Redactor, encode: object, prefix: bytes, suffix: bytes
+) -> None:
+    blob = encode(prefix + SECRET.encode() + suffix).decode()  # type: ignore[operator]
+    assert recoverable(SECRET.encode(), blob), "the oracle finds the secret in the raw blob"
+    assert not recoverable(SECRET.encode(), redactor.redact(f"Basic {blob}"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    secret=st.text(min_size=8, max_size=40).filter(lambda s: s.strip() == s and s.strip()),
+    prefix=st.binary(max_size=5),
+    suffix=st.binary(max_size=5),
+    urlsafe=st.booleans(),
+)
+def test_any_secret_in_any_base64_blob_cannot_be_read_back(
+    secret: str, prefix: bytes, suffix: bytes, urlsafe: bool
+) -> None:
+    fresh = Redactor()
+    fresh.add(secret)
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    raw = secret.encode("utf-8", "surrogatepass")
+    shown = fresh.redact("header: " + encode(prefix + raw + suffix).decode() + " end")
+    assert not recoverable(raw, shown)
+    for form in plain_forms(secret):
+        assert form not in fresh.redact(f"<{form}>")
+
+
+def test_opaque_tokens_are_redacted_by_value_not_by_shape(redactor: Redactor) -> None:
+    token = "opaque-" + "9f" * 20
+    redactor.add(token)
+    assert token not in redactor.redact(f'{{"odata.error":{{"message":"bad token {token}"}}}}')
+
+
+def test_shapes_are_redacted_even_when_never_seen(redactor: Redactor) -> None:
+    shown = redactor.redact(
+        'access_token=abc.def&x=1 Authorization: Bearer zzz {"access_token": "qqq"} '
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"
+    )
+    for leaked in ("abc.def", "zzz", "qqq", "eyJhbGci"):
+        assert leaked not in shown
+
+
+def test_short_ordinary_encodings_do_not_blank_out_text() -> None:
+    fresh = Redactor()
+    fresh.add("abcdefgh")
+    assert fresh.redact("State eq 2 and Name eq 'x'") == "State eq 2 and Name eq 'x'"
+
+
+def test_every_secret_of_the_configuration_is_remembered() -> None:
+    value = "config-secret-" + "7" * 12
+    Secret(value)
+    assert value not in redact(f"echoed {quote_plus(value)} and {value}")
+
+
+def test_error_messages_are_redacted_when_made() -> None:
+    remember(SECRET)
+    errors = [
+        AuthError("acme", f"Azure AD refused: invalid client secret {quote_plus(SECRET)}"),
+        AmsApiError("acme", 500, "InternalError", f"echo {base64.b64encode(SECRET.encode())!r}"),
+    ]
+    for error in errors:
+        assert not any(form in str(error) for form in plain_forms(SECRET))
+        assert not recoverable(SECRET.encode(), str(error))
+
+
+def test_excerpts_redact_before_they_cut() -> None:
+    remember(SECRET)
+    text = "x" * 150 + SECRET + "y" * 100
+    shown = excerpt(text, 160)
+    assert SECRET[:5] not in shown.replace("x", "")
+    _code, message = read_error(json.dumps({"odata.error": {"code": "C", "message": text}}))
+    assert SECRET[:5] not in message.replace("x", "")
+
+
+def test_a_job_named_after_a_secret_does_not_carry_it_into_labels() -> None:
+    remember(SECRET)
+    job = job_from_entity(
+        {
+            "Id": "nb:jid:UUID:1",
+            "Name": f"encode {SECRET}",
+            "State": 2,
+            "Created": "2026-12-01T10:00:00",
+        }
+    )
+    assert SECRET not in job.name and REDACTED in job.name
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    saved_levels = {name: logging.getLogger(name).level for name in ("msal", "urllib3")}
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, level in saved_levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.usefixtures("restored_logging")
+def test_no_library_logger_writes_a_secret_at_debug_level(
+    capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    remember(SECRET)
+    token = "opaque-token-" + "ab" * 16
+    remember(token)
+    configure_logging("debug", log_format)
+    logging.getLogger("msal.oauth2cli.oauth2").error(
+        "Token response is not in json format: %s", f"access_token={token}&expires_in=3599"
+    )
+    logging.getLogger("msal.application").debug("client_secret=%s", SECRET)
+    logging.getLogger("urllib3.connectionpool").warning("retrying %s", quote_plus(SECRET))
+    try:
+        raise ValueError(f"upstream said {token}")
+    except ValueError:
+        logging.getLogger("exporter.test").exception("failed with %s", SECRET)
+    written = capsys.readouterr().err
+    assert "retrying" in written and "failed with" in written, written
+    assert "Token response" not in written, "msal is silenced"
+    for form in [*plain_forms(SECRET), token]:
+        assert form not in written
+    assert "ValueError" in written, "the traceback is kept, redacted"
