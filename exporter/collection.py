@@ -17,7 +17,8 @@ class AccountResult:
     """One account's collection.
 
     ``jobs`` holds the in-scope jobs that get per-job series (at most ``max_jobs``);
-    ``state_counts`` counts every in-scope job, including the ``dropped`` ones.
+    ``state_counts`` counts every in-scope job, including the ``dropped`` ones; ``unreadable``
+    counts the entities skipped because they could not be read, by kind (``job``, ``task``).
     """
 
     account: str
@@ -29,6 +30,7 @@ class AccountResult:
     tasks: Mapping[str, tuple[Task, ...]] = field(default_factory=dict)
     state_counts: Mapping[JobState, int] = field(default_factory=dict)
     dropped: int = 0
+    unreadable: Mapping[str, int] = field(default_factory=dict)
 
     def views(self, now: float) -> list[JobView]:
         """The exported jobs with their tasks, as seen at ``now``."""

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from exporter.ams.client import AmsClient
+from exporter.ams.client import AmsClient, Unreadable
 from exporter.ams.model import ACTIVE_STATES, Job, JobState, Task
 from exporter.collection import AccountResult, Collection
 from exporter.config import AccountConfig
@@ -59,6 +59,8 @@ class AccountCollector:
         self._dates_in_filter = True
         self._selection_refused = False
         self._final_tasks: dict[str, tuple[Task, ...]] = {}
+        # The unreadable tasks of those jobs: counted again in every collection that reuses them.
+        self._final_unreadable: dict[str, list[tuple[str, str]]] = {}
         self._last_success: float | None = None
         self._last_error: str | None = None
         self._failures_since_success = 0
@@ -102,11 +104,12 @@ class AccountCollector:
     def _collect(self, deadline: Deadline) -> AccountResult:
         started = time.monotonic()
         now = self._wall_clock()
+        unreadable = Unreadable()
         try:
-            listing = self._list(now, deadline)
+            listing = self._list(now, deadline, unreadable)
         except ExporterError as error:
             return self._failure(time.monotonic() - started, str(error))
-        tasks, task_error = self._tasks(listing.exported, deadline)
+        tasks, task_error = self._tasks(listing.exported, deadline, unreadable)
         duration = time.monotonic() - started
         if task_error is None:
             self._last_success = self._wall_clock()
@@ -121,6 +124,7 @@ class AccountCollector:
             tasks=tasks,
             state_counts=listing.counts,
             dropped=listing.dropped,
+            unreadable=unreadable.counts(),
         )
 
     def _failure(self, duration: float, message: str) -> AccountResult:
@@ -153,9 +157,9 @@ class AccountCollector:
             )
         self._last_error = error
 
-    def _list(self, now: float, deadline: Deadline) -> _Listing:
+    def _list(self, now: float, deadline: Deadline, unreadable: Unreadable) -> _Listing:
         jobs_config = self.account.jobs
-        jobs = self._list_jobs(now, deadline)
+        jobs = self._list_jobs(now, deadline, unreadable)
         in_scope_jobs = [job for job in jobs if in_scope(job, jobs_config, now)]
         counts = dict.fromkeys(JobState, 0)
         for job in in_scope_jobs:
@@ -163,24 +167,25 @@ class AccountCollector:
         exported = _most_relevant(in_scope_jobs, jobs_config.max_jobs)
         return _Listing(exported, counts, len(in_scope_jobs) - len(exported))
 
-    def _list_jobs(self, now: float, deadline: Deadline) -> list[Job]:
+    def _list_jobs(self, now: float, deadline: Deadline, unreadable: Unreadable) -> list[Job]:
         jobs_config = self.account.jobs
         if not self._dates_in_filter:
-            return self._list_filtered(server_filters(jobs_config, now, with_dates=False), deadline)
+            filters = server_filters(jobs_config, now, with_dates=False)
+            return self._list_filtered(filters, deadline, unreadable)
         try:
-            return self._list_filtered(server_filters(jobs_config, now), deadline)
+            return self._list_filtered(server_filters(jobs_config, now), deadline, unreadable)
         except AmsApiError as error:
             if error.status != 400 or self._selection_refused:
                 raise
-            return self._list_without_dates(now, deadline, error)
+            return self._list_without_dates(now, deadline, error, unreadable)
 
     def _list_without_dates(
-        self, now: float, deadline: Deadline, refusal: AmsApiError
+        self, now: float, deadline: Deadline, refusal: AmsApiError, unreadable: Unreadable
     ) -> list[Job]:
         """After a 400: try without the date part, to learn which part AMS refused."""
         try:
             jobs = self._list_filtered(
-                server_filters(self.account.jobs, now, with_dates=False), deadline
+                server_filters(self.account.jobs, now, with_dates=False), deadline, unreadable
             )
         except AmsApiError as error:
             if error.status == 400:
@@ -197,22 +202,27 @@ class AccountCollector:
         )
         return jobs
 
-    def _list_filtered(self, filters: Sequence[str | None], deadline: Deadline) -> list[Job]:
+    def _list_filtered(
+        self, filters: Sequence[str | None], deadline: Deadline, unreadable: Unreadable
+    ) -> list[Job]:
         seen: dict[str, Job] = {}
         for odata_filter in filters:
-            for job in self._client.list_jobs(odata_filter, deadline):
+            for job in self._client.list_jobs(odata_filter, deadline, unreadable):
                 seen.setdefault(job.id, job)
         return list(seen.values())
 
     def _tasks(
-        self, jobs: Sequence[Job], deadline: Deadline
+        self, jobs: Sequence[Job], deadline: Deadline, unreadable: Unreadable
     ) -> tuple[dict[str, tuple[Task, ...]], str | None]:
         """Tasks of the exported jobs that need them, and the first error met fetching them."""
         if not self.account.jobs.tasks:
             return {}, None
         known = {job.id: self._final_tasks[job.id] for job in jobs if job.id in self._final_tasks}
+        for job_id in known:
+            for kind, key in self._final_unreadable.get(job_id, ()):
+                unreadable.add(kind, key, job_id)
         wanted = [job.id for job in jobs if _needs_tasks(job) and job.id not in known]
-        fetched = self._client.list_tasks_many(wanted, deadline) if wanted else {}
+        fetched = self._client.list_tasks_many(wanted, deadline, unreadable) if wanted else {}
         first_error: str | None = None
         tasks = dict(known)
         for job_id, outcome in fetched.items():
@@ -220,15 +230,18 @@ class AccountCollector:
                 first_error = first_error or f"tasks of job {job_id}: {outcome}"
                 continue
             tasks[job_id] = tuple(outcome)
-        self._remember_final_tasks(jobs, tasks)
+        self._remember_final_tasks(jobs, tasks, unreadable)
         return tasks, first_error
 
     def _remember_final_tasks(
-        self, jobs: Sequence[Job], tasks: dict[str, tuple[Task, ...]]
+        self, jobs: Sequence[Job], tasks: dict[str, tuple[Task, ...]], unreadable: Unreadable
     ) -> None:
         """Keep the tasks of exported jobs in Error; forget jobs that left the scope."""
         self._final_tasks = {
             job.id: tasks[job.id] for job in jobs if job.state is JobState.ERROR and job.id in tasks
+        }
+        self._final_unreadable = {
+            job_id: owned for job_id in self._final_tasks if (owned := unreadable.owned_by(job_id))
         }
 
 

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector as RegistryCollector
 from prometheus_client.utils import floatToGoString
 
 from exporter import metrics as m
-from exporter.ams.model import JobState
+from exporter.ams.model import ENTITY_KINDS, JobState
 from exporter.collection import AccountResult, Collection
 from exporter.families import STATE_LABELS, RequestCounts, build_families
 from exporter.jobview import JobView
@@ -238,7 +238,14 @@ def _family_texts(
         ],
         m.BUILD_INFO.name: lambda: [_line(m.BUILD_INFO, [version], 1)],
     }
-    for metric in (m.JOBS, m.UP, m.SCRAPE_DURATION, m.LAST_SUCCESS, m.JOBS_DROPPED):
+    for metric in (
+        m.JOBS,
+        m.UP,
+        m.SCRAPE_DURATION,
+        m.LAST_SUCCESS,
+        m.JOBS_DROPPED,
+        m.UNREADABLE_ENTITIES,
+    ):
         others[metric.name] = partial(_account_lines, metric, collection.accounts)
     for metric in m.METRICS:
         yield _header(metric, om)
@@ -300,6 +307,7 @@ def _task_lines(jobs: Sequence[_Labelled]) -> list[str]:
         for labels, _, view in jobs
         if view.tasks and view.job.state not in (JobState.QUEUED, JobState.SCHEDULED)
         for task in view.tasks
+        if task.progress is not None
     ]
 
 
@@ -328,4 +336,7 @@ def _account_lines(metric: m.Metric, accounts: Sequence[AccountResult]) -> list[
                 lines.append(_line(metric, [name, label], result.state_counts.get(state, 0)))
         elif metric is m.JOBS_DROPPED and result.state_counts:
             lines.append(_line(metric, [name], result.dropped))
+        elif metric is m.UNREADABLE_ENTITIES and result.state_counts:
+            for entity in ENTITY_KINDS:
+                lines.append(_line(metric, [name, entity], result.unreadable.get(entity, 0)))
     return lines

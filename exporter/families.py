@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporter import metrics as m
-from exporter.ams.model import JobState
+from exporter.ams.model import ENTITY_KINDS, JobState
 from exporter.collection import AccountResult, Collection
 from exporter.jobview import JobView
 
@@ -56,6 +56,10 @@ def _add_account(
         for state, label in STATE_LABELS:
             families[m.JOBS.name].add_metric([name, label], result.state_counts.get(state, 0))
         families[m.JOBS_DROPPED.name].add_metric([name], result.dropped)
+        for entity in ENTITY_KINDS:
+            families[m.UNREADABLE_ENTITIES.name].add_metric(
+                [name, entity], result.unreadable.get(entity, 0)
+            )
 
 
 def _add_job(
@@ -71,16 +75,20 @@ def _add_job(
     if job.end_time is not None:
         families[m.JOB_END.name].add_metric(labels, job.end_time)
     families[m.JOB_AGE.name].add_metric(labels, view.age_seconds)
-    families[m.JOB_RUNNING.name].add_metric(labels, view.running_seconds)
+    running = view.running_seconds
+    if running is not None:
+        families[m.JOB_RUNNING.name].add_metric(labels, running)
     families[m.JOB_QUEUED.name].add_metric(labels, view.queued_seconds)
     progress = view.progress_ratio
     if progress is not None:
         families[m.JOB_PROGRESS.name].add_metric(labels, progress)
-    families[m.JOB_PRIORITY.name].add_metric(labels, job.priority)
+    if job.priority is not None:
+        families[m.JOB_PRIORITY.name].add_metric(labels, job.priority)
     for task_id, code in view.error_codes:
         families[m.JOB_ERROR_INFO.name].add_metric([*labels, task_id, code], 1)
     if view.tasks and job.state not in (JobState.QUEUED, JobState.SCHEDULED):
         for task in view.tasks:
-            families[m.TASK_PROGRESS.name].add_metric(
-                [*labels, task.id, task.name], task.progress / 100.0
-            )
+            if task.progress is not None:
+                families[m.TASK_PROGRESS.name].add_metric(
+                    [*labels, task.id, task.name], task.progress / 100.0
+                )

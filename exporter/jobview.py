@@ -42,18 +42,24 @@ class JobView:
         return max(0.0, until - job.created)
 
     @property
-    def running_seconds(self) -> float:
-        """RunningDuration, or, while Processing with RunningDuration still 0, time since StartTime.
+    def running_seconds(self) -> float | None:
+        """RunningDuration, or, where AMS has not set it, the time between StartTime and EndTime.
 
         AMS leaves RunningDuration at 0 until a job ends (captured responses show 0.0 for a job in
-        state 2), so a running job's duration is measured from its StartTime instead.
+        state 2), so a running job's duration is measured from its StartTime instead. A
+        RunningDuration that could not be read (or was no real duration) is derived from the
+        timestamps the same way; ``None`` when they do not allow it either.
         """
         job = self.job
-        if job.running_duration_seconds > 0 or job.state is not JobState.PROCESSING:
-            return job.running_duration_seconds
+        reported = job.running_duration_seconds
+        if reported is not None:
+            if reported > 0 or job.state is not JobState.PROCESSING:
+                return reported
+            return 0.0 if job.start_time is None else max(0.0, self.now - job.start_time)
         if job.start_time is None:
-            return 0.0
-        return max(0.0, self.now - job.start_time)
+            return 0.0 if job.state in (JobState.QUEUED, JobState.SCHEDULED) else None
+        until = self.now if job.end_time is None else job.end_time
+        return max(0.0, until - job.start_time)
 
     @property
     def progress_ratio(self) -> float | None:
@@ -69,7 +75,10 @@ class JobView:
             return 1.0
         if not self.tasks:
             return None
-        return sum(task.progress for task in self.tasks) / (100.0 * len(self.tasks))
+        progress = [task.progress for task in self.tasks]
+        if any(value is None for value in progress):
+            return None  # a task's Progress could not be read: no mean would be true
+        return sum(value for value in progress if value is not None) / (100.0 * len(progress))
 
     @property
     def error_codes(self) -> list[tuple[str, str]]:

@@ -160,6 +160,14 @@ JOBS_DROPPED = Metric(
     "In-scope jobs left without per-job series because of max_jobs; absent when the job listing failed.",
     Group.ACCOUNT,
 )
+UNREADABLE_ENTITIES = Metric(
+    "ams_unreadable_entities",
+    Kind.GAUGE,
+    ("account", "entity"),
+    "Entities (entity: job or task) skipped in the last collection because a required field (Id, "
+    "State, Created) could not be read; absent when the job listing failed.",
+    Group.ACCOUNT,
+)
 API_REQUESTS = Metric(
     "ams_api_requests_total",
     Kind.COUNTER,
@@ -192,6 +200,7 @@ METRICS: tuple[Metric, ...] = (
     SCRAPE_DURATION,
     LAST_SUCCESS,
     JOBS_DROPPED,
+    UNREADABLE_ENTITIES,
     API_REQUESTS,
     BUILD_INFO,
 )

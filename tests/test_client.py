@@ -47,7 +47,10 @@ USER_AGENT = f"ams-exporter/{__version__}"
 
 
 def account_for(
-    emu: Emulator, *, endpoint: str | None = None, credential: Credential | None = None
+    emu: Emulator,
+    *,
+    endpoint: str | None = None,
+    credential: Credential | None = None,
 ) -> AccountConfig:
     """An account pointing at ``emu``, with the client secret unless told otherwise."""
     return AccountConfig(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from typing import Any
@@ -156,8 +157,8 @@ class TestReadEntities:
             ('{"d": {"Id": "a"}}', "'d' holds neither 'results' nor a list"),
             ('{"d": {"results": null}}', "'d.results' is null, expected a list"),
             ('{"value": [', "not valid JSON"),
-            ('{"value": [NaN]}', "not valid JSON"),
-            (b'{"value": ["\xff"]}', "not valid JSON"),
+            ('{"value": [NaN]}', "'value\\[0\\]' is a number, expected an object"),
+            (b'{"value": [7, "\xff"]}', "'value\\[0\\]' is a number, expected an object"),
             ("", "not valid JSON"),
         ],
     )
@@ -257,6 +258,35 @@ class TestJobFromEntity:
         assert job_from_entity(entity).last_modified == job_from_entity(entity).created
 
     @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"Name": 7}, "name"),
+            ({"RunningDuration": "Infinity"}, "running_duration_seconds"),
+            ({"RunningDuration": float("nan")}, "running_duration_seconds"),
+            ({"RunningDuration": "abc"}, "running_duration_seconds"),
+            ({"RunningDuration": 10**400}, "running_duration_seconds"),
+            ({"RunningDuration": -5000}, "running_duration_seconds"),
+            ({"RunningDuration": 1e308}, "running_duration_seconds"),
+            ({"Priority": [1]}, "priority"),
+            ({"Priority": 1.5}, "priority"),
+            ({"StartTime": "later"}, "start_time"),
+            ({"EndTime": {"at": 1}}, "end_time"),
+        ],
+    )
+    def test_a_bad_optional_field_leaves_only_that_field_out(
+        self, change: dict[str, Any], field: str
+    ) -> None:
+        job = job_from_entity({**MINIMAL_JOB, **change})
+        expected = job_from_entity(MINIMAL_JOB)
+        empty = "" if field == "name" else None
+        assert job == dataclasses.replace(expected, **{field: empty})
+
+    def test_a_name_over_512_characters_is_cut_with_an_ellipsis(self) -> None:
+        job = job_from_entity({**MINIMAL_JOB, "Name": "n" * 600})
+        assert job.name == "n" * 512 + "…"
+        assert job_from_entity({**MINIMAL_JOB, "Name": "n" * 512}).name == "n" * 512
+
+    @pytest.mark.parametrize(
         ("change", "message"),
         [
             ({"Id": None}, "'Id' is null, expected a non-empty string"),
@@ -268,10 +298,7 @@ class TestJobFromEntity:
             ({"State": True}, "'State' is a boolean, expected a number"),
             ({"Created": None}, "'Created' is missing"),
             ({"Created": "soon"}, "not a date"),
-            ({"Name": 7}, "'Name' is a number, expected a string"),
-            ({"RunningDuration": "Infinity"}, "'RunningDuration' is not a finite number"),
-            ({"Priority": [1]}, "'Priority' is a list, expected a number"),
-            ({"RunningDuration": 10**400}, "'RunningDuration' is not a number"),
+            ({"Created": 7.5e300}, "date out of range"),
         ],
     )
     def test_bad_values_name_the_job_and_the_property(
@@ -329,11 +356,32 @@ class TestTaskFromEntity:
         assert task.error_codes == ("TransientError",)
         assert task.progress == 42.5
 
-    def test_error_details_of_wrong_type(self) -> None:
-        with pytest.raises(
-            ODataFormatError, match="task 'nb:tid:UUID:7': 'ErrorDetails' is a string"
-        ):
-            task_from_entity({**TASK, "ErrorDetails": "oops"})
+    def test_error_details_of_wrong_type_leave_no_codes(self) -> None:
+        assert task_from_entity({**TASK, "ErrorDetails": "oops"}).error_codes == ()
+
+    @pytest.mark.parametrize(("sent", "read"), [(250, 100.0), (-40, 0.0), (55.5, 55.5)])
+    def test_progress_is_clamped_to_a_percentage(self, sent: float, read: float) -> None:
+        assert task_from_entity({**TASK, "Progress": sent}).progress == read
+
+    @pytest.mark.parametrize(
+        "change",
+        [{"Progress": "much"}, {"Progress": float("nan")}, {"Progress": [1]}, {"Progress": True}],
+    )
+    def test_unreadable_progress_is_left_out(self, change: dict[str, Any]) -> None:
+        assert task_from_entity({**TASK, **change}).progress is None
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"Id": None}, "'Id' is null"),
+            ({"State": 7}, "'State' 7 is not a documented task state"),
+            ({"State": -1}, "'State' -1 is not a documented task state"),
+            ({"State": "x"}, "'State' is not a number"),
+        ],
+    )
+    def test_required_fields_of_a_task(self, change: dict[str, Any], message: str) -> None:
+        with pytest.raises(ODataFormatError, match=message):
+            task_from_entity({**TASK, **change})
 
 
 JSON_VALUES = st.recursive(

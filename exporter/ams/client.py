@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote as url_quote
 from urllib.parse import urljoin, urlsplit
@@ -28,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from exporter.ams import odata
-from exporter.ams.model import Job, Task
+from exporter.ams.model import ENTITY_KINDS, Job, Task
 from exporter.auth import TokenProvider
 from exporter.config import AccountConfig
 from exporter.deadline import Deadline
@@ -86,6 +87,39 @@ _DATETIME_LITERAL_RE = re.compile(r"datetime'[^']*'", re.IGNORECASE)
 _T = TypeVar("_T")
 
 
+# Unreadable entities remembered as already logged; past this many, the memory starts afresh.
+_MAX_LOGGED_UNREADABLE = 10_000
+
+
+class Unreadable:
+    """The entities of one collection that could not be read, each counted once, by kind.
+
+    ``kind`` is ``"job"`` or ``"task"``; an entity without a readable ``Id`` counts once per
+    distinct reason. Safe for the concurrent requests of one collection.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, set[tuple[str, str]]] = {kind: set() for kind in ENTITY_KINDS}
+
+    def add(self, kind: str, key: str, owner: str = "") -> None:
+        """Count entity ``key`` of ``kind``; ``owner`` is the job of a task."""
+        with self._lock:
+            self._keys[kind].add((owner, key))
+
+    def owned_by(self, owner: str) -> list[tuple[str, str]]:
+        """``(kind, key)`` of the unreadable entities of job ``owner`` (its tasks)."""
+        with self._lock:
+            return [
+                (kind, key) for kind, keys in self._keys.items() for o, key in keys if o == owner
+            ]
+
+    def counts(self) -> dict[str, int]:
+        """How many unreadable entities of each kind (every kind present, 0 included)."""
+        with self._lock:
+            return {kind: len(keys) for kind, keys in self._keys.items()}
+
+
 class AmsClient:
     """Reads jobs and tasks of one AMS account. Safe to use from several threads.
 
@@ -114,6 +148,8 @@ class AmsClient:
         self._base_lock = threading.Lock()
         self._known_pages: dict[str, int] = {}
         self._memos: dict[str, odata.JobMemo] = {}
+        self._logged_unreadable: set[tuple[str, str, str]] = set()
+        self._logged_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the worker threads and close the AMS session."""
@@ -121,7 +157,9 @@ class AmsClient:
         self._tasks.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
-    def list_jobs(self, filter: str | None, deadline: Deadline) -> list[Job]:
+    def list_jobs(
+        self, filter: str | None, deadline: Deadline, unreadable: Unreadable | None = None
+    ) -> list[Job]:
         """Every job matching ``filter`` (all pages), each Id once, in the service's order.
 
         AMS gives no count and no next link, so the number of pages is known only when a short
@@ -130,10 +168,15 @@ class AmsClient:
         concurrently, :data:`PAGE_WINDOW` at a time; beyond it, pages are read one after the
         other. The steady state thus costs exactly the pages needed, with latency overlapped; a
         first listing or a grown account pays only latency, never extra requests.
+
+        A job entity that cannot be read (no Id, State or Created) is skipped, logged once and
+        counted in ``unreadable``; the page's other jobs are kept.
         """
         key = _filter_shape(filter)
         memo = self._memos.get(key) or odata.JobMemo()
-        jobs, pages = self._read_pages(filter, self._known_pages.get(key, 1), memo, deadline)
+        jobs, pages = self._read_pages(
+            filter, self._known_pages.get(key, 1), memo, deadline, unreadable or Unreadable()
+        )
         memo.listing_done()
         if len(self._known_pages) >= _MAX_REMEMBERED_FILTERS:
             self._known_pages.clear()
@@ -142,8 +185,13 @@ class AmsClient:
         self._memos[key] = memo
         return list(jobs.values())
 
-    def list_tasks(self, job_id: str, deadline: Deadline) -> list[Task]:
-        """The tasks of one job; a job that no longer exists (404) has none."""
+    def list_tasks(
+        self, job_id: str, deadline: Deadline, unreadable: Unreadable | None = None
+    ) -> list[Task]:
+        """The tasks of one job; a job that no longer exists (404) has none.
+
+        A task entity that cannot be read (no Id or State) is skipped, as jobs are.
+        """
         path = f"Jobs({_path_quote(odata.quote(job_id))})/Tasks"
         try:
             body = self._get(path, {"$select": ",".join(TASK_FIELDS)}, deadline)
@@ -154,17 +202,19 @@ class AmsClient:
                 )
                 return []
             raise
-        return self._entities(body, odata.task_from_entity, f"tasks of job {job_id}")
+        entities = self._entity_list(body, f"tasks of job {job_id}")
+        tracker = unreadable or Unreadable()
+        return self._readable(entities, odata.task_from_entity, "task", tracker, job_id)
 
     def list_tasks_many(
-        self, job_ids: Sequence[str], deadline: Deadline
+        self, job_ids: Sequence[str], deadline: Deadline, unreadable: Unreadable | None = None
     ) -> dict[str, list[Task] | ExporterError]:
         """The tasks of many jobs, fetched ``task_concurrency`` at a time; a failure per job.
 
         Jobs not done by the deadline map to :class:`DeadlineExceeded`.
         """
         futures = {
-            job_id: self._tasks.submit(self._tasks_or_error, job_id, deadline)
+            job_id: self._tasks.submit(self._tasks_or_error, job_id, deadline, unreadable)
             for job_id in dict.fromkeys(job_ids)
         }
         wait(futures.values(), timeout=deadline.remaining())
@@ -179,14 +229,21 @@ class AmsClient:
                 )
         return results
 
-    def _tasks_or_error(self, job_id: str, deadline: Deadline) -> list[Task] | ExporterError:
+    def _tasks_or_error(
+        self, job_id: str, deadline: Deadline, unreadable: Unreadable | None
+    ) -> list[Task] | ExporterError:
         try:
-            return self.list_tasks(job_id, deadline)
+            return self.list_tasks(job_id, deadline, unreadable)
         except ExporterError as exc:
             return exc
 
     def _read_pages(
-        self, filter: str | None, expected: int, memo: odata.JobMemo, deadline: Deadline
+        self,
+        filter: str | None,
+        expected: int,
+        memo: odata.JobMemo,
+        deadline: Deadline,
+        unreadable: Unreadable,
     ) -> tuple[dict[str, Job], int]:
         """The jobs of all pages and the number of pages read.
 
@@ -194,7 +251,7 @@ class AmsClient:
         below ``expected``; at most :data:`PAGE_WINDOW` are in flight.
         """
         jobs: dict[str, Job] = {}
-        in_flight: deque[tuple[int, Future[list[Job]]]] = deque()
+        in_flight: deque[tuple[int, Future[_Page]]] = deque()
         next_page = 0
         full_pages = 0
         try:
@@ -203,7 +260,9 @@ class AmsClient:
                     MAX_PAGES, max(expected, full_pages + 1)
                 ):
                     skip = next_page * PAGE_SIZE
-                    future = self._pages.submit(self._jobs_page, filter, skip, memo, deadline)
+                    future = self._pages.submit(
+                        self._jobs_page, filter, skip, memo, deadline, unreadable
+                    )
                     in_flight.append((skip, future))
                     next_page += 1
                 if not in_flight:
@@ -212,8 +271,8 @@ class AmsClient:
                     )
                 skip, future = in_flight.popleft()
                 page = _result(future, deadline, f"account {self._name}: job page at $skip={skip}")
-                self._merge_page(jobs, page, skip)
-                if len(page) < PAGE_SIZE:
+                self._merge_page(jobs, page.jobs, skip)
+                if page.size < PAGE_SIZE:
                     return jobs, full_pages + 1
                 full_pages += 1
         finally:
@@ -240,21 +299,64 @@ class AmsClient:
             )
 
     def _jobs_page(
-        self, filter: str | None, skip: int, memo: odata.JobMemo, deadline: Deadline
-    ) -> list[Job]:
+        self,
+        filter: str | None,
+        skip: int,
+        memo: odata.JobMemo,
+        deadline: Deadline,
+        unreadable: Unreadable,
+    ) -> _Page:
         params = {"$select": ",".join(JOB_FIELDS), "$top": str(PAGE_SIZE), "$skip": str(skip)}
         if filter:
             params = {"$filter": filter, **params}
         body = self._get("Jobs", params, deadline)
-        return self._entities(body, memo.read, f"job page at $skip={skip}")
+        entities = self._entity_list(body, f"job page at $skip={skip}")
+        jobs = self._readable(entities, memo.read, "job", unreadable)
+        return _Page(jobs, len(entities))
 
-    def _entities(
-        self, body: bytes, convert: Callable[[dict[str, object]], _T], what: str
-    ) -> list[_T]:
+    def _entity_list(self, body: bytes, what: str) -> list[dict[str, object]]:
+        """The entities of a collection body; a body that is no collection fails the request."""
         try:
-            return [convert(entity) for entity in odata.read_entities(body)]
+            return odata.read_entities(body)
         except odata.ODataFormatError as exc:
             raise AmsResponseError(self._name, f"unreadable {what}: {exc}") from None
+
+    def _readable(
+        self,
+        entities: list[dict[str, object]],
+        convert: Callable[[dict[str, object]], _T],
+        kind: str,
+        unreadable: Unreadable,
+        owner: str = "",
+    ) -> list[_T]:
+        """The entities that ``convert`` can read; the others counted, and logged once each."""
+        read = []
+        for entity in entities:
+            try:
+                read.append(convert(entity))
+            except odata.ODataFormatError as exc:
+                self._note_unreadable(kind, entity, str(exc), unreadable, owner)
+        return read
+
+    def _note_unreadable(
+        self,
+        kind: str,
+        entity: dict[str, object],
+        reason: str,
+        unreadable: Unreadable,
+        owner: str,
+    ) -> None:
+        entity_id = entity.get("Id")
+        key = entity_id if isinstance(entity_id, str) and entity_id else f"without an Id: {reason}"
+        unreadable.add(kind, key, owner)
+        with self._logged_lock:
+            memory = (kind, key, reason)
+            if memory in self._logged_unreadable:
+                return
+            if len(self._logged_unreadable) >= _MAX_LOGGED_UNREADABLE:
+                self._logged_unreadable.clear()
+            self._logged_unreadable.add(memory)
+        log.warning("account %s: skipping a %s that cannot be read: %s", self._name, kind, reason)
 
     def _get(self, path: str, params: dict[str, str], deadline: Deadline) -> bytes:
         url = self._endpoint(deadline) + path + "?" + _query(params)
@@ -394,6 +496,14 @@ class AmsClient:
             f"GET {what}: {message or response.reason or 'no message'}",
             retryable=status in RETRYABLE_STATUSES,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """The readable jobs of one page, and how many entities it held (a full page has 1000)."""
+
+    jobs: list[Job]
+    size: int
 
 
 def _result(future: Future[_T], deadline: Deadline, what: str) -> _T:

@@ -32,6 +32,9 @@ class JobState(enum.IntEnum):
         return self in FINAL_STATES
 
 
+# The kinds of entity the exporter reads, as the ``entity`` label of ams_unreadable_entities.
+ENTITY_KINDS = ("job", "task")
+
 FINAL_STATES = frozenset({JobState.FINISHED, JobState.ERROR, JobState.CANCELED})
 ACTIVE_STATES = frozenset(set(JobState) - FINAL_STATES)
 
@@ -53,13 +56,17 @@ ERROR_CODES = (
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """One task of a job. ``progress`` is the service's 0-100 percentage."""
+    """One task of a job. ``progress`` is the service's 0-100 percentage, clamped to that range.
+
+    An optional field that AMS sent in a form that cannot be read is ``None``, so that only the
+    series derived from it go missing.
+    """
 
     id: str
     name: str
     state: int
-    progress: float
-    running_duration_seconds: float
+    progress: float | None
+    running_duration_seconds: float | None
     start_time: float | None
     end_time: float | None
     error_codes: tuple[str, ...] = ()
@@ -67,7 +74,11 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One AMS v2 job. Timestamps are Unix seconds; ``running_duration_seconds`` came from ms."""
+    """One AMS v2 job. Timestamps are Unix seconds; ``running_duration_seconds`` came from ms.
+
+    ``priority`` and ``running_duration_seconds`` are ``None`` when AMS sent something that cannot
+    be read, or a duration outside any real one (negative, over ten years).
+    """
 
     id: str
     name: str
@@ -76,5 +87,5 @@ class Job:
     last_modified: float
     start_time: float | None
     end_time: float | None
-    priority: int
-    running_duration_seconds: float
+    priority: int | None
+    running_duration_seconds: float | None

@@ -9,14 +9,18 @@ does I/O; every reader either returns a value or raises :class:`ODataFormatError
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter.ams.model import ERROR_CODES, Job, JobState, Task
 from exporter.redact import SECRETS, redact
+
+
+log = logging.getLogger(__name__)
 
 
 class ODataFormatError(ValueError):
@@ -140,15 +144,17 @@ def _from_iso(match: re.Match[str]) -> float | None:
 
 
 def decode_json(body: bytes | str) -> Any:
-    """Parse a JSON body; ``NaN``/``Infinity`` and invalid UTF-8 are errors, not values."""
+    """Parse a JSON body.
+
+    Invalid UTF-8 becomes U+FFFD rather than failing the body: one job name with a bad byte must
+    not hide every other job of the page. ``NaN`` and ``Infinity`` are read as floats for the same
+    reason; the field readers refuse them where a finite number is needed.
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise ODataFormatError(f"the body is not valid JSON ({_json_reason(exc)})") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _json_reason(exc: BaseException) -> str:
@@ -200,7 +206,7 @@ def read_error(body: bytes | str) -> tuple[str, str]:
     """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = json.loads(text)
     except (ValueError, RecursionError):
         return _error_from_text(text)
     if isinstance(document, dict):
@@ -253,31 +259,42 @@ def excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
+# Names are labels: a longer one is cut (with an ellipsis), the id labels stay exact.
+MAX_NAME_CHARS = 512
+# A RunningDuration beyond this (ten years, in ms) is not a duration any job had.
+_MAX_RUNNING_MS = 10 * 365.25 * 86400 * 1000.0
+
+
 def job_from_entity(d: Mapping[str, Any]) -> Job:
     """A :class:`Job` from one Jobs entity (either shape).
 
-    ``RunningDuration`` is milliseconds although the .NET IJob page says seconds: the REST page,
-    the SDK's conversion and a captured job all agree on milliseconds.
+    ``Id``, ``State`` and ``Created`` are required: without them the entity is not a job the
+    exporter can show, and :class:`ODataFormatError` says which field failed and why. Any other
+    field that cannot be read is left out (``None``), so that only the series derived from it
+    go missing. ``RunningDuration`` is milliseconds although the .NET IJob page says seconds: the
+    REST page, the SDK's conversion and a captured job all agree on milliseconds.
     """
     job_id = _required_str(d, "Id")
     try:
+        state = _job_state(d.get("State"))
         created = parse_datetime(d.get("Created"))
         if created is None:
             raise ODataFormatError("'Created' is missing")
-        last_modified = parse_datetime(d.get("LastModified"))
-        return Job(
-            id=job_id,
-            name=_optional_str(d, "Name"),
-            state=_job_state(d.get("State")),
-            created=created,
-            last_modified=created if last_modified is None else last_modified,
-            start_time=parse_datetime(d.get("StartTime")),
-            end_time=parse_datetime(d.get("EndTime")),
-            priority=int(_number(d, "Priority", integral=True)),
-            running_duration_seconds=_number(d, "RunningDuration") / 1000.0,
-        )
     except ODataFormatError as exc:
         raise ODataFormatError(f"job {excerpt(job_id, 80)!r}: {exc}") from None
+    last_modified = _optional(parse_datetime, d, "LastModified")
+    priority = _optional(_integer, d, "Priority")
+    return Job(
+        id=job_id,
+        name=_name(d),
+        state=state,
+        created=created,
+        last_modified=created if last_modified is None else last_modified,
+        start_time=_optional(parse_datetime, d, "StartTime"),
+        end_time=_optional(parse_datetime, d, "EndTime"),
+        priority=None if priority is None else int(priority),
+        running_duration_seconds=_running_duration(d),
+    )
 
 
 class JobMemo:
@@ -314,37 +331,75 @@ class JobMemo:
 def task_from_entity(d: Mapping[str, Any]) -> Task:
     """A :class:`Task` from one Tasks entity; ``RunningDuration`` ms becomes seconds.
 
-    Error codes outside the documented closed list become ``Unknown`` so that they can be labels.
+    ``Id`` and ``State`` are required, the rest optional as for jobs. Progress is clamped to
+    0..100. Error codes outside the documented closed list become ``Unknown`` so that they can
+    be labels.
     """
     task_id = _required_str(d, "Id")
     try:
-        return Task(
-            id=task_id,
-            name=_optional_str(d, "Name"),
-            state=int(_number(d, "State", integral=True, required=True)),
-            progress=_number(d, "Progress"),
-            running_duration_seconds=_number(d, "RunningDuration") / 1000.0,
-            start_time=parse_datetime(d.get("StartTime")),
-            end_time=parse_datetime(d.get("EndTime")),
-            error_codes=_error_codes(d.get("ErrorDetails")),
-        )
+        state = _job_state(d.get("State"), what="task")
     except ODataFormatError as exc:
         raise ODataFormatError(f"task {excerpt(task_id, 80)!r}: {exc}") from None
+    progress = _optional(_number, d, "Progress")
+    return Task(
+        id=task_id,
+        name=_name(d),
+        state=int(state),
+        progress=None if progress is None else min(100.0, max(0.0, progress)),
+        running_duration_seconds=_running_duration(d),
+        start_time=_optional(parse_datetime, d, "StartTime"),
+        end_time=_optional(parse_datetime, d, "EndTime"),
+        error_codes=_optional(_error_codes, d, "ErrorDetails") or (),
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _optional(read: Callable[[Any], _T], d: Mapping[str, Any], key: str) -> _T | None:
+    """``read(d[key])``, or ``None`` when the value cannot be read (logged at debug level)."""
+    try:
+        return read(d.get(key))
+    except ODataFormatError as exc:
+        log.debug("entity %s: '%s' %s; left out", _id_of(d), key, exc)
+        return None
+
+
+def _id_of(d: Mapping[str, Any]) -> str:
+    value = d.get("Id")
+    return repr(excerpt(value, 80)) if isinstance(value, str) else "without an Id"
+
+
+def _running_duration(d: Mapping[str, Any]) -> float | None:
+    """``RunningDuration`` in seconds; ``None`` when unreadable, negative or over ten years."""
+    ms = _optional(_number, d, "RunningDuration")
+    if ms is None:
+        return None
+    if not 0.0 <= ms <= _MAX_RUNNING_MS:
+        log.debug("entity %s: RunningDuration %r ms is no real duration", _id_of(d), ms)
+        return None
+    return ms / 1000.0
+
+
+def _name(d: Mapping[str, Any]) -> str:
+    """``Name``, or ``""`` when absent or not a string; cut to :data:`MAX_NAME_CHARS`."""
+    name = _optional(_string, d, "Name") or ""
+    return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS] + "…"
 
 
 def _required_str(d: Mapping[str, Any], key: str) -> str:
     value = d.get(key)
     if not isinstance(value, str) or not value:
-        raise ODataFormatError(f"'{key}' is {_json_type(value)}, expected a non-empty string")
+        kind = "an empty string" if value == "" else _json_type(value)
+        raise ODataFormatError(f"'{key}' is {kind}, expected a non-empty string")
     return _encodable(value)
 
 
-def _optional_str(d: Mapping[str, Any], key: str) -> str:
-    value = d.get(key)
+def _string(value: object) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ODataFormatError(f"'{key}' is {_json_type(value)}, expected a string")
+        raise ODataFormatError(f"is {_json_type(value)}, expected a string")
     return _encodable(value)
 
 
@@ -363,40 +418,45 @@ def _encodable(value: str) -> str:
     return SECRETS.redact_value(value)
 
 
-def _number(
-    d: Mapping[str, Any], key: str, *, integral: bool = False, required: bool = False
-) -> float:
+def _number(value: object, *, integral: bool = False) -> float:
     """A number sent as a JSON number or a numeric string (verbose JSON quotes some Edm types).
 
-    Missing or null reads as 0 unless ``required``.
+    Missing or null reads as 0: AMS documents these fields as not nullable, with default 0.
     """
-    value = d.get(key)
     if type(value) is int and -_EXACT_INT < value < _EXACT_INT:  # the common case, first
         return float(value)
     if value is None:
-        if required:
-            raise ODataFormatError(f"'{key}' is missing")
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ODataFormatError(f"'{key}' is {_json_type(value)}, expected a number")
+        raise ODataFormatError(f"is {_json_type(value)}, expected a number")
     try:
         number = float(value)
     except (ValueError, OverflowError):
-        raise ODataFormatError(f"'{key}' is not a number: {excerpt(str(value), 40)!r}") from None
+        raise ODataFormatError(f"is not a number: {excerpt(str(value), 40)!r}") from None
     if not math.isfinite(number) or (integral and not number.is_integer()):
         kind = "an integer" if integral else "a finite number"
-        raise ODataFormatError(f"'{key}' is not {kind}: {excerpt(str(value), 40)!r}")
+        raise ODataFormatError(f"is not {kind}: {excerpt(str(value), 40)!r}")
     return number
 
 
-def _job_state(value: object) -> JobState:
+def _integer(value: object) -> float:
+    return _number(value, integral=True)
+
+
+def _job_state(value: object, what: str = "job") -> JobState:
+    """A state code; required, and one of the seven documented ones (tasks share the codes)."""
     if type(value) is int and 0 <= value < len(_JOB_STATES):
         return _JOB_STATES[value]
-    state = _number({"State": value}, "State", integral=True, required=True)
+    if value is None:
+        raise ODataFormatError("'State' is missing")
+    try:
+        state = _integer(value)
+    except ODataFormatError as exc:
+        raise ODataFormatError(f"'State' {exc}") from None
     try:
         return JobState(int(state))
     except ValueError:
-        raise ODataFormatError(f"'State' {int(state)} is not a documented job state") from None
+        raise ODataFormatError(f"'State' {int(state)} is not a documented {what} state") from None
 
 
 def _error_codes(value: object) -> tuple[str, ...]:
@@ -406,7 +466,7 @@ def _error_codes(value: object) -> tuple[str, ...]:
     if isinstance(value, dict):
         value = value.get("results")
     if not isinstance(value, list):
-        raise ODataFormatError(f"'ErrorDetails' is {_json_type(value)}, expected a list")
+        raise ODataFormatError(f"is {_json_type(value)}, expected a list")
     codes = []
     for item in value:
         code = item.get("Code") if isinstance(item, dict) else None
