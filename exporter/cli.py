@@ -25,6 +25,7 @@ from exporter.config import Config, describe_config, load_config, parse_config
 from exporter.deadline import Deadline
 from exporter.errors import ConfigError
 from exporter.http import RequestCounter, UpstreamSession
+from exporter.httpserver import MAX_CONNECTIONS
 from exporter.logs import configure_logging
 from exporter.server import ExporterApp, ExporterServer, start_server
 from exporter.webconfig import WebConfig, load_web_config
@@ -75,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         "endpoint; see docs/security.md",
     )
     parser.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_max_connections,
+        default=MAX_CONNECTIONS,
+        help="connections the HTTP endpoint holds open at once; one more is closed at once "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--web.telemetry-path",
         dest="telemetry_path",
         default="/metrics",
@@ -108,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ams-exporter {__version__}")
     return parser
+
+
+def _max_connections(text: str) -> int:
+    """``--web.max-connections``: a whole number, at least one."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
+    return count
 
 
 def start_demo(jobs: int) -> tuple[Emulator, Config]:
@@ -228,7 +248,9 @@ def _serve(
         default_timeout=default_timeout,
     )
     try:
-        server: ExporterServer = start_server(app, args.listen_address, web_config)
+        server: ExporterServer = start_server(
+            app, args.listen_address, web_config, max_connections=args.max_connections
+        )
     except (OSError, ValueError) as error:
         sys.stderr.write(f"ams-exporter: cannot listen on {args.listen_address}: {error}\n")
         collector.close()

@@ -1,22 +1,18 @@
-"""The exporter's HTTP side: a small WSGI app and the threaded server that runs it.
+"""The exporter's HTTP side: the WSGI app, and ``start_server``, which serves it.
 
 Routes: ``/`` (status page), the telemetry path (``/metrics``), ``/healthz`` (the process serves) and
 ``/readyz`` (every account collected successfully, recently). A scrape's collection is bounded by
 Prometheus's ``X-Prometheus-Scrape-Timeout-Seconds`` minus a margin, so the exporter answers with what
-it has (and ``ams_up 0``) instead of letting Prometheus time out.
+it has (and ``ams_up 0``) instead of letting Prometheus time out. The connections themselves
+(limits, timeouts, TLS) are ``exporter/httpserver.py``'s.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-import socket
-import ssl
-import threading
 from collections.abc import Callable
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
@@ -24,8 +20,16 @@ from exporter.collector import Collector
 from exporter.deadline import Deadline
 from exporter.exposition import render
 from exporter.http import RequestCounter
+from exporter.httpserver import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    WRITE_TIMEOUT,
+    HttpServer,
+    Limits,
+)
 from exporter.status_page import render_status_page
-from exporter.webconfig import ProtectedApp, TlsServerConfig, WebConfig, accept_tls
+from exporter.webconfig import ProtectedApp, WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ def collection_budget(header: str | None, default: float) -> float:
     try:
         timeout = float(header) if header else default
     except ValueError:
-        log.debug("ignoring unreadable scrape timeout header %r", header)
+        log.debug("ignoring an unreadable scrape timeout header")
         timeout = default
     if not 0 < timeout <= MAX_SCRAPE_TIMEOUT:
         timeout = default
@@ -153,50 +157,8 @@ def _text(status: str, text: str) -> tuple[str, list[tuple[str, str]], bytes]:
     return status, [("Content-Type", "text/plain; charset=utf-8")], text.encode()
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Request lines go to the debug log, not to stderr."""
-
-    # The error answer to a request line that cannot be parsed (400, 505) needs a status line;
-    # with the library default (HTTP/0.9) the client would get a bare HTML body.
-    default_request_version = "HTTP/1.0"
-    # Seconds a client may stall while sending its request or reading the answer; without it, a
-    # client that never finishes its request holds a thread for ever.
-    timeout = 60.0
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class ExporterServer(ThreadingMixIn, WSGIServer):
-    """A threaded WSGI server; each request in its own daemon thread.
-
-    With TLS (``--web.config.file``), the handshake runs in the request's thread, so a client that
-    stalls or speaks plain HTTP cannot hold up the others.
-    """
-
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog of 5 drops the SYNs of a burst of scrapes (HA pairs,
-    # dashboards), which the clients then retry after 1 s, 3 s, 7 s: scrapes late by seconds.
-    request_queue_size = socket.SOMAXCONN
-    tls: TlsServerConfig | None = None
-    tls_context: ssl.SSLContext | None = None
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that stalled or went away: the debug log, not a traceback on stderr."""
-        log.debug("request from %s failed", client_address, exc_info=True)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.tls is None or self.tls_context is None:
-            super().finish_request(request, client_address)
-            return
-        secured = accept_tls(self.tls_context, self.tls, request, client_address)
-        if secured is None:
-            return
-        try:
-            super().finish_request(secured, client_address)
-        finally:
-            secured.close()
+# The name ``exporter.cli`` gives the running server.
+ExporterServer = HttpServer
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -209,25 +171,35 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 
 def start_server(
-    app: ExporterApp, address: str, web_config: WebConfig | None = None
-) -> ExporterServer:
-    """Bind ``address`` and serve ``app`` in a background thread; returns the running server.
+    app: ExporterApp,
+    address: str,
+    web_config: WebConfig | None = None,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    header_timeout: float = HEADER_TIMEOUT,
+    idle_timeout: float = IDLE_TIMEOUT,
+    write_timeout: float = WRITE_TIMEOUT,
+) -> HttpServer:
+    """Bind ``address`` and serve ``app`` in background threads; returns the running server.
 
     ``web_config`` adds TLS, basic auth and response headers (exporter-toolkit's web-config.yml).
+    The limits are ``exporter/httpserver.py``'s; the command line sets only ``max_connections``
+    (``--web.max-connections``), the timeouts are there for tests.
     """
     host, port = parse_listen_address(address)
-    server_class = type(
-        "BoundServer",
-        (ExporterServer,),
-        {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
+    served: Callable[..., Any] = app
+    if web_config is not None:
+        served = ProtectedApp(app, web_config.authenticator(), web_config.headers)
+    server = HttpServer(
+        served,
+        (host, port),
+        tls=None if web_config is None else web_config.tls,
+        limits=Limits(
+            max_connections=max_connections,
+            header_timeout=header_timeout,
+            idle_timeout=idle_timeout,
+            write_timeout=write_timeout,
+        ),
     )
-    server: ExporterServer = server_class((host, port), _QuietHandler)
-    if web_config is None:
-        server.set_app(app)
-    else:
-        server.set_app(ProtectedApp(app, web_config.authenticator(), web_config.headers))
-        if web_config.tls is not None:
-            server.tls, server.tls_context = web_config.tls, web_config.tls.context()
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    thread.start()
+    server.start()
     return server

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import logging
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -531,24 +531,35 @@ class ProtectedApp:
         return self._app(environ, with_headers)
 
 
-def accept_tls(
-    context: ssl.SSLContext, config: TlsServerConfig, connection: socket.socket, peer: object
-) -> ssl.SSLSocket | None:
-    """Run the server side of the TLS handshake on an accepted connection (in its own thread).
+class Handshake(enum.Enum):
+    """Where the server side of a TLS handshake stands after a step of :func:`accept_tls`."""
 
-    ``None`` when the client does not complete it (plain HTTP, no or an untrusted certificate, a
-    SAN not allowed, too slow): the connection is closed and the reason goes to the debug log.
+    DONE = "done"
+    WANT_READ = "want read"
+    WANT_WRITE = "want write"
+    REFUSED = "refused"
+
+
+def accept_tls(config: TlsServerConfig, secured: ssl.SSLSocket, peer: object) -> Handshake:
+    """One step of the server side of the TLS handshake on a non-blocking connection.
+
+    ``secured`` is an accepted, non-blocking socket wrapped by ``config.context()`` without the
+    handshake (``do_handshake_on_connect=False``); the caller steps again when the socket is
+    readable or writable as asked, and bounds the whole (``HANDSHAKE_TIMEOUT``). A completed
+    handshake has a client certificate verified by the context; the SANs are checked here.
+    ``REFUSED`` (plain HTTP, no or an untrusted certificate, a SAN not allowed) goes to the
+    debug log with its reason, and the caller closes the connection.
     """
-    connection.settimeout(HANDSHAKE_TIMEOUT)
     try:
-        secured = context.wrap_socket(connection, server_side=True)
+        secured.do_handshake()
+    except ssl.SSLWantReadError:
+        return Handshake.WANT_READ
+    except ssl.SSLWantWriteError:
+        return Handshake.WANT_WRITE
     except (ssl.SSLError, OSError) as exc:
         log.debug("TLS handshake with %s failed: %s", peer, exc)
-        connection.close()
-        return None
+        return Handshake.REFUSED
     if not config.allows_peer(secured.getpeercert()):
         log.debug("TLS client %s refused: no allowed subject alternative name", peer)
-        secured.close()
-        return None
-    secured.settimeout(None)
-    return secured
+        return Handshake.REFUSED
+    return Handshake.DONE
