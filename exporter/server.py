@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from exporter.collector import Collector
 from exporter.deadline import Deadline
-from exporter.exposition import render
+from exporter.exposition import negotiate, qvalue, render
 from exporter.http import RequestCounter
 from exporter.httpserver import (
     HEADER_TIMEOUT,
@@ -60,6 +60,32 @@ def collection_budget(header: str | None, default: float) -> float:
         timeout = default
     margin = min(1.0, max(0.1, timeout * 0.1))
     return max(0.05, timeout - margin)
+
+
+def gzip_accepted(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` value lets the answer be gzip-coded (RFC 9110, 12.5.3).
+
+    ``gzip`` (or its alias ``x-gzip``), in any case, with a weight above 0, or ``*`` with a
+    weight above 0 when gzip is not named. Without either the answer is not coded, even when the
+    header refuses ``identity``: an uncoded exposition is better than a 406.
+    """
+    named: float | None = None
+    anything: float | None = None
+    for element in accept_encoding.split(","):
+        coding, *parameters = element.split(";")
+        coding = coding.strip().lower()
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                weight = qvalue(value.strip())
+        if coding in ("gzip", "x-gzip"):
+            named = max(weight, named or 0.0)
+        elif coding == "*":
+            anything = max(weight, anything or 0.0)
+    if named is not None:
+        return named > 0
+    return anything is not None and anything > 0
 
 
 def _process_registry() -> CollectorRegistry:
@@ -114,17 +140,15 @@ class ExporterApp:
         return [b""] if method == "HEAD" else [body]
 
     def _metrics(self, environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        # Negotiated before collecting: whatever the header says, the collection is answered.
+        negotiation = negotiate(environ.get("HTTP_ACCEPT", ""))
         budget = collection_budget(environ.get(SCRAPE_TIMEOUT_HEADER), self._default_timeout)
         collection = self._collector.collect(Deadline.after(budget))
         body, content_type = render(
-            collection,
-            self._counter.snapshot(),
-            self._version,
-            environ.get("HTTP_ACCEPT", ""),
-            self._process,
+            collection, self._counter.snapshot(), self._version, negotiation, self._process
         )
-        headers = [("Content-Type", content_type)]
-        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+        headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
             body = gzip.compress(body, compresslevel=1)
             headers.append(("Content-Encoding", "gzip"))
         return "200 OK", headers, body

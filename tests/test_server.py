@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import subprocess
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.emulator import Emulator, Fault
+from exporter.exposition import negotiate
+from exporter.server import gzip_accepted
 from tests.harness import RunningExporter, running_exporter
 
 
@@ -48,12 +57,123 @@ def test_openmetrics_is_served_when_asked_for(exporter):
     assert response.text.rstrip().endswith("# EOF")
 
 
-def test_gzip_when_accepted(exporter):
-    raw = requests.get(
-        exporter.url + "/metrics", headers={"Accept-Encoding": "gzip"}, timeout=60, stream=True
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+TEXT_1_0_0 = "text/plain; version=1.0.0; charset=utf-8; escaping="
+OPENMETRICS_1_0_0 = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+PROMETHEUS_3 = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;"
+    "q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;"
+    "escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
+PROMETHEUS_2 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.25"
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("", TEXT_0_0_4),
+        ("*/*", TEXT_0_0_4),
+        ("text/plain", TEXT_0_0_4),
+        ("text/plain;version=0.0.4", TEXT_0_0_4),
+        ("text/plain;version=1.0.0", TEXT_1_0_0 + "underscores"),
+        ("TEXT/PLAIN; Version=1.0.0; escaping=allow-utf-8", TEXT_1_0_0 + "allow-utf-8"),
+        ("text/plain;version=abc", TEXT_0_0_4),
+        ("application/openmetrics-text", OPENMETRICS_1_0_0),
+        ("application/openmetrics-text;version=1.0.0", OPENMETRICS_1_0_0 + "; escaping="),
+        ("application/openmetrics-text; version=2.0.0", "application/openmetrics-text; version=2"),
+        ("application/openmetrics-text; version=abc", TEXT_0_0_4),
+        ("application/openmetrics-text; version=1.0.x", TEXT_0_0_4),
+        ("application/openmetrics-text; version=", OPENMETRICS_1_0_0),
+        ("application/openmetrics-text;version=0.0.1", TEXT_0_0_4),
+        ("application/openmetrics-text;version=9.9", TEXT_0_0_4),
+        ("application/openmetrics-text;version=1.0.0;escaping=nonsense", OPENMETRICS_1_0_0),
+        ("application/openmetrics-text;q=0, text/plain;version=1.0.0", TEXT_1_0_0),
+        ("text/plain;q=0.1, application/openmetrics-text;q=0.9", OPENMETRICS_1_0_0),
+        (PROMETHEUS_3, OPENMETRICS_1_0_0 + "; escaping=allow-utf-8"),
+        (PROMETHEUS_2, OPENMETRICS_1_0_0),
+        ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily", TEXT_0_0_4),
+        ("application/json", TEXT_0_0_4),
+        ("*/*;q=x", TEXT_0_0_4),
+        (";;;,,,==;q=;", TEXT_0_0_4),
+        ("\x7f", TEXT_0_0_4),
+        ("text/plain;version=" + "9" * 5000, TEXT_0_0_4),
+    ],
+)
+def test_every_accept_header_gets_a_parseable_exposition(exporter, accept, content_type):
+    response = exporter.get("/metrics", headers={"Accept": accept})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith(content_type)
+    parse = (
+        openmetrics_families
+        if response.headers["Content-Type"].startswith("application/openmetrics-text")
+        else text_string_to_metric_families
     )
-    assert raw.headers["Content-Encoding"] == "gzip"
-    assert "ams_up" in raw.content.decode()  # requests decodes gzip transparently
+    assert "ams_up" in {family.name for family in parse(response.text)}
+
+
+@given(st.text(max_size=200))
+def test_negotiation_chooses_a_format_for_any_header(accept):
+    """Negotiation comes before the collection and never fails, so no scrape is collected in vain."""
+    _encoder, content_type = negotiate(accept)
+    assert content_type.startswith(("text/plain; version=", "application/openmetrics-text; "))
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "coded"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("x-gzip", True),
+        ("gzip;q=0.5", True),
+        ("gzip ; Q=0.001", True),
+        ("*", True),
+        ("*;q=0.1", True),
+        ("deflate, gzip", True),
+        ("gzip, deflate, br, zstd", True),
+        ("*;q=0, gzip", True),
+        ("identity;q=0, gzip", True),
+        ("", False),
+        ("gzip;q=0", False),
+        ("gzip;q=0.000", False),
+        ("x-notgzip", False),
+        ("notgzip, gzipper", False),
+        ("deflate", False),
+        ("gzip;q=0, *", False),
+        ("*;q=0", False),
+        ("identity;q=0", False),
+        ("gzip;q=x", False),
+        ("gzip;q=1.5", False),
+        (",,;;", False),
+    ],
+)
+def test_gzip_is_used_exactly_when_accept_encoding_allows_it(accept_encoding, coded):
+    assert gzip_accepted(accept_encoding) is coded
+
+
+@pytest.mark.parametrize(
+    "accept_encoding",
+    ["gzip", "GZIP", "*", "deflate, gzip", "gzip;q=0", "x-notgzip", "identity;q=0"],
+)
+def test_the_metrics_answer_is_coded_as_negotiated(exporter, accept_encoding):
+    raw = requests.get(
+        exporter.url + "/metrics",
+        headers={"Accept-Encoding": accept_encoding},
+        timeout=60,
+        stream=True,
+    )
+    body = raw.raw.read(decode_content=False)
+    assert raw.status_code == 200
+    assert "Accept-Encoding" in raw.headers["Vary"]
+    if gzip_accepted(accept_encoding):
+        assert raw.headers["Content-Encoding"] == "gzip"
+        body = gzip.decompress(body)
+    else:
+        assert "Content-Encoding" not in raw.headers
+    assert b"ams_up" in body
 
 
 def test_health_and_readiness(exporter):
