@@ -42,7 +42,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from exporter.config import read_yaml, type_name
+from exporter.config import read_file_capped, read_yaml, type_name
 from exporter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class WebConfig:
 def load_web_config(path: Path) -> WebConfig:
     """Read and validate a web configuration file; paths in it are relative to its folder."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_file_capped(path, "web configuration", WebConfigError).decode("utf-8-sig")
     except OSError as exc:
         raise WebConfigError(f"{path}: cannot read the web configuration: {exc.strerror}") from None
     except UnicodeDecodeError:

@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,7 +27,14 @@ from exporter.server import ExporterApp, start_server
 
 
 def account_yaml(name: str, emulator: Emulator, *, secret_var: str, **extra: Any) -> str:
-    """One ``accounts`` entry pointing at ``emulator``; ``extra`` adds or overrides keys."""
+    """One ``accounts`` entry pointing at ``emulator``; ``extra`` adds or overrides keys.
+
+    With the emulator's legacy root as ``endpoint``, ``redirect_hosts`` lists the host its 301
+    leads to (the legacy root is ``localhost``, the account endpoint an IP address), unless
+    ``extra`` gives the key itself.
+    """
+    if extra.get("endpoint") == emulator.legacy_endpoint:
+        extra = {"redirect_hosts": [urlsplit(emulator.account_endpoint).hostname], **extra}
     entry: dict[str, Any] = {
         "name": name,
         "endpoint": emulator.account_endpoint,

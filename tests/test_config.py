@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import re
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import (
     ACCOUNT_KEYS,
     CLOUDS,
     JOBS_KEYS,
+    MAX_CONFIG_SIZE,
     TOP_LEVEL_KEYS,
     AccountConfig,
     Cloud,
@@ -33,7 +41,9 @@ from exporter.config import (
     parse_config,
     parse_duration,
 )
+from exporter.emulator import Emulator
 from exporter.errors import ConfigError
+from tests.harness import config_for
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "Sup3r-s3cret-value"
@@ -165,6 +175,7 @@ def test_minimal_account_gets_every_default() -> None:
         jobs=JobsConfig(
             ids=(), name_prefix="", filter="", finished_window=86400.0, max_jobs=2000, tasks=True
         ),
+        redirect_hosts=(),
     )
 
 
@@ -205,15 +216,25 @@ def test_every_key_given_is_read(tmp_path: Path, pems: Pems) -> None:
 
 def test_cloud_table_matches_the_reference() -> None:
     assert dict(CLOUDS) == {
-        "AzureCloud": Cloud("https://login.microsoftonline.com", "https://rest.media.azure.net"),
+        "AzureCloud": Cloud(
+            "https://login.microsoftonline.com",
+            "https://rest.media.azure.net",
+            ("*.cloudapp.net", "*.media.azure.net"),
+        ),
         "AzureChinaCloud": Cloud(
-            "https://login.chinacloudapi.cn", "https://rest.media.chinacloudapi.cn"
+            "https://login.chinacloudapi.cn",
+            "https://rest.media.chinacloudapi.cn",
+            ("*.chinacloudapp.cn", "*.media.chinacloudapi.cn"),
         ),
         "AzureUSGovernment": Cloud(
-            "https://login.microsoftonline.us", "https://rest.media.usgovcloudapi.net"
+            "https://login.microsoftonline.us",
+            "https://rest.media.usgovcloudapi.net",
+            ("*.usgovcloudapp.net", "*.media.usgovcloudapi.net"),
         ),
         "AzureGermanCloud": Cloud(
-            "https://login.microsoftonline.de", "https://rest.media.cloudapi.de"
+            "https://login.microsoftonline.de",
+            "https://rest.media.cloudapi.de",
+            ("*.azurecloudapp.de", "*.media.cloudapi.de"),
         ),
     }
 
@@ -326,7 +347,9 @@ def test_malformed_variable_reference_is_an_error(reference: str) -> None:
 
 def test_keys_are_not_expanded() -> None:
     message = text_error("accounts:\n  - ${AMS_HOST}: 1\n")
-    assert message.startswith("accounts[0].${AMS_HOST}: unknown key")
+    assert (
+        message == f"accounts[0]: an unknown key at line 2; known keys: {', '.join(ACCOUNT_KEYS)}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +379,10 @@ def test_yaml_key_given_twice_is_an_error() -> None:
 
 def test_impossible_date_is_an_error() -> None:
     message = text_error("accounts:\n  - name: 2024-02-30\n", source="c.yml")
-    assert message.startswith("c.yml: invalid YAML: ")
+    assert message == (
+        "c.yml:2:11: invalid YAML: cannot read this value as a date; "
+        "put it in quotes if it is meant as text"
+    )
 
 
 @pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n"])
@@ -525,8 +551,8 @@ def test_duration_of_another_type_is_an_error(value: object, kind: str) -> None:
 
 def test_unknown_cloud_lists_the_four_and_suggests() -> None:
     assert error(account(cloud="AzureUSGov")) == (
-        "accounts[0].cloud: unknown cloud 'AzureUSGov' (did you mean 'AzureUSGovernment'?); "
-        "expected one of AzureCloud, AzureChinaCloud, AzureUSGovernment, AzureGermanCloud"
+        "accounts[0].cloud: expected one of AzureCloud, AzureChinaCloud, AzureUSGovernment, "
+        "AzureGermanCloud, got 'AzureUSGov'; did you mean 'AzureUSGovernment'?"
     )
 
 
@@ -851,6 +877,7 @@ def test_describe_shows_every_resolved_value_and_no_secret(tmp_path: Path, pems:
         == f"""\
 name: prod
     endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
+    redirect_hosts: []
     cloud: AzureCloud
     authority_host: https://login.microsoftonline.com
     resource: https://rest.media.azure.net
@@ -879,6 +906,7 @@ name: prod
         == """\
 name: mi
     endpoint: https://prodams.restv2.westeurope.media.azure.net/api/
+    redirect_hosts: []
     cloud: AzureGermanCloud
     authority_host: https://login.microsoftonline.de
     resource: https://rest.media.cloudapi.de
@@ -938,13 +966,554 @@ def test_documented_check_output_is_what_the_documented_layout_gives() -> None:
     layout = _doc_block(doc, "## Layout", "yaml")
     # The layout's ca_file names a file that exists only on the reader's machine.
     layout = "".join(line for line in layout.splitlines(keepends=True) if "ca_file" not in line)
-    config = parse_config(layout, {"AMS_PROD_SECRET": "x"})
+    config = parse_config(layout, {"AMS_PROD_SECRET": "layout-secret"})
     assert describe_config(config) == _doc_block(doc, "## `--config.check` output", "text")
 
 
 def test_documentation_names_every_cloud() -> None:
     doc = (REPO / "docs" / "configuration.md").read_text()
     assert [cloud for cloud in CLOUDS if f"`{cloud}`" not in doc] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Values from variables and files are never quoted in an error
+
+# Never given to a Secret, so the exporter's redaction of remembered secrets cannot hide a leak.
+PLANTED = "Pl4nted~v4lue/Zq9+x"
+PLANTED_ENV = {**ENV, "PLANTED": PLANTED}
+GUID_HINT = "(8-4-4-4-12 hexadecimal digits, such as 11111111-2222-3333-4444-555555555555)"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"client_id": "${PLANTED}"}, f"accounts[0].client_id: the value of ${{PLANTED}} is not a GUID {GUID_HINT}"),
+        ({"name": "${PLANTED}"}, "accounts[0].name: the value of ${PLANTED} is not a valid name: use 1 to 63 "
+         "letters, digits, '_', '.' or '-', starting with a letter or digit"),
+        ({"endpoint": "${PLANTED}"}, "accounts[0].endpoint: expected an https:// URL, got the value of ${PLANTED}"),
+        ({"endpoint": "https://h:${PLANTED}/api/"}, "accounts[0].endpoint: not a valid URL (the port is not a number)"),
+        ({"endpoint": "https://h/${PLANTED}"}, "accounts[0].endpoint: expected an account endpoint ending in /api/ "
+         "such as https://<account>.restv2.<region>.media.azure.net/api/, or a legacy root such as "
+         "https://media.windows.net/, got the expansion of 'https://h/${PLANTED}'"),
+        ({"authority_host": "ftp://${PLANTED}"}, "accounts[0].authority_host: expected an https:// URL, got the "
+         "expansion of 'ftp://${PLANTED}'"),
+        ({"cloud": "${PLANTED}"}, "accounts[0].cloud: expected one of AzureCloud, AzureChinaCloud, "
+         "AzureUSGovernment, AzureGermanCloud, got the value of ${PLANTED}"),
+        ({"tenant": "${PLANTED}"}, "accounts[0].tenant: expected a tenant ID (GUID) or a domain such as "
+         "contoso.onmicrosoft.com, got the value of ${PLANTED}"),
+        ({"timeout": "${PLANTED}"}, "accounts[0].timeout: expected a duration such as 30s, 5m or 24h, got the "
+         "value of ${PLANTED}"),
+        ({"jobs": {"finished_window": "1${PLANTED}"}}, "accounts[0].jobs.finished_window: expected a duration "
+         "such as 30s, 5m or 24h, got the expansion of '1${PLANTED}'"),
+        ({"jobs": {"ids": ["${PLANTED}"]}}, "accounts[0].jobs.ids[0]: expected a job ID such as "
+         "nb:jid:UUID:<guid>, got the value of ${PLANTED}"),
+        ({"redirect_hosts": ["${PLANTED}"]}, "accounts[0].redirect_hosts[0]: expected a host name without "
+         "scheme or path, got the value of ${PLANTED}"),
+        ({"ca_file": "${PLANTED}"}, "accounts[0].ca_file: cannot read the file named by ${PLANTED}: No such "
+         "file or directory"),
+        ({"client_secret": REMOVE, "client_secret_file": "/x/${PLANTED}"}, "accounts[0].client_secret_file: "
+         "cannot read the file named by '/x/${PLANTED}': No such file or directory"),
+    ],
+)  # fmt: skip
+def test_an_error_names_the_variable_not_its_value(changes: dict[str, Any], expected: str) -> None:
+    assert error(account(**changes), env=PLANTED_ENV) == expected
+
+
+def test_a_value_written_in_the_file_is_quoted() -> None:
+    assert error(account(client_id="not-a-guid")) == (
+        f"accounts[0].client_id: 'not-a-guid' is not a GUID {GUID_HINT}"
+    )
+
+
+def test_a_duplicate_name_from_a_variable_is_named_by_it() -> None:
+    env = {**ENV, "NAME": "prod"}
+    assert error(account(), account(name="${NAME}"), env=env) == (
+        "accounts[1].name: the value of ${NAME} is already used by accounts[0]"
+    )
+
+
+def test_a_timeout_from_a_variable_out_of_range_is_named_by_it() -> None:
+    assert error(account(timeout="${T}"), env={**ENV, "T": "1h"}) == (
+        "accounts[0].timeout: must be more than 0s and at most 5m, got the value of ${T}"
+    )
+
+
+# Each change puts ${PLANTED} (or the planted text itself, where a key cannot use a variable)
+# where it provokes an error: wrong type, no GUID, bad URL, bad duration, unknown key ...
+_PLANTED_CHANGES: list[dict[str, Any]] = [
+    {"name": "${PLANTED}"},
+    {"endpoint": "${PLANTED}"},
+    {"endpoint": "https://${PLANTED}.example/"},
+    {"endpoint": "https://h:${PLANTED}/api/"},
+    {"endpoint": "https://[${PLANTED}]/api/"},
+    {"endpoint": "https://h/api/?${PLANTED}"},
+    {"endpoint": "https://h/${PLANTED}/"},
+    {"endpoint": "http://${PLANTED}/api/"},
+    {"authority_host": "${PLANTED}"},
+    {"resource": "ftp://${PLANTED}"},
+    {"cloud": "${PLANTED}"},
+    {"tenant": "${PLANTED}"},
+    {"client_id": "${PLANTED}"},
+    {"client_id": "x${PLANTED}"},
+    {
+        "managed_identity": True,
+        "client_secret": REMOVE,
+        "tenant": REMOVE,
+        "client_id": "${PLANTED}",
+    },
+    {"managed_identity": "${PLANTED}"},
+    {"timeout": "${PLANTED}"},
+    {"timeout": "${PLANTED}s"},
+    {"jobs": {"finished_window": "${PLANTED}"}},
+    {"jobs": {"ids": ["${PLANTED}"]}},
+    {"jobs": {"ids": "${PLANTED}"}},
+    {"jobs": {"max_jobs": "${PLANTED}"}},
+    {"jobs": {"tasks": "${PLANTED}"}},
+    {"jobs": "${PLANTED}"},
+    {"redirect_hosts": "${PLANTED}"},
+    {"redirect_hosts": ["${PLANTED}"]},
+    {"redirect_hosts": ["*.${PLANTED}"]},
+    {"ca_file": "${PLANTED}"},
+    {"client_secret": REMOVE, "client_secret_file": "${PLANTED}"},
+    {"client_secret": REMOVE, "client_certificate_file": "${PLANTED}"},
+    {PLANTED: 1},
+    {"jobs": {PLANTED: 1}},
+]
+
+
+@pytest.mark.parametrize("changes", _PLANTED_CHANGES)
+def test_a_planted_variable_value_appears_in_no_error(changes: dict[str, Any]) -> None:
+    message = error(account(**changes), env=PLANTED_ENV)
+    for part in PLANTED.split("/"):
+        assert part not in message
+
+
+def test_a_planted_value_as_a_top_level_key_appears_in_no_error() -> None:
+    message = text_error(f"{PLANTED}: 1\naccounts: []\n", source="c.yml")
+    assert message == "c.yml: an unknown key at line 1; known keys: accounts"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"timeout": "x"},
+        {"client_id": "x"},
+        {"endpoint": "https://h/foo/"},
+        {"jobs": {"zzz": 1}},
+    ],
+)
+def test_a_secret_file_in_use_appears_in_no_error(tmp_path: Path, changes: dict[str, Any]) -> None:
+    (tmp_path / "secret").write_text("F1le~planted/Secret+v\n")
+    raw = account(client_secret=REMOVE, client_secret_file="secret", **changes)
+    message = error(raw, base_dir=tmp_path)
+    assert "F1le~planted" not in message and "Secret+v" not in message
+
+
+@pytest.mark.parametrize(
+    ("key", "content", "problem"),
+    [
+        ("client_certificate_file", PLANTED.encode(), "has no readable PEM private key (expected key and certificate)"),
+        ("ca_file", PLANTED.encode(), "contains no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+        ("client_secret_file", PLANTED.encode() + b"\xff", "is not UTF-8 text"),
+        ("client_secret_file", (PLANTED.encode() * 5000)[:80000], "is 78.1 KiB (80,000 bytes), over the 64 KiB limit for a secret file"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_refused_is_not_quoted(
+    tmp_path: Path, key: str, content: bytes, problem: str
+) -> None:
+    (tmp_path / "f").write_bytes(content)
+    changes = {key: "f"} if key == "ca_file" else {"client_secret": REMOVE, key: "f"}
+    message = error(account(**changes), base_dir=tmp_path)
+    assert message == f"accounts[0].{key}: {tmp_path / 'f'} {problem}"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    key=st.sampled_from(
+        [
+            "name", "endpoint", "cloud", "authority_host", "resource", "tenant", "client_id",
+            "ca_file", "timeout", "jobs.ids", "jobs.name_prefix", "jobs.finished_window",
+            "jobs.max_jobs", "redirect_hosts", "client_secret_file", "client_certificate_file",
+        ]
+    ),
+    template=st.sampled_from(
+        ["${P}", "https://${P}/api/", "https://h:${P}/api/", "https://h/${P}/", "nb:jid:UUID:${P}",
+         "${P}s", "1${P}", "*.${P}", "[${P}]", "${P}.example.net"]
+    ),
+    middle=st.text(max_size=20),
+)  # fmt: skip
+def test_any_value_from_a_variable_in_any_key_appears_in_no_error(
+    key: str, template: str, middle: str
+) -> None:
+    value = f"Qz7~{middle}~7zQ"
+    written: Any = [template] if key in ("jobs.ids", "redirect_hosts") else template
+    section, _, inner = key.partition(".")
+    changes = {section: {inner: written}} if inner else {section: written}
+    if section in ("client_secret_file", "client_certificate_file"):
+        changes["client_secret"] = REMOVE
+    try:
+        parse(account(**changes), env={**ENV, "P": value}, base_dir=Path("/nonexistent"))
+    except ConfigError as exc:
+        assert "Qz7~" not in str(exc) and "~7zQ" not in str(exc)
+
+
+KEY_LIKE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_NOT_KEY_LIKE = st.text(min_size=1, max_size=80).filter(lambda key: not KEY_LIKE.fullmatch(key))
+
+
+def quoted(key: str) -> str:
+    """``key`` as a YAML double-quoted string on one line, every character escaped."""
+    return '"' + "".join(f"\\U{ord(char):08x}" for char in key) + '"'
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.text(min_size=1, max_size=80) | st.from_regex(KEY_LIKE, fullmatch=True),
+    nested=st.booleans(),
+)
+def test_an_unknown_key_is_quoted_only_if_it_looks_like_a_key(key: str, nested: bool) -> None:
+    assume(key not in ACCOUNT_KEYS and key not in JOBS_KEYS)
+    text = "accounts:\n  - name: a\n    endpoint: https://media.windows.net/\n"
+    text += "    managed_identity: true\n"
+    text += f"    jobs:\n      {quoted(key)}: 1\n" if nested else f"    {quoted(key)}: 1\n"
+    message = text_error(text)
+    path, allowed, line = (
+        ("accounts[0].jobs", JOBS_KEYS, 6) if nested else ("accounts[0]", ACCOUNT_KEYS, 5)
+    )
+    if KEY_LIKE.fullmatch(key):
+        assert message.startswith(f"{path}.{key}: unknown key; ")
+    else:
+        assert message == f"{path}: an unknown key at line {line}; known keys: {', '.join(allowed)}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(key=_NOT_KEY_LIKE)
+def test_a_key_given_twice_is_quoted_only_if_it_looks_like_a_key(key: str) -> None:
+    written = quoted(key)
+    message = text_error(f"accounts:\n  - {written}: 1\n    {written}: 2\n", source="c.yml")
+    assert message == "c.yml:3:5: invalid YAML: a key appears twice (first on line 2)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("accounts:\n  - name: !!int Pl4nted\n", "c.yml:2:11: invalid YAML: cannot read this value as an integer; put it in quotes if it is meant as text"),
+        ("accounts:\n  - name: !!float Pl4nted\n", "c.yml:2:11: invalid YAML: cannot read this value as a number; put it in quotes if it is meant as text"),
+        ("accounts:\n  - name: !!bool Pl4nted\n", "c.yml:2:11: invalid YAML: cannot read this value as a boolean; put it in quotes if it is meant as text"),
+        ("accounts:\n  - name: !!timestamp Pl4nted\n", "c.yml:2:11: invalid YAML: cannot read this value as a date; put it in quotes if it is meant as text"),
+        ("accounts:\n  - name: !Pl4n'ted x\n", "c.yml:2:11: invalid YAML: could not determine a constructor for the tag '...'"),
+        ("accounts:\n  - name: a\n  - x: [\n", "c.yml:4:1: invalid YAML: expected the node content, but found '<stream end>'"),
+        ("accounts:\n  - name: a\x01Pl4nted\n", "c.yml:2: invalid YAML: the character #x0001 is not allowed; write it as an escape (\\u....) in a double-quoted string"),
+    ],
+)  # fmt: skip
+def test_yaml_errors_quote_no_value_and_keep_token_names(text: str, expected: str) -> None:
+    assert text_error(text, source="c.yml") == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Size caps
+
+
+def test_a_config_file_over_1_mib_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    with path.open("wb") as file:
+        file.truncate(50 * 2**20)  # sparse: reading it would take a while, stat does not
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV)
+    assert time.monotonic() - started < 1
+    assert str(caught.value) == (
+        f"{path}: the configuration file is 50 MiB (52,428,800 bytes), over the 1 MiB limit"
+    )
+
+
+def test_a_config_file_of_exactly_1_mib_is_read_and_one_byte_more_is_not(tmp_path: Path) -> None:
+    path = write_config(tmp_path, managed())
+    body = path.read_bytes()
+    path.write_bytes(body + b"#" * (MAX_CONFIG_SIZE - len(body) - 1) + b"\n")
+    assert load_config(path, ENV).accounts[0].name == "prod"
+    path.write_bytes(path.read_bytes() + b"\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ENV)
+    assert str(caught.value) == (
+        f"{path}: the configuration file is 1.0 MiB (1,048,577 bytes), over the 1 MiB limit"
+    )
+
+
+def test_a_config_from_an_endless_pipe_is_read_only_up_to_the_cap(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), pipe.open("wb") as stream:
+            for _ in range(64):  # 4 MiB, far more than is read
+                stream.write(b"#" * 65536)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    with pytest.raises(ConfigError) as caught:
+        load_config(pipe, ENV)
+    assert str(caught.value) == f"{pipe}: the configuration file is over the 1 MiB limit"
+
+
+@pytest.mark.parametrize(
+    ("key", "size", "expected"),
+    [
+        ("client_secret_file", 64 * 2**10 + 1, "is 64.0 KiB (65,537 bytes), over the 64 KiB limit for a secret file"),
+        ("client_certificate_file", 2**20 + 1, "is 1.0 MiB (1,048,577 bytes), over the 1 MiB limit for a PEM file"),
+        ("ca_file", 2**20 + 1, "is 1.0 MiB (1,048,577 bytes), over the 1 MiB limit for a PEM file"),
+    ],
+)  # fmt: skip
+def test_secret_and_pem_files_have_caps(tmp_path: Path, key: str, size: int, expected: str) -> None:
+    (tmp_path / "big").write_bytes(b"x" * size)
+    changes = {key: "big"} if key == "ca_file" else {"client_secret": REMOVE, key: "big"}
+    message = error(account(**changes), base_dir=tmp_path)
+    assert message == f"accounts[0].{key}: {tmp_path / 'big'} {expected}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Actionable messages
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("accounts:\n  - name: a\n\tendpoint: x\n", "c.yml:3:1: invalid YAML: tabs cannot indent YAML; use spaces"),
+        ("accounts:\n  - name: a\n  \t endpoint: x\n", "c.yml:3:3: invalid YAML: tabs cannot indent YAML; use spaces"),
+        ("accounts:\n\t- name: a\n", "c.yml:2:1: invalid YAML: tabs cannot indent YAML; use spaces"),
+        ("accounts:\n  - name:\ta\n", "c.yml:2:10: invalid YAML: a tab cannot separate YAML values here; use spaces"),
+    ],
+)  # fmt: skip
+def test_a_tab_is_named_as_a_tab(text: str, expected: str) -> None:
+    assert text_error(text, source="c.yml") == expected
+
+
+def test_a_legacy_root_is_accepted_with_a_warning() -> None:
+    config = parse(
+        account(endpoint="https://media.windows.net/"),
+        account(name="cn", endpoint="https://media.chinacloudapi.cn", cloud="AzureChinaCloud"),
+        account(name="aad"),
+        source="c.yml",
+    )
+    assert [a.endpoint for a in config.accounts[:2]] == [
+        "https://media.windows.net/",
+        "https://media.chinacloudapi.cn/",
+    ]
+    assert config.warnings == (
+        "c.yml: accounts[0].endpoint: has no /api/ path, so it is treated as a legacy root that "
+        "must answer 301 with the account's endpoint, on its own host, a host of AzureCloud "
+        "(*.cloudapp.net, *.media.azure.net) or one in redirect_hosts",
+        "c.yml: accounts[1].endpoint: has no /api/ path, so it is treated as a legacy root that "
+        "must answer 301 with the account's endpoint, on its own host, a host of AzureChinaCloud "
+        "(*.chinacloudapp.cn, *.media.chinacloudapi.cn) or one in redirect_hosts",
+    )
+
+
+def test_an_account_endpoint_gives_no_warning() -> None:
+    assert parse(account()).warnings == ()
+
+
+SECRET_DOLLAR = (
+    "accounts[0].client_secret: a $ followed by a name is not expanded: write ${NAME} for the "
+    "environment variable NAME, or $$ for a literal $"
+)
+
+
+@pytest.mark.parametrize("written", ["$AMS_SECRET", "pa$word", "${AMS_HOST}$x", "$$$_a", "a$Z"])
+def test_a_variable_without_braces_in_a_secret_is_an_error(written: str) -> None:
+    assert error(account(client_secret=written)) == SECRET_DOLLAR
+
+
+@pytest.mark.parametrize(
+    ("written", "secret"),
+    [
+        ("pa$$word", "pa$word"),
+        ("$$AMS_SECRET", "$AMS_SECRET"),
+        ("$${AMS_SECRET}", "${AMS_SECRET}"),
+        ("cost$5", "cost$5"),
+        ("end$", "end$"),
+        ("a$-b", "a$-b"),
+        ("$$${AMS_SECRET}", "$" + SECRET),
+    ],
+)
+def test_double_dollar_writes_a_literal_dollar_in_a_secret(written: str, secret: str) -> None:
+    assert first(account(client_secret=written)).credential.secret == Secret(secret)
+
+
+def test_a_lone_dollar_before_a_name_stays_in_other_values() -> None:
+    assert first(account(jobs={"name_prefix": "a$b"})).jobs.name_prefix == "a$b"
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    ["11111111-2222-3333-4444-555555555555", "ABCDEF01-abcd-4EF0-8abc-0123456789AB"],
+)
+def test_client_id_is_a_guid_in_any_case(client_id: str) -> None:
+    assert first(account(client_id=client_id)).client_id == client_id
+    assert first(managed(client_id=client_id)).client_id == client_id
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    [
+        "my-app",
+        "{11111111-2222-3333-4444-555555555555}",
+        "11111111222233334444555555555555",
+        "11111111-2222-3333-4444-55555555555",
+        "11111111-2222-3333-4444-55555555555g",
+        " 11111111-2222-3333-4444-555555555555",
+    ],
+)
+@pytest.mark.parametrize("build", [account, managed])
+def test_client_id_that_is_not_a_guid_is_an_error(client_id: str, build: Any) -> None:
+    assert error(build(client_id=client_id)) == (
+        f"accounts[0].client_id: {client_id!r} is not a GUID {GUID_HINT}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# redirect_hosts
+
+
+def legacy(**changes: Any) -> dict[str, Any]:
+    """A valid account whose endpoint is the public cloud's legacy root."""
+    return account(endpoint="https://media.windows.net/", **changes)
+
+
+def test_redirect_hosts_are_read_in_lower_case() -> None:
+    got = first(
+        legacy(redirect_hosts=["AMS.Example.NET", "*.Proxy.Example.org", "[::1]", "10.0.0.7"])
+    )
+    assert got.redirect_hosts == ("ams.example.net", "*.proxy.example.org", "::1", "10.0.0.7")
+    assert first(legacy()).redirect_hosts == ()
+    assert first(legacy(redirect_hosts=[])).redirect_hosts == ()
+
+
+@pytest.mark.parametrize(
+    ("hosts", "expected"),
+    [
+        ("a.example.net", "accounts[0].redirect_hosts: expected a list of host names or *.<domain> "
+         "patterns, such as [wamsbayclus001rest-hs.cloudapp.net], got a string"),
+        (["a.example.net", 5], "accounts[0].redirect_hosts[1]: expected a string, got an integer (put it in quotes)"),
+        ([""], "accounts[0].redirect_hosts[0]: must not be empty"),
+        (["https://a.example.net"], "accounts[0].redirect_hosts[0]: expected a host name without scheme or "
+         "path, got 'https://a.example.net'"),
+        (["a.example.net/api/"], "accounts[0].redirect_hosts[0]: expected a host name without scheme or path, "
+         "got 'a.example.net/api/'"),
+        (["a.example.net:443"], "accounts[0].redirect_hosts[0]: expected a host name without port, got "
+         "'a.example.net:443'"),
+        (["[::1]:443"], "accounts[0].redirect_hosts[0]: expected a host name without port, got '[::1]:443'"),
+        (["[::g]"], "accounts[0].redirect_hosts[0]: '[::g]' is not an IPv6 address"),
+        (["u:p@a.example.net"], "accounts[0].redirect_hosts[0]: must not contain a user name or password"),
+        (["*"], "accounts[0].redirect_hosts[0]: a bare * would allow any host; write *.<domain>, such as "
+         "*.cloudapp.net"),
+        (["*."], "accounts[0].redirect_hosts[0]: a bare * would allow any host; write *.<domain>, such as "
+         "*.cloudapp.net"),
+        (["*.net"], "accounts[0].redirect_hosts[0]: '*.net' would allow a whole top-level domain; give at "
+         "least two labels after *."),
+        (["a.*.example.net"], "accounts[0].redirect_hosts[0]: * may only start a pattern, as in "
+         "*.cloudapp.net, got 'a.*.example.net'"),
+        (["*.*.example.net"], "accounts[0].redirect_hosts[0]: * may only start a pattern, as in "
+         "*.cloudapp.net, got '*.*.example.net'"),
+        (["*example.net"], "accounts[0].redirect_hosts[0]: * may only start a pattern, as in "
+         "*.cloudapp.net, got '*example.net'"),
+        (["a..example.net"], "accounts[0].redirect_hosts[0]: 'a..example.net' is not a host name (labels of "
+         "letters, digits and '-', joined by '.')"),
+        (["-a.example.net"], "accounts[0].redirect_hosts[0]: '-a.example.net' is not a host name (labels of "
+         "letters, digits and '-', joined by '.')"),
+        (["a_b.example.net"], "accounts[0].redirect_hosts[0]: 'a_b.example.net' is not a host name (labels of "
+         "letters, digits and '-', joined by '.')"),
+        (["a.example.net", "A.Example.net"], "accounts[0].redirect_hosts[1]: 'a.example.net' is already "
+         "listed as accounts[0].redirect_hosts[0]"),
+    ],
+)  # fmt: skip
+def test_bad_redirect_hosts_are_errors(hosts: object, expected: str) -> None:
+    assert error(legacy(redirect_hosts=hosts)) == expected
+
+
+@pytest.mark.parametrize(
+    ("cloud", "allowed", "refused"),
+    [
+        ("AzureCloud",
+         ["wamsbayclus001rest-hs.cloudapp.net", "WAMSBAYCLUS001REST-HS.CLOUDAPP.NET", "a.b.cloudapp.net",
+          "prodams.restv2.westeurope.media.azure.net", "media.windows.net", "MEDIA.windows.net",
+          "x.cloudapp.net."],
+         ["cloudapp.net", "media.azure.net", ".cloudapp.net", "evilcloudapp.net", "cloudapp.net.evil.com",
+          "x.chinacloudapp.cn", "evil.example", "", "x..cloudapp.net", "x.cloudapp.net:443",
+          "x\\.cloudapp.net", "x.cloudapp.net/"]),
+        ("AzureChinaCloud",
+         ["wamsshaclus001rest-hs.chinacloudapp.cn", "a.restv2.chinanorth.media.chinacloudapi.cn"],
+         ["x.cloudapp.net", "chinacloudapp.cn", "media.chinacloudapi.cn"]),
+        ("AzureUSGovernment",
+         ["c.usgovcloudapp.net", "a.restv2.usgovvirginia.media.usgovcloudapi.net"],
+         ["x.cloudapp.net", "usgovcloudapp.net"]),
+        ("AzureGermanCloud",
+         ["c.azurecloudapp.de", "a.restv2.germanycentral.media.cloudapi.de"],
+         ["x.cloudapp.net", "media.cloudapi.de"]),
+    ],
+)  # fmt: skip
+def test_legacy_redirects_may_lead_to_the_clouds_hosts_and_the_own_host(
+    cloud: str, allowed: list[str], refused: list[str]
+) -> None:
+    got = first(legacy(cloud=cloud))
+    assert [host for host in allowed if not got.allows_redirect_to(host)] == []
+    assert [host for host in refused if got.allows_redirect_to(host)] == []
+
+
+def test_redirect_hosts_add_names_and_patterns() -> None:
+    got = first(legacy(redirect_hosts=["ams.example.net", "*.proxy.example.org", "::1"]))
+    assert got.allows_redirect_to("AMS.example.net")
+    assert not got.allows_redirect_to("x.ams.example.net")
+    assert got.allows_redirect_to("a.proxy.example.org")
+    assert got.allows_redirect_to("a.b.proxy.example.org")
+    assert not got.allows_redirect_to("proxy.example.org")
+    assert not got.allows_redirect_to("aproxy.example.org")
+    assert got.allows_redirect_to("::1") and got.allows_redirect_to("[0:0::1]")
+    assert not got.allows_redirect_to("127.0.0.1")
+
+
+def test_the_own_host_of_an_ip_endpoint_is_allowed() -> None:
+    got = first(account(endpoint="https://[::1]:8443/"))
+    assert got.allows_redirect_to("::1")
+    assert not got.allows_redirect_to("127.0.0.1")
+
+
+def test_describe_shows_redirect_hosts_and_what_else_a_legacy_root_may_reach() -> None:
+    config = parse(
+        legacy(redirect_hosts=["ams.example.net", "*.proxy.example.org"]), legacy(name="b")
+    )
+    text = describe_config(config)
+    assert (
+        "    redirect_hosts:  # and the endpoint's host, *.cloudapp.net, *.media.azure.net\n"
+        "      - ams.example.net\n"
+        '      - "*.proxy.example.org"\n'
+    ) in text
+    assert (
+        "    redirect_hosts: []  # and the endpoint's host, *.cloudapp.net, *.media.azure.net\n"
+    ) in text
+    described = yaml.safe_load(text)["accounts"]
+    assert [a["redirect_hosts"] for a in described] == [
+        ["ams.example.net", "*.proxy.example.org"],
+        [],
+    ]
+
+
+def test_the_emulators_legacy_root_redirects_where_the_test_config_allows() -> None:
+    with Emulator(jobs=1, seed=1, speed=0) as emulator:
+        config = config_for(
+            {"legacy": emulator}, {"legacy": {"endpoint": emulator.legacy_endpoint}}
+        )
+        response = requests.get(
+            emulator.legacy_endpoint,
+            allow_redirects=False,
+            verify=str(emulator.ca_file),
+            timeout=30,
+        )
+    target = urlsplit(response.headers["Location"]).hostname
+    assert response.status_code == 301
+    assert target != urlsplit(emulator.legacy_endpoint).hostname  # so the key is needed
+    assert config.accounts[0].allows_redirect_to(target or "")
+    assert not replace(config.accounts[0], redirect_hosts=()).allows_redirect_to(target or "")
 
 
 # ---------------------------------------------------------------------------------------------
