@@ -41,6 +41,10 @@ DEMO_SECRET_VARIABLE = "AMS_DEMO_CLIENT_SECRET"
 # A new job every minute and two-minute tasks: progress visibly moves between two scrapes.
 DEMO_ARRIVALS_PER_HOUR = 60.0
 DEMO_MEAN_TASK_SECONDS = 120.0
+DEMO_MAX_JOBS = 1_000_000
+# Paths the server answers besides the telemetry path, and those kept for routes to come
+# (Prometheus-style health and reload, a multi-target probe): the telemetry path must be none.
+RESERVED_PATHS = ("/", "/healthz", "/readyz", "/-/healthy", "/-/ready", "/-/reload", "/probe")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.telemetry-path",
         dest="telemetry_path",
+        type=_telemetry_path,
         default="/metrics",
         help="path under which to expose metrics (default %(default)s)",
     )
@@ -111,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo.jobs",
         dest="demo_jobs",
-        type=int,
+        type=_demo_jobs,
         default=200,
-        help="with --demo: number of jobs in the emulated account (default %(default)s)",
+        help="with --demo: number of jobs in the emulated account, 1 to 1000000 "
+        "(default %(default)s)",
     )
     parser.add_argument("--version", action="version", version=f"ams-exporter {__version__}")
     return parser
@@ -128,6 +134,32 @@ def _max_connections(text: str) -> int:
     if count < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
     return count
+
+
+def _telemetry_path(text: str) -> str:
+    """``--web.telemetry-path``: an absolute path that no other route answers."""
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with /, got {text!r}")
+    if not text.isprintable() or any(char.isspace() or char in "?#" for char in text):
+        raise argparse.ArgumentTypeError(
+            f"must be a plain path, without spaces, control characters, ? or #, got {text!r}"
+        )
+    if text in RESERVED_PATHS:
+        raise argparse.ArgumentTypeError(
+            f"{text} is taken by another route; the paths {', '.join(RESERVED_PATHS)} are reserved"
+        )
+    return text
+
+
+def _demo_jobs(text: str) -> int:
+    """``--demo.jobs``: a whole number of jobs, at least one and at most ``DEMO_MAX_JOBS``."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= jobs <= DEMO_MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {DEMO_MAX_JOBS}, got {jobs}")
+    return jobs
 
 
 def start_demo(jobs: int) -> tuple[Emulator, Config]:
@@ -220,8 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, emulator = _load(args)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
         if args.config_check:
+            # On stderr, so that stdout stays the YAML of what was understood.
+            for warning in config.warnings:
+                sys.stderr.write(f"ams-exporter: configuration warning: {warning}\n")
             sys.stdout.write(describe_config(config))
             return 0
+        for warning in config.warnings:
+            log.warning("configuration: %s", warning)
         return _serve(args, config, emulator, web_config)
     except ConfigError as error:
         sys.stderr.write(f"ams-exporter: configuration error: {error}\n")

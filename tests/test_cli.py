@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,10 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
+from exporter.cli import DEMO_MAX_JOBS, build_parser, start_demo
 from exporter.emulator import Emulator
 from tests.harness import account_yaml
 
@@ -131,3 +135,218 @@ def _poll_metrics(url: str, attempts: int) -> list:
             last_error = error
         time.sleep(0.25)
     raise AssertionError(f"{url} did not answer: {last_error}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile flags: usage errors (exit 2), never a traceback
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The last line argparse prints for ``argv``, which must be refused with exit code 2."""
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(list(argv))
+    assert caught.value.code == 2
+    return capsys.readouterr().err.splitlines()[-1]
+
+
+RESERVED = "the paths /, /healthz, /readyz, /-/healthy, /-/ready, /-/reload, /probe are reserved"
+
+
+def test_telemetry_path_without_a_slash_is_a_usage_error():
+    result = _run("--demo", "--web.telemetry-path", "metrics")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "ams-exporter: error: argument --web.telemetry-path: must start with /, got 'metrics'"
+    )
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/healthz", "/readyz", "/-/healthy", "/-/ready", "/-/reload", "/probe"]
+)
+def test_telemetry_path_on_another_route_is_a_usage_error(capsys, path: str):
+    assert _usage_error(capsys, "--web.telemetry-path", path) == (
+        f"ams-exporter: error: argument --web.telemetry-path: {path} is taken by another route; "
+        f"{RESERVED}"
+    )
+
+
+@pytest.mark.parametrize("path", ["/a b", "/metrics?x=1", "/metrics#top", "/m\tx", "/m\x00"])
+def test_telemetry_path_that_no_request_can_reach_is_a_usage_error(capsys, path: str):
+    assert _usage_error(capsys, "--web.telemetry-path", path) == (
+        "ams-exporter: error: argument --web.telemetry-path: must be a plain path, without "
+        f"spaces, control characters, ? or #, got {path!r}"
+    )
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/x/metrics", "/healthz/metrics", "/Healthz"])
+def test_telemetry_path_elsewhere_is_accepted(path: str):
+    assert build_parser().parse_args(["--web.telemetry-path", path]).telemetry_path == path
+
+
+def test_negative_demo_jobs_is_a_usage_error():
+    result = _run("--demo", "--demo.jobs", "-5")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "ams-exporter: error: argument --demo.jobs: must be from 1 to 1000000, got -5"
+    )
+
+
+@pytest.mark.parametrize(
+    ("jobs", "problem"),
+    [
+        ("0", "must be from 1 to 1000000, got 0"),
+        ("1000001", "must be from 1 to 1000000, got 1000001"),
+        ("ten", "expected a whole number, got 'ten'"),
+        ("1.5", "expected a whole number, got '1.5'"),
+    ],
+)
+def test_demo_jobs_out_of_range_is_a_usage_error(capsys, jobs: str, problem: str):
+    assert _usage_error(capsys, "--demo.jobs", jobs) == (
+        f"ams-exporter: error: argument --demo.jobs: {problem}"
+    )
+
+
+@pytest.mark.parametrize("jobs", [1, DEMO_MAX_JOBS])
+def test_demo_jobs_bounds_are_accepted(jobs: int):
+    assert build_parser().parse_args(["--demo.jobs", str(jobs)]).demo_jobs == jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile configuration files
+
+
+MANAGED = (
+    "accounts:\n  - name: prod\n"
+    "    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/\n"
+    "    managed_identity: true\n"
+)
+LEGACY_WARNING = (
+    "accounts[0].endpoint: has no /api/ path, so it is treated as a legacy root that must answer "
+    "301 with the account's endpoint, on its own host, a host of AzureCloud (*.cloudapp.net, "
+    "*.media.azure.net) or one in redirect_hosts"
+)
+
+
+def test_config_file_over_1_mib_is_refused(tmp_path: Path):
+    config = tmp_path / "config.yml"
+    config.write_bytes(MANAGED.encode() + b"#" * (2 * 2**20 - len(MANAGED)))
+    result = _run("--config.check", "--config.file", str(config))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"ams-exporter: configuration error: {config}: the configuration file is 2 MiB "
+        "(2,097,152 bytes), over the 1 MiB limit\n"
+    )
+
+
+def test_web_config_file_over_1_mib_is_refused(tmp_path: Path):
+    config = tmp_path / "config.yml"
+    config.write_text(MANAGED)
+    web = tmp_path / "web.yml"
+    with web.open("wb") as file:
+        file.truncate(3 * 2**20)
+    result = _run("--config.check", "--config.file", str(config), "--web.config.file", str(web))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"ams-exporter: configuration error: {web}: the web configuration is 3 MiB "
+        "(3,145,728 bytes), over the 1 MiB limit\n"
+    )
+
+
+def test_a_tab_in_the_config_is_named_as_a_tab(tmp_path: Path):
+    config = tmp_path / "config.yml"
+    config.write_text(MANAGED + "\ttimeout: 5s\n")
+    result = _run("--config.check", "--config.file", str(config))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"ams-exporter: configuration error: {config}:5:1: invalid YAML: "
+        "tabs cannot indent YAML; use spaces\n"
+    )
+
+
+def test_config_errors_name_the_variable_never_its_value(tmp_path: Path):
+    planted = "Cl1-planted~id/value"
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "accounts:\n  - name: prod\n"
+        "    endpoint: https://prodams.restv2.westeurope.media.azure.net/api/\n"
+        "    tenant: contoso.onmicrosoft.com\n    client_id: ${AMS_ID}\n"
+        "    client_secret_file: secret.txt\n"
+    )
+    (tmp_path / "secret.txt").write_text("F1le-planted~secret/value\n")
+    result = _run("--config.check", "--config.file", str(config), env={"AMS_ID": planted})
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"ams-exporter: configuration error: {config}: accounts[0].client_id: the value of "
+        "${AMS_ID} is not a GUID (8-4-4-4-12 hexadecimal digits, such as "
+        "11111111-2222-3333-4444-555555555555)\n"
+    )
+    for part in ("Cl1-planted", "id/value", "F1le-planted", "secret/value"):
+        assert part not in result.stdout + result.stderr
+
+
+def test_config_check_prints_warnings_on_stderr_and_exits_0(tmp_path: Path):
+    config = tmp_path / "config.yml"
+    config.write_text(
+        MANAGED.replace(
+            "https://prodams.restv2.westeurope.media.azure.net/api/", "https://media.windows.net/"
+        )
+    )
+    result = _run("--config.check", "--config.file", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"ams-exporter: configuration warning: {config}: {LEGACY_WARNING}\n"
+    described = yaml.safe_load(result.stdout)["accounts"][0]
+    assert (described["endpoint"], described["redirect_hosts"]) == (
+        "https://media.windows.net/",
+        [],
+    )
+
+
+def test_config_warnings_are_logged_at_start_up(tmp_path: Path):
+    config = tmp_path / "config.yml"
+    # Nothing answers on port 1: the warm-up collection fails at once, without the network.
+    config.write_text(
+        "accounts:\n  - name: legacy\n    endpoint: https://127.0.0.1:1/\n"
+        "    authority_host: https://127.0.0.1:1\n    tenant: contoso.onmicrosoft.com\n"
+        "    client_id: 11111111-2222-3333-4444-555555555555\n    client_secret: ${S}\n"
+    )
+    port = _free_port()
+    process = subprocess.Popen(
+        [*EXPORTER, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+         "--log.format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "S": "start-up-secret"},
+    )  # fmt: skip
+    try:
+        _poll_ok(f"http://127.0.0.1:{port}/healthz", attempts=120)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    entries = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    logged = [e for e in entries if e["message"] == f"configuration: {config}: {LEGACY_WARNING}"]
+    assert [e["level"] for e in logged] == ["warning"]
+
+
+def test_demo_needs_no_redirect_hosts():
+    emulator, config = start_demo(1)
+    try:
+        (account,) = config.accounts
+        assert account.endpoint == emulator.account_endpoint
+        assert account.endpoint.endswith("/api/")
+        assert (account.redirect_hosts, config.warnings) == ((), ())
+    finally:
+        emulator.stop()
+
+
+def _poll_ok(url: str, attempts: int) -> None:
+    for _ in range(attempts):
+        try:
+            if requests.get(url, timeout=10).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"{url} did not answer")
