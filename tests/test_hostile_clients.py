@@ -31,9 +31,18 @@ from exporter import __version__
 from exporter.cli import build_collector, build_parser
 from exporter.emulator import Emulator
 from exporter.http import RequestCounter
-from exporter.httpserver import HEADER_TIMEOUT, MAX_CONNECTIONS
+from exporter.httpserver import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    WORKERS,
+    WRITE_TIMEOUT,
+)
 from exporter.server import ExporterApp, start_server
-from exporter.webconfig import WebConfig, parse_web_config
+from exporter.webconfig import HANDSHAKE_TIMEOUT, WebConfig, parse_web_config
 from tests.harness import config_for
 from tests.pki import Pki, make_pki
 
@@ -150,6 +159,26 @@ def threads_of(pid: int) -> int:
 def test_the_command_line_serves_with_a_10_s_header_timeout_and_1024_connections():
     assert HEADER_TIMEOUT == 10.0
     assert build_parser().parse_args([]).max_connections == MAX_CONNECTIONS == 1024
+
+
+def test_the_documented_limits_are_the_servers():
+    repo = Path(__file__).resolve().parent.parent
+    security = (repo / "docs" / "security.md").read_text()
+    section = security.split("## Bad input", 1)[1].split("\n## ", 1)[0]
+    for figure in (
+        f"pool of {WORKERS} worker threads",
+        f"`--web.max-connections`, default {MAX_CONNECTIONS}",
+        f"TLS handshake | {HANDSHAKE_TIMEOUT:g} s from the accept",
+        f"complete within {HEADER_TIMEOUT:g} s of the accept",
+        f"{IDLE_TIMEOUT:g} s idle",
+        f"writing an answer | {WRITE_TIMEOUT:g} s",
+        f"{MAX_HEAD_BYTES // 1024} KiB (431",
+        f"at most {MAX_HEADERS} fields",
+        f"read up to {MAX_BODY_BYTES // 1024} KiB",
+    ):
+        assert figure in section, figure
+    readme = (repo / "README.md").read_text()
+    assert f"| `--web.max-connections` | `{MAX_CONNECTIONS}` |" in readme
 
 
 def test_500_idle_and_100_slowloris_connections_cost_no_threads_and_are_closed_after_10_s(
