@@ -51,6 +51,7 @@ def account_for(
     *,
     endpoint: str | None = None,
     credential: Credential | None = None,
+    redirect_hosts: tuple[str, ...] = (),
 ) -> AccountConfig:
     """An account pointing at ``emu``, with the client secret unless told otherwise."""
     return AccountConfig(
@@ -65,6 +66,7 @@ def account_for(
         ca_file=emu.ca_file,
         timeout=10.0,
         jobs=JobsConfig(),
+        redirect_hosts=redirect_hosts,
     )
 
 
@@ -282,7 +284,8 @@ class TestTasks:
 
 class TestEndpoint:
     def test_legacy_root_is_resolved_once_and_keeps_authorization(self, fresh: Emulator) -> None:
-        w = wire(account_for(fresh, endpoint=fresh.legacy_endpoint))
+        # The emulator's legacy root (localhost) redirects to its account host, 127.0.0.1.
+        w = wire(account_for(fresh, endpoint=fresh.legacy_endpoint, redirect_hosts=("127.0.0.1",)))
         try:
             first = w.client.list_jobs("State eq 2", deadline())
             second = w.client.list_jobs("State eq 2", deadline())
@@ -298,6 +301,22 @@ class TestEndpoint:
         assert len(jobs_requests) == 2
         assert all(r.headers["authorization"] == "Bearer" for r in jobs_requests)
         assert all(r.status == 200 for r in jobs_requests)
+
+    @pytest.mark.parametrize("allowed", [(), ("*.cloudapp.net",), ("127.0.0.2", "localhost")])
+    def test_a_redirect_to_a_host_outside_the_cloud_and_redirect_hosts_is_refused(
+        self, fresh: Emulator, allowed: tuple[str, ...]
+    ) -> None:
+        account = account_for(fresh, endpoint=fresh.legacy_endpoint, redirect_hosts=allowed)
+        w = wire(account)
+        try:
+            with pytest.raises(AmsApiError, match="redirect_hosts") as info:
+                w.client.list_jobs(None, deadline())
+        finally:
+            w.client.close()
+        assert "'127.0.0.1'" in str(info.value), "the error names the refused host"
+        assert info.value.code == "RedirectRefused"
+        settle(fresh, w.counter)
+        assert not ams_requests(fresh), "nothing, and so no token, went to the refused host"
 
     def test_redirect_loop_is_an_error_naming_it(self, fresh: Emulator) -> None:
         fresh.faults.add(Fault("redirect_loop"))

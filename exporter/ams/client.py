@@ -73,6 +73,9 @@ PAGE_WINDOW = 4  # job pages in flight at most
 TASK_CONCURRENCY = 16  # task requests in flight at most (one round for a typical account)
 POOL_SIZE = PAGE_WINDOW + TASK_CONCURRENCY
 """Connections the AMS session keeps: one per request this client can have in flight."""
+# How long past the deadline a worker's own answer is awaited: its request is cut at the deadline,
+# and the worker's error (which step, which API) says more than "not read before the deadline".
+CUT_GRACE = 0.1
 MAX_PAGES = 1000  # a million jobs: far beyond the 90-day retention of any real account
 MAX_RETRIES = 4
 BACKOFF_FIRST = 0.1
@@ -217,7 +220,7 @@ class AmsClient:
             job_id: self._tasks.submit(self._tasks_or_error, job_id, deadline, unreadable)
             for job_id in dict.fromkeys(job_ids)
         }
-        wait(futures.values(), timeout=deadline.remaining())
+        wait(futures.values(), timeout=deadline.remaining() + CUT_GRACE)
         results: dict[str, list[Task] | ExporterError] = {}
         for job_id, future in futures.items():
             if future.done() and not future.cancelled():
@@ -407,6 +410,18 @@ class AmsClient:
             raise AmsApiError(
                 self._name, status, "InsecureRedirect", f"refusing a redirect to non-https: {chain}"
             )
+        host = urlsplit(target).hostname or ""
+        if not self._account.allows_redirect_to(host):
+            # The next request carries the token: only to the account's own cloud, or to a
+            # host the operator named.
+            raise AmsApiError(
+                self._name,
+                status,
+                "RedirectRefused",
+                f"refusing to send the token to {odata.excerpt(host, 100)!r}, where the legacy "
+                f"root redirects ({chain}): it is not a host of cloud {self._account.cloud}; "
+                "if it is yours, list it in the account's redirect_hosts",
+            )
         if target in seen:
             raise AmsApiError(
                 self._name, status, "RedirectLoop", f"the endpoint redirects in a loop: {chain}"
@@ -507,8 +522,9 @@ class _Page:
 
 
 def _result(future: Future[_T], deadline: Deadline, what: str) -> _T:
+    """The future's result; past the deadline (and the moment its request is cut), an error."""
     try:
-        return future.result(timeout=deadline.remaining())
+        return future.result(timeout=deadline.remaining() + CUT_GRACE)
     except FutureTimeout:
         raise DeadlineExceeded(f"{what} not read before the deadline") from None
 

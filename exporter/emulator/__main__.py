@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from types import FrameType
+from urllib.parse import urlsplit
 
 from exporter.emulator.emulator import Emulator, is_loopback
 from exporter.emulator.faults import KINDS, Fault
@@ -211,7 +212,8 @@ def describe(emulator: Emulator) -> str:
     """What a user needs to connect, including an exporter configuration."""
     return f"""AMS v2 emulator running.
   account endpoint:   {emulator.account_endpoint}
-  legacy endpoint:    {emulator.legacy_endpoint}  (301 to the account endpoint)
+  legacy endpoint:    {emulator.legacy_endpoint}  (301 to the account endpoint; an exporter
+                      using it needs redirect_hosts: ["{urlsplit(emulator.account_endpoint).hostname}"])
   authority host:     {emulator.authority_host}
   tenant:             {emulator.tenant}
   client id:          {emulator.client_id}
