@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 REDACTED = "<redacted>"
-# Encodings shorter than this are not searched for: they would match ordinary text.
+# Texts shorter than this are not searched for: they would match ordinary text. A secret this
+# short (Azure AD client secrets are 40 characters) is not redacted by value, only by shape.
 _MIN_NEEDLE = 6
 # Lines of a PEM key at least this long are remembered one by one (a log may wrap the key).
 _MIN_PEM_LINE = 16
@@ -57,7 +58,7 @@ def encodings(value: str) -> set[str]:
             start = -(-8 * offset // 6)
             end = (8 * (offset + len(raw))) // 6
             found.add(shifted[start:end])
-    return {text for text in found if len(text) >= _MIN_NEEDLE or text == value}
+    return {text for text in found if len(text) >= _MIN_NEEDLE}
 
 
 class Redactor:
@@ -76,8 +77,9 @@ class Redactor:
             return
         needles = encodings(value)
         if "-----BEGIN" in value:
-            needles |= {line.strip() for line in value.splitlines()}
-            needles = {n for n in needles if len(n) >= _MIN_PEM_LINE or n == value}
+            # The key's base64 lines, not the armour lines that every PEM text shares.
+            lines = {line.strip() for line in value.splitlines()}
+            needles |= {n for n in lines if len(n) >= _MIN_PEM_LINE and not n.startswith("-----")}
         with self._lock:
             if needles <= self._needles:
                 return

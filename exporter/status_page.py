@@ -202,7 +202,7 @@ def _job_row(view: JobView) -> str:
 
 def _seconds_cell(kind: str, seconds: float | None) -> str:
     if seconds is None:  # AMS sent nothing readable to derive it from
-        return f'<td class="num {kind}">–</td>'
+        return f'<td class="num {kind}">\u2013</td>'
     return f'<td class="num {kind}" data-seconds="{seconds!r}">{_format_duration(seconds)}</td>'
 
 

@@ -14,7 +14,7 @@ NOW = datetime(2024, 1, 15, 12, 0, tzinfo=timezone.utc).timestamp()
 def _jobs_config(jobs_yaml: str = "{}"):
     text = (
         "accounts:\n  - name: a\n    endpoint: https://a.restv2.westeurope.media.azure.net/api/\n"
-        "    tenant: t\n    client_id: c\n    client_secret: s\n"
+        "    tenant: t\n    client_id: 00000000-0000-0000-0000-000000000000\n    client_secret: s\n"
         f"    jobs: {jobs_yaml}\n"
     )
     return parse_config(text, {}).accounts[0].jobs

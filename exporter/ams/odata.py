@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 from exporter.ams.model import ERROR_CODES, Job, JobState, Task
 from exporter.redact import SECRETS, redact
 
-
 log = logging.getLogger(__name__)
 
 
