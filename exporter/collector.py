@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 # Queued and Scheduled jobs have not started (Progress 0); final jobs never change.
 LIVE_TASK_STATES = frozenset({JobState.PROCESSING, JobState.CANCELING})
 
-# Time a collection may overrun its deadline before its callers stop waiting for it.
+# Time a collection may overrun its own deadline before its callers stop waiting for it (never
+# past a caller's deadline).
 GRACE_SECONDS = 0.25
 
 
@@ -374,7 +375,7 @@ class Collector:
     def _gather(self, current: _Round, deadline: Deadline) -> Collection:
         results = []
         for account, own, future in current.work:
-            wait = min(own.remaining(), deadline.remaining()) + GRACE_SECONDS
+            wait = min(own.remaining() + GRACE_SECONDS, deadline.remaining())
             try:
                 results.append(future.result(timeout=wait))
             except FutureTimeout:

@@ -86,6 +86,18 @@ CASES = (
         "503",
     ),
     Case(
+        "aad-slow-headers",
+        "Azure AD sends its status line and headers one byte a second",
+        "the exchange is cut at the deadline, the token lock freed, ams_up 0",
+        faults(
+            Fault("slow_headers", api="aad", path=TOKEN_PATH, drip_bytes=1, drip_interval=1.0),
+            expire=True,
+        ),
+        ("aad", "error"),
+        "outlived the deadline",
+        overrides={"timeout": "3s"},
+    ),
+    Case(
         "aad-500",
         "Azure AD answers 500 to token requests",
         "ams_up 0, AuthError with the status",
@@ -185,6 +197,7 @@ CASES = (
         faults(Fault("latency", latency=30.0)),
         ("ams", "error"),
         "deadline",
+        overrides={"timeout": "3s"},
     ),
     Case(
         "connection-reset",
@@ -247,12 +260,22 @@ CASES = (
         "exceeds",
     ),
     Case(
+        "slow-headers",
+        "the status line and headers arrive one byte a second",
+        "the exchange is cut at the deadline (headers included), ams_up 0",
+        faults(Fault("slow_headers", path=JOBS_PATH, drip_bytes=1, drip_interval=1.0)),
+        ("ams", "error"),
+        "outlived the deadline",
+        overrides={"timeout": "3s"},
+    ),
+    Case(
         "slow-drip",
         "the body arrives 8 bytes every 50 ms",
         "reading stops at the deadline, ams_up 0",
         faults(Fault("slow_drip")),
         ("ams", "200"),
         "deadline",
+        overrides={"timeout": "3s"},
     ),
 )
 
