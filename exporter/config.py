@@ -258,7 +258,7 @@ _JOB_ID_RE = re.compile(f"nb:jid:UUID:{_GUID}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _VAR_RE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 # A "$NAME" left after the ${NAME} and $$ are taken out: a variable written without braces.
-_BARE_VAR_RE = re.compile(r"\$[A-Za-z_]")
+_BARE_VAR_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _ONE_VAR_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 # What an error may quote as a key; anything else (a pasted secret, a line of text) is only
 # located by its line.
@@ -628,11 +628,15 @@ def _string(ctx: _Context, path: str, value: object, *, secret: bool = False) ->
             " (put it in quotes)" if isinstance(value, (bool, int, float, datetime.date)) else ""
         )
         ctx.fail(path, f"expected a string, got {type_name(value)}{quote}")
-    if secret and _BARE_VAR_RE.search(_VAR_RE.sub("", value)):
+    if secret and (bare := _BARE_VAR_RE.search(_VAR_RE.sub("", value))):
+        # The name is shown only when such a variable exists: then it is a reference, not
+        # the start of a secret that happens to begin with $.
+        name = bare.group(1)
+        example = f"${{{name}}}" if name in ctx.env else "${NAME}"
         ctx.fail(
             path,
-            "a $ followed by a name is not expanded: write ${NAME} for the environment "
-            "variable NAME, or $$ for a literal $",
+            f"a $ followed by a name is not expanded: write {example} for the environment "
+            "variable, or $$ for a literal $",
         )
     text = ctx.expand(path, value)
     if text == "":
@@ -682,7 +686,8 @@ def _https_url(ctx: _Context, path: str, value: object) -> tuple[str, str]:
     text = _string(ctx, path, value)
     if "@" in text:
         # Checked first, and the URL not quoted, because it may carry a password.
-        ctx.fail(path, "must not contain a user name or password")
+        origin = f" ({ctx.show(path, text)})" if path in ctx.expanded else ""
+        ctx.fail(path, f"must not contain a user name or password{origin}")
     if any(char.isspace() for char in text):
         ctx.fail(path, "must not contain spaces")
     try:

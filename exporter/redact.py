@@ -15,6 +15,7 @@ records of every library, and those cannot be handed an object.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import threading
@@ -50,6 +51,8 @@ def encodings(value: str) -> set[str]:
     raw = value.encode("utf-8", "surrogatepass")
     found = {value, quote(value, safe=""), quote(value), quote_plus(value), quote_plus(value, "/")}
     found |= {text.lower() for text in list(found) if "%" in text}
+    escaped = json.dumps(value)[1:-1]  # inside a JSON string, with \\/ where a writer escapes /
+    found |= {escaped, escaped.replace("/", "\\/"), json.dumps(value, ensure_ascii=False)[1:-1]}
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         whole = encode(raw).decode("ascii")
         found |= {whole, whole.rstrip("=")}

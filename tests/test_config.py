@@ -1315,13 +1315,21 @@ def test_an_account_endpoint_gives_no_warning() -> None:
 
 SECRET_DOLLAR = (
     "accounts[0].client_secret: a $ followed by a name is not expanded: write ${NAME} for the "
-    "environment variable NAME, or $$ for a literal $"
+    "environment variable, or $$ for a literal $"
 )
 
 
-@pytest.mark.parametrize("written", ["$AMS_SECRET", "pa$word", "${AMS_HOST}$x", "$$$_a", "a$Z"])
+@pytest.mark.parametrize(
+    "written", ["$NO_SUCH_VARIABLE", "pa$word", "${AMS_HOST}$x", "$$$_a", "a$Z"]
+)
 def test_a_variable_without_braces_in_a_secret_is_an_error(written: str) -> None:
     assert error(account(client_secret=written)) == SECRET_DOLLAR
+
+
+def test_a_variable_without_braces_that_exists_is_suggested_by_name() -> None:
+    assert error(account(client_secret="$AMS_SECRET")) == SECRET_DOLLAR.replace(
+        "${NAME}", "${AMS_SECRET}"
+    )
 
 
 @pytest.mark.parametrize(

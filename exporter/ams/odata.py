@@ -118,8 +118,9 @@ def _from_iso_fast(value: str) -> float | None:
 
 
 def _from_milliseconds(ms: float) -> float:
-    if not math.isfinite(ms) or abs(ms) > 253_402_300_800_000:  # beyond year 9999
-        raise ODataFormatError(f"date out of range: {ms!r} ms")
+    # Compared before any float conversion: a JSON integer may be far beyond a double.
+    if abs(ms) > 253_402_300_800_000 or not math.isfinite(ms):  # beyond year 9999
+        raise ODataFormatError(f"date out of range: {excerpt(repr(ms), 40)} ms")
     return ms / 1000.0
 
 
