@@ -324,9 +324,18 @@ class Collector:
                 )
         return redact("; ".join(reasons)) or None
 
-    def collect(self, deadline: Deadline) -> Collection:
-        """A fresh collection; joins the one in flight when there is one."""
+    def collect(self, deadline: Deadline, arrived: float | None = None) -> Collection:
+        """A fresh collection; joins the one in flight when there is one.
+
+        ``arrived`` (``time.monotonic()``) is when the caller's request came in: a collection that
+        finished after that was in flight for this caller as much as one it could have joined
+        (it waited for a server worker meanwhile), so it is the answer, not a second collection.
+        """
         with self._lock:
+            latest = self._latest
+            finished_since = arrived is not None and self._latest_at >= arrived
+            if self._round is None and latest is not None and finished_since:
+                return latest
             current = self._round if self._round is not None else self._start_round()
         return self._gather(current, deadline)
 

@@ -106,6 +106,10 @@ _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f]")
 
 
+# The WSGI environ key of a request's arrival, ``time.monotonic()`` when its last byte was read.
+RECEIVED_KEY = "ams_exporter.received"
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one connection may cost; see the module docstring."""
@@ -313,7 +317,9 @@ class HttpServer:
         self._next_due = math.inf
         self._accept_paused_until: float | None = None
         self._last_fd_warning = -math.inf
-        self._jobs: queue.SimpleQueue[tuple[_Connection, _Head, bytes] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[_Connection, _Head, bytes, float] | None] = (
+            queue.SimpleQueue()
+        )
         self._answers: deque[tuple[_Connection, list[bytes], bool]] = deque()
         self._stopping = False
         self._loop: threading.Thread | None = None
@@ -574,7 +580,7 @@ class HttpServer:
         connection.phase = _Phase.ANSWERING
         self._arm(connection, None)
         self._want(connection, 0)
-        self._jobs.put((connection, *request))
+        self._jobs.put((connection, *request, time.monotonic()))
 
     def _send(self, connection: _Connection, parts: list[bytes], close: bool, now: float) -> None:
         connection.phase = _Phase.WRITING
@@ -672,17 +678,18 @@ class HttpServer:
             job = self._jobs.get()
             if job is None:
                 return
-            connection, head, body = job
-            parts, close = self._answer(connection.address, head, body)
+            connection, head, body, received = job
+            parts, close = self._answer(connection.address, head, body, received)
             self._answers.append((connection, parts, close))
             self._wake()
 
     def _answer(
-        self, address: tuple[Any, ...], head: _Head, body: bytes
+        self, address: tuple[Any, ...], head: _Head, body: bytes, received: float
     ) -> tuple[list[bytes], bool]:
         """The app's answer to one request as bytes to write, and whether to close after it."""
         try:
-            status, headers, chunks = self._call_app(self._environ(address, head, body))
+            environ = self._environ(address, head, body, received)
+            status, headers, chunks = self._call_app(environ)
         except Exception:
             log.exception("internal error answering %s %s", head.method, head.path)
             return _refusal_answer(HTTPStatus.INTERNAL_SERVER_ERROR), True
@@ -726,8 +733,13 @@ class HttpServer:
         status, headers = started[0]
         return status, headers, [bytes(chunk) for chunk in chunks if chunk]
 
-    def _environ(self, address: tuple[Any, ...], head: _Head, body: bytes) -> dict[str, Any]:
+    def _environ(
+        self, address: tuple[Any, ...], head: _Head, body: bytes, received: float
+    ) -> dict[str, Any]:
+        """The WSGI environ; ``RECEIVED_KEY`` holds when the request was complete (monotonic),
+        since a request may wait for a worker and its deadline runs from its arrival."""
         environ: dict[str, Any] = {
+            RECEIVED_KEY: received,
             "REQUEST_METHOD": head.method,
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote(head.path, "iso-8859-1"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from exporter.httpserver import (
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
+    RECEIVED_KEY,
     WRITE_TIMEOUT,
     HttpServer,
     Limits,
@@ -143,7 +145,11 @@ class ExporterApp:
         # Negotiated before collecting: whatever the header says, the collection is answered.
         negotiation = negotiate(environ.get("HTTP_ACCEPT", ""))
         budget = collection_budget(environ.get(SCRAPE_TIMEOUT_HEADER), self._default_timeout)
-        collection = self._collector.collect(Deadline.after(budget))
+        # A request may have waited for a worker: its budget, like Prometheus's timeout, runs
+        # from its arrival, and a collection that finished after it arrived answers it too.
+        received = environ.get(RECEIVED_KEY)
+        arrived = received if isinstance(received, float) else time.monotonic()
+        collection = self._collector.collect(Deadline(arrived + budget), arrived=arrived)
         body, content_type = render(
             collection, self._counter.snapshot(), self._version, negotiation, self._process
         )

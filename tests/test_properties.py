@@ -125,8 +125,10 @@ def test_job_entities_of_any_field_types_give_a_job_or_a_clear_error(
     except ODataFormatError as exc:
         assert str(exc)
     else:
-        for value in (job.created, job.priority, job.running_duration_seconds):
-            assert math.isfinite(value)
+        assert math.isfinite(job.created)
+        for value in (job.priority, job.running_duration_seconds):
+            assert value is None or math.isfinite(value)
+        assert job.running_duration_seconds is None or job.running_duration_seconds >= 0
 
 
 @SETTINGS
@@ -141,7 +143,9 @@ def test_task_entities_of_any_field_types_give_a_task_or_a_clear_error(
     except ODataFormatError as exc:
         assert str(exc)
     else:
-        assert math.isfinite(task.progress) and math.isfinite(task.running_duration_seconds)
+        assert task.progress is None or 0.0 <= task.progress <= 100.0
+        duration = task.running_duration_seconds
+        assert duration is None or (math.isfinite(duration) and duration >= 0)
 
 
 # ---------------------------------------------------------------------------------------------
