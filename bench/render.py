@@ -46,7 +46,7 @@ class _FixedCollector:
     def __init__(self, collection: Collection) -> None:
         self._collection = collection
 
-    def collect(self, _deadline: Deadline) -> Collection:
+    def collect(self, _deadline: Deadline, arrived: float | None = None) -> Collection:
         return self._collection
 
 

@@ -32,7 +32,7 @@ from exporter.config import CLOUDS, AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded, ExporterError
 from exporter.http import UpstreamSession, transport_reason
-from exporter.redact import remember
+from exporter.redact import remember, remember_token
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class _MsalTokenProvider(ABC):
             self._app = None
             raise self._auth_error(result if isinstance(result, dict) else {})
         token: str = result["access_token"]
-        remember(token)
+        remember_token(token)
         lifetime = _lifetime(result.get("expires_in"))
         if lifetime <= 0:
             if not self._warned_expired:

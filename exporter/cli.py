@@ -27,6 +27,7 @@ from exporter.errors import ConfigError
 from exporter.http import RequestCounter, UpstreamSession
 from exporter.httpserver import MAX_CONNECTIONS
 from exporter.logs import configure_logging
+from exporter.redact import redact
 from exporter.server import ExporterApp, ExporterServer, start_server
 from exporter.webconfig import WebConfig, load_web_config
 
@@ -254,8 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config_check:
             # On stderr, so that stdout stays the YAML of what was understood.
             for warning in config.warnings:
-                sys.stderr.write(f"ams-exporter: configuration warning: {warning}\n")
-            sys.stdout.write(describe_config(config))
+                sys.stderr.write(f"ams-exporter: configuration warning: {redact(warning)}\n")
+            # Secrets print as <redacted> already; this also catches one put in a plain key.
+            sys.stdout.write(redact(describe_config(config)))
             return 0
         for warning in config.warnings:
             log.warning("configuration: %s", warning)

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import re
+import weakref
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from exporter.errors import ConfigError
-from exporter.redact import remember
+from exporter.redact import forget, remember
 
 __all__ = [
     "ACCOUNT_KEYS",
@@ -73,11 +74,12 @@ class Secret:
     whatever the exporter shows.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("__weakref__", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
         remember(value)
+        weakref.finalize(self, forget, value)
 
     def reveal(self) -> str:
         """The secret itself."""

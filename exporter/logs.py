@@ -7,6 +7,9 @@ on the one handler. Some libraries are also kept from logging at all:
   at ERROR with a traceback, and request details at DEBUG. Nothing it says is needed: every
   failure reaches the exporter as an exception and is reported as an ``AuthError``.
 - ``urllib3`` logs each request line at DEBUG; only its warnings are kept.
+
+What would reach stderr without logging goes through it too: Python warnings, and the tracebacks
+of exceptions that escape a thread or the main program.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+from types import TracebackType
 from typing import Any
 
 from exporter.redact import RedactingFilter
@@ -53,3 +58,23 @@ def configure_logging(level: str, log_format: str) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     for name in WARNINGS_ONLY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    threading.excepthook = _log_thread_exception
+    sys.excepthook = _log_uncaught_exception
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    thread = args.thread.name if args.thread is not None else "a thread"
+    logging.getLogger("exporter").error(
+        "unhandled error in %s",
+        thread,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
+def _log_uncaught_exception(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    logging.getLogger("exporter").critical("unhandled error", exc_info=(kind, error, trace))

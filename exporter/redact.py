@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections import Counter, deque
 from urllib.parse import quote, quote_plus
 
 REDACTED = "<redacted>"
@@ -64,41 +64,72 @@ def encodings(value: str) -> set[str]:
     return {text for text in found if len(text) >= _MIN_NEEDLE}
 
 
+# Access tokens remembered at once: a few per account (one an hour is renewed). A token that
+# dropped out long expired; an ever-growing list would make every redaction slower.
+MAX_TOKENS = 64
+
+
 class Redactor:
-    """The remembered secrets and a compiled pattern that finds any of them. Thread-safe."""
+    """The remembered secrets and tokens, and a pattern that finds any of them. Thread-safe.
+
+    Secrets are counted (several ``Secret`` objects may hold one value) and forgotten when the
+    last holder is gone; tokens are the :data:`MAX_TOKENS` most recent. The pattern is compiled
+    when text is first redacted after a change.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._needles: set[str] = set()
+        self._secrets: Counter[str] = Counter()
+        self._tokens: deque[str] = deque(maxlen=MAX_TOKENS)
+        self._forgotten: deque[str] = deque()
         self._pattern: re.Pattern[str] | None = None
+        self._stale = False
         self.generation = 0
-        """Grows with every new secret: caches of redacted text compare it to stay true."""
+        """Grows with every change: caches of redacted text compare it to stay true."""
 
     def add(self, value: str) -> None:
-        """Remember ``value`` (a secret or a token) in every encoding it may travel in."""
+        """Remember secret ``value`` (until :meth:`forget`) in every encoding it may travel in."""
         if not value.strip():
             return
-        needles = encodings(value)
-        if "-----BEGIN" in value:
-            # The key's base64 lines, not the armour lines that every PEM text shares.
-            lines = {line.strip() for line in value.splitlines()}
-            needles |= {n for n in lines if len(n) >= _MIN_PEM_LINE and not n.startswith("-----")}
         with self._lock:
-            if needles <= self._needles:
-                return
-            self._needles |= needles
-            ordered = sorted(self._needles, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(needle) for needle in ordered))
-            self.generation += 1
+            self._settle_forgotten()
+            self._secrets[value] += 1
+            if self._secrets[value] == 1:
+                self._changed()
 
-    def add_all(self, values: Iterable[str]) -> None:
-        """:meth:`add` for each of ``values``."""
-        for value in values:
-            self.add(value)
+    def forget(self, value: str) -> None:
+        """One holder of secret ``value`` is gone; with the last, the value is no longer sought.
+
+        Called from a finalizer, which the garbage collector may run in any thread at any moment,
+        also while this thread holds the lock: so it only queues the value (``deque.append`` is
+        atomic), and the next change or redaction settles it under the lock.
+        """
+        if value.strip():
+            self._forgotten.append(value)
+            self._stale = True
+
+    def _settle_forgotten(self) -> None:
+        """Apply the queued :meth:`forget` calls (lock held)."""
+        while self._forgotten:
+            value = self._forgotten.popleft()
+            if self._secrets[value] <= 1:
+                if self._secrets.pop(value, 0):
+                    self._changed()
+            else:
+                self._secrets[value] -= 1
+
+    def add_token(self, value: str) -> None:
+        """Remember access token ``value`` among the most recent ones."""
+        if not value.strip():
+            return
+        with self._lock:
+            if value not in self._tokens:
+                self._tokens.append(value)
+                self._changed()
 
     def redact(self, text: str) -> str:
         """``text`` with every remembered secret, and anything shaped like a token, replaced."""
-        pattern = self._pattern
+        pattern = self._compiled()
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
         for shape, replacement in _SHAPES:
@@ -107,8 +138,37 @@ class Redactor:
 
     def redact_value(self, text: str) -> str:
         """``text`` with only the remembered secrets replaced: for names, where shapes are data."""
-        pattern = self._pattern
+        pattern = self._compiled()
         return text if pattern is None else pattern.sub(REDACTED, text)
+
+    def _changed(self) -> None:
+        self._stale = True
+        self.generation += 1
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        if not self._stale:
+            return self._pattern
+        with self._lock:
+            self._settle_forgotten()
+            if self._stale:
+                needles: set[str] = set()
+                for value in (*self._secrets, *self._tokens):
+                    needles |= _needles(value)
+                ordered = sorted(needles, key=len, reverse=True)
+                joined = "|".join(re.escape(needle) for needle in ordered)
+                self._pattern = re.compile(joined) if joined else None
+                self._stale = False
+            return self._pattern
+
+
+def _needles(value: str) -> set[str]:
+    """What to search for to find ``value``: its encodings, and a PEM key's lines one by one."""
+    needles = encodings(value)
+    if "-----BEGIN" in value:
+        # The key's base64 lines, not the armour lines that every PEM text shares.
+        lines = {line.strip() for line in value.splitlines()}
+        needles |= {n for n in lines if len(n) >= _MIN_PEM_LINE and not n.startswith("-----")}
+    return needles
 
 
 SECRETS = Redactor()
@@ -116,8 +176,18 @@ SECRETS = Redactor()
 
 
 def remember(value: str) -> None:
-    """Remember a secret or a token in :data:`SECRETS`."""
+    """Remember a secret in :data:`SECRETS` (see :meth:`Redactor.add`)."""
     SECRETS.add(value)
+
+
+def forget(value: str) -> None:
+    """See :meth:`Redactor.forget`."""
+    SECRETS.forget(value)
+
+
+def remember_token(value: str) -> None:
+    """Remember an access token in :data:`SECRETS` (see :meth:`Redactor.add_token`)."""
+    SECRETS.add_token(value)
 
 
 def redact(text: str) -> str:

@@ -11,6 +11,9 @@ import binascii
 import json
 import logging
 import re
+import sys
+import threading
+import warnings
 from collections.abc import Iterator
 from urllib.parse import quote, quote_plus
 
@@ -22,7 +25,7 @@ from exporter.ams.odata import excerpt, job_from_entity, read_error
 from exporter.config import Secret
 from exporter.errors import AmsApiError, AuthError
 from exporter.logs import configure_logging
-from exporter.redact import REDACTED, Redactor, redact, remember
+from exporter.redact import MAX_TOKENS, REDACTED, Redactor, redact, remember
 
 SECRET = "s3cr+t/v@lue=with&chars%"
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_=-]{4,}")
@@ -114,10 +117,24 @@ def test_short_ordinary_encodings_do_not_blank_out_text() -> None:
     assert fresh.redact("State eq 2 and Name eq 'x'") == "State eq 2 and Name eq 'x'"
 
 
-def test_every_secret_of_the_configuration_is_remembered() -> None:
+def test_every_secret_of_the_configuration_is_remembered_while_it_is_held() -> None:
     value = "config-secret-" + "7" * 12
-    Secret(value)
+    held = Secret(value)
     assert value not in redact(f"echoed {quote_plus(value)} and {value}")
+    again = Secret(value)
+    del held
+    assert value not in redact(value), "still held by another Secret"
+    del again
+    assert redact(value) == value, "forgotten with its last holder"
+
+
+def test_only_the_most_recent_tokens_are_sought() -> None:
+    fresh = Redactor()
+    tokens = [f"opaque-token-{index:04d}" for index in range(MAX_TOKENS + 5)]
+    for token in tokens:
+        fresh.add_token(token)
+    assert fresh.redact(tokens[-1]) == REDACTED
+    assert fresh.redact(tokens[0]) == tokens[0], "an old, long expired token is let go"
 
 
 def test_error_messages_are_redacted_when_made() -> None:
@@ -158,7 +175,10 @@ def restored_logging() -> Iterator[None]:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     saved_levels = {name: logging.getLogger(name).level for name in ("msal", "urllib3")}
+    saved_hooks = threading.excepthook, sys.excepthook
     yield
+    logging.captureWarnings(False)
+    threading.excepthook, sys.excepthook = saved_hooks
     root.handlers[:], root.level = saved[0], saved[1]
     for name, level in saved_levels.items():
         logging.getLogger(name).setLevel(level)
@@ -188,3 +208,25 @@ def test_no_library_logger_writes_a_secret_at_debug_level(
     for form in [*plain_forms(SECRET), token]:
         assert form not in written
     assert "ValueError" in written, "the traceback is kept, redacted"
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_warnings_and_thread_crashes_reach_stderr_through_the_redacting_log(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    remember(SECRET)
+    configure_logging("info", "text")
+
+    def crash() -> None:
+        raise RuntimeError(f"echoed {quote_plus(SECRET)}")
+
+    worker = threading.Thread(target=crash, name="crashing-worker")
+    worker.start()
+    worker.join(timeout=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn(f"insecure call with {SECRET}", UserWarning, stacklevel=1)
+    written = capsys.readouterr().err
+    assert "unhandled error in crashing-worker" in written and "RuntimeError" in written
+    assert "insecure call with <redacted>" in written
+    assert not any(form in written for form in plain_forms(SECRET))
