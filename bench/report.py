@@ -1,4 +1,4 @@
-"""The benchmark's verdicts and tables: targets of issue 8, Markdown, the marked docs section."""
+"""The benchmark's verdicts and tables: the performance targets, Markdown, the marked docs section."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _slope(small: dict[str, Any], large: dict[str, Any]) -> float:
 
 
 def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each target of issue 8 that the run can judge, per configuration."""
+    """Each performance target that the run can judge, per configuration."""
     verdicts = []
     for r in results:
         where = f"{r['jobs']} jobs, {r['latency_ms']} ms"
@@ -215,7 +215,7 @@ def _memory_line(document: dict[str, Any]) -> list[str]:
 
 
 def _target_table(verdicts: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "**Targets of issue 8**", "", "| target | where | measured | limit | met |"]
+    lines = ["", "**Performance targets**", "", "| target | where | measured | limit | met |"]
     lines.append("|---|---|---:|---:|:---:|")
     for v in verdicts:
         lines.append(

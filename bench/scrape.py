@@ -1,4 +1,4 @@
-"""``python -m bench.scrape``: the exporter's scrape against a straight-line baseline (issue 8).
+"""``python -m bench.scrape``: the exporter's scrape against a straight-line baseline.
 
 For each account size and each added latency, in one run: an emulator in its own process, the
 exporter in its own process, and the baseline client (:mod:`bench.baseline`) in this one. Baseline

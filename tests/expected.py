@@ -1,7 +1,7 @@
 """What the exporter must report, derived from the emulator's own state without the exporter's code.
 
 The emulator keeps the service's values (aware datetimes, RunningDuration in milliseconds, integer
-states); these functions restate the metric contract of issue 3 on top of them.
+states); these functions restate the metric contract (docs/metrics.md) on top of them.
 """
 
 from __future__ import annotations

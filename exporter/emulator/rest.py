@@ -1,8 +1,9 @@
 """The AMS v2 REST API under ``/api/``: headers, routing, the two JSON shapes and error bodies.
 
-Follows ``reference/ams-v2-api.md`` sections 1, 3, 6 and 7. Order of checks: ``Accept`` (415 for
-anything but JSON; Atom is not emulated), the bearer token (401), ``x-ms-version`` and the data
-service versions (400), then the route (404) and the query options (400).
+Follows the AMS v2 REST documentation (endpoints, headers and shapes, query options, errors).
+Order of checks: ``Accept`` (415 for anything but JSON; Atom is not emulated), the bearer token
+(401), ``x-ms-version`` and the data service versions (400), then the route (404) and the query
+options (400).
 """
 
 from __future__ import annotations
