@@ -21,6 +21,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
+COPY ams_emulator ./ams_emulator
 
 # The wheel, not the source tree, goes into the venv: what ships is what `pip install` of a
 # release would give, package data included; the bcrypt extra lets --web.config.file use

@@ -96,7 +96,7 @@ def start_emulator(
     workdir: Path, jobs: int, latency: float, seed: int = 1
 ) -> tuple[Child, EmulatorInfo]:
     """An emulator with ``jobs`` jobs, its clock frozen so that every scrape sees the same data."""
-    args = [sys.executable, "-m", "exporter.emulator", "--jobs", str(jobs), "--seed", str(seed)]
+    args = [sys.executable, "-m", "ams_emulator", "--jobs", str(jobs), "--seed", str(seed)]
     args += ["--speed", "0", "--port", "0", "--latency", repr(latency)]
     child = Child(args, workdir, f"emulator-{jobs}-{latency:g}", _env())
     try:

@@ -32,7 +32,7 @@ from exporter.server import ExporterApp, ExporterServer, start_server
 from exporter.webconfig import WebConfig, load_web_config
 
 if TYPE_CHECKING:
-    from exporter.emulator import Emulator
+    from ams_emulator import Emulator
 
 log = logging.getLogger("exporter")
 
@@ -169,7 +169,7 @@ def start_demo(jobs: int) -> tuple[Emulator, Config]:
     The emulator's clock runs at real speed, because the exporter measures ages and durations on
     the wall clock; the demo is kept lively by frequent arrivals and short tasks instead.
     """
-    from exporter.emulator import Emulator
+    from ams_emulator import Emulator
 
     emulator = Emulator(
         jobs=jobs,

@@ -17,11 +17,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from ams_emulator import Emulator
 from exporter import __version__
 from exporter.cli import build_collector
 from exporter.collector import Collector
 from exporter.config import Config, parse_config
-from exporter.emulator import Emulator
 from exporter.http import RequestCounter
 from exporter.server import ExporterApp, start_server
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ams_emulator import Emulator, Fault
+from ams_emulator.emulator import MANAGED_IDENTITY_CLIENT_ID
 from exporter.auth import (
     PUBLIC_AUTHORITY_HOSTS,
     ManagedIdentityTokenProvider,
@@ -22,8 +24,6 @@ from exporter.auth import (
 )
 from exporter.config import AccountConfig, Credential, Secret
 from exporter.deadline import Deadline
-from exporter.emulator import Emulator, Fault
-from exporter.emulator.emulator import MANAGED_IDENTITY_CLIENT_ID
 from exporter.errors import AuthError, DeadlineExceeded
 from exporter.http import RequestCounter, UpstreamSession
 from tests.test_client import ACCOUNT, USER_AGENT, account_for, settle, wire

@@ -17,6 +17,8 @@ from datetime import datetime
 import pytest
 import requests
 
+from ams_emulator import EmuJob, Emulator, EmuTask, Fault
+from ams_emulator.requestlog import RequestRecord
 from exporter import __version__
 from exporter.ams.client import (
     ACCEPT_VERBOSE,
@@ -30,8 +32,6 @@ from exporter.ams.model import Job, JobState, Task
 from exporter.auth import token_provider_for
 from exporter.config import AccountConfig, Credential, JobsConfig, Secret
 from exporter.deadline import Deadline
-from exporter.emulator import EmuJob, Emulator, EmuTask, Fault
-from exporter.emulator.requestlog import RequestRecord
 from exporter.errors import (
     AmsApiError,
     AmsResponseError,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from exporter.emulator import Emulator, Fault
+from ams_emulator import Emulator, Fault
 from tests import expected
 from tests.harness import running_exporter
 

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from ams_emulator import Emulator
 from exporter.config import (
     ACCOUNT_KEYS,
     CLOUDS,
@@ -41,7 +42,6 @@ from exporter.config import (
     parse_config,
     parse_duration,
 )
-from exporter.emulator import Emulator
 from exporter.errors import ConfigError
 from tests.harness import config_for
 

@@ -328,7 +328,7 @@ def build_context() -> set[str]:
 
 def test_build_context_holds_exactly_what_the_build_copies() -> None:
     sources = Dockerfile().copy_sources(0)
-    assert sorted(sources) == ["LICENSE", "README.md", "exporter", "pyproject.toml"]
+    assert sorted(sources) == ["LICENSE", "README.md", "ams_emulator", "exporter", "pyproject.toml"]
     context = build_context()
     for source in sources:
         assert source in context or any(p.startswith(source + "/") for p in context), source
@@ -341,7 +341,7 @@ def test_build_context_keeps_out_tests_caches_and_vcs_data() -> None:
     for prefix in ("tests/", ".git/", ".venv/", "docs/", "bench/", "deploy/"):
         assert not any(p.startswith(prefix) for p in context), prefix
     assert not any("__pycache__" in p or p.endswith((".pyc", ".pyo")) for p in context)
-    assert any(p.startswith("exporter/emulator/") for p in context)
+    assert any(p.startswith("ams_emulator/") for p in context)
 
 
 def test_dockerignore_rules_are_read_as_docker_reads_them() -> None:
@@ -352,10 +352,10 @@ def test_dockerignore_rules_are_read_as_docker_reads_them() -> None:
         return is_excluded(path, patterns)
 
     assert verdict("tests/test_container.py")
-    assert verdict("exporter/emulator/__pycache__/tls.cpython-311.pyc")
+    assert verdict("ams_emulator/__pycache__/tls.cpython-311.pyc")
     assert verdict(".git/HEAD")
     assert verdict("ams_exporter.egg-info/PKG-INFO")
-    assert not verdict("exporter/emulator/tls.py")
+    assert not verdict("ams_emulator/tls.py")
     assert not verdict("pyproject.toml")
 
 

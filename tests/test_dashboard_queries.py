@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from exporter.emulator import Emulator
+from ams_emulator import Emulator
 from tests.expected import ACTIVE, STATE_NAMES, ended_at, split_scope
 from tests.harness import running_exporter
 from tests.prom import PrometheusServer, running_prometheus

@@ -26,10 +26,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from ams_emulator import Emulator
 from bench.processes import Child
 from exporter import __version__
 from exporter.cli import build_collector, build_parser
-from exporter.emulator import Emulator
 from exporter.http import RequestCounter
 from exporter.httpserver import (
     HEADER_TIMEOUT,

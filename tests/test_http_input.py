@@ -14,9 +14,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from ams_emulator import Emulator
 from exporter import __version__
 from exporter.cli import build_collector
-from exporter.emulator import Emulator
 from exporter.http import RequestCounter
 from exporter.server import ExporterApp, start_server
 from tests.harness import RunningExporter, config_for, running_exporter

@@ -18,7 +18,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.emulator import Emulator, Fault
+from ams_emulator import Emulator, Fault
 from tests.harness import RunningExporter, running_exporter
 
 SCRAPERS = 50

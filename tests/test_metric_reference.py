@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.emulator import Emulator
+from ams_emulator import Emulator
 from exporter.metrics import METRICS, Kind, reference_markdown
 from tests.harness import running_exporter
 

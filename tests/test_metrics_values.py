@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from ams_emulator import Emulator
 from exporter import __version__
-from exporter.emulator import Emulator
 from tests.expected import STATE_NAMES, ExpectedJob, split_scope
 from tests.harness import RunningExporter, Scrape, running_exporter
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.emulator import Emulator, Fault
+from ams_emulator import Emulator, Fault
 from tests.expected import ACTIVE, STATE_NAMES, ExpectedJob, split_scope
 from tests.harness import RunningExporter, running_exporter
 from tests.prom import PrometheusServer, running_prometheus

@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from ams_emulator import Emulator, Fault
 from exporter.ams.client import AmsClient
 from exporter.auth import token_provider_for
 from exporter.deadline import Deadline
-from exporter.emulator import Emulator, Fault
 from exporter.errors import ExporterError
 from exporter.http import RequestCounter, UpstreamSession
 from tests.harness import account_yaml, config_for, running_exporter

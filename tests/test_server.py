@@ -15,7 +15,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.emulator import Emulator, Fault
+from ams_emulator import Emulator, Fault
 from exporter.exposition import negotiate
 from exporter.server import gzip_accepted
 from tests.harness import RunningExporter, running_exporter

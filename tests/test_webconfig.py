@@ -23,9 +23,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from ams_emulator import Emulator
 from exporter import __version__
 from exporter.cli import build_collector
-from exporter.emulator import Emulator
 from exporter.http import RequestCounter
 from exporter.server import ExporterApp, start_server
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config

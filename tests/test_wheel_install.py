@@ -36,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 60.0
 POLL_INTERVAL = 0.25
 
+# The distribution's two top-level packages, as paths in the wheel and the build context.
+PACKAGES = ("exporter/", "ams_emulator/")
+
 
 @dataclass
 class Installed:
@@ -239,10 +242,11 @@ def demo(installed: Installed) -> Iterator[DemoRun]:
 def test_wheel_ships_every_file_of_the_package(installed: Installed) -> None:
     """Package data included: templates, the emulator, py.typed; nothing left behind."""
     with zipfile.ZipFile(installed.wheel) as wheel:
-        shipped = {name for name in wheel.namelist() if name.startswith("exporter/")}
-    in_context = {p for p in installed.context if p.startswith("exporter/")}
+        shipped = {name for name in wheel.namelist() if name.startswith(PACKAGES)}
+    in_context = {p for p in installed.context if p.startswith(PACKAGES)}
     assert in_context - shipped == set()
-    assert any(p.startswith("exporter/emulator/") for p in shipped)
+    assert any(p.startswith("ams_emulator/") for p in shipped)
+    assert "ams_emulator/py.typed" in shipped
 
 
 def test_installed_console_script_reports_the_version(installed: Installed, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.emulator import Emulator
+from ams_emulator import Emulator
 from tests.emulator.helpers import AmsClient
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import msal
 import requests
 
-from exporter.emulator import Emulator
+from ams_emulator import Emulator
 
 API_HEADERS = {
     "x-ms-version": "2.19",

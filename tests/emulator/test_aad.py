@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from exporter.emulator import Emulator
+from ams_emulator import Emulator
 from tests.emulator.helpers import AmsClient, VerifyingSession, msal_app
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

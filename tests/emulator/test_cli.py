@@ -1,4 +1,4 @@
-"""``python -m exporter.emulator`` as a user runs it: help, a working endpoint, clean shutdown."""
+"""``python -m ams_emulator`` as a user runs it: help, a working endpoint, clean shutdown."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from typing import IO
 import pytest
 import requests
 
-from exporter.emulator.__main__ import build_parser
+from ams_emulator.__main__ import build_parser
 
 STARTUP_LIMIT = 60.0  # seconds; only bounds the wait, nothing is asserted about it
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exporter.emulator", *args],
+        [sys.executable, "-m", "ams_emulator", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,7 +72,7 @@ def test_help_documents_every_flag() -> None:
 
 def test_started_cli_prints_a_working_endpoint_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter.emulator", "--jobs", "7", "--speed", "0", "--seed", "3"],
+        [sys.executable, "-m", "ams_emulator", "--jobs", "7", "--speed", "0", "--seed", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -117,7 +117,7 @@ def test_started_cli_prints_a_working_endpoint_and_stops_on_sigterm() -> None:
 
 def test_faults_from_flags_reach_the_server() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter.emulator", "--jobs", "1", "--aad-down"],
+        [sys.executable, "-m", "ams_emulator", "--jobs", "1", "--aad-down"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -144,7 +144,7 @@ def test_any_fault_of_the_python_api_can_be_given_on_the_command_line() -> None:
         [
             sys.executable,
             "-m",
-            "exporter.emulator",
+            "ams_emulator",
             "--jobs",
             "1",
             "--fault",

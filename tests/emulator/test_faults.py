@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from exporter.emulator import Emulator, Fault
+from ams_emulator import Emulator, Fault
 from tests.emulator.helpers import AmsClient, msal_app, secret_token
 
 BUSY = re.compile(r"^Server is busy\. (Previous runs|More than \d+ requests)")

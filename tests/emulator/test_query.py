@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.emulator.entities import EmuJob, EmuTask, JobState
-from exporter.emulator.query import ODataQueryError, QueryOptions, parse_query
+from ams_emulator.entities import EmuJob, EmuTask, JobState
+from ams_emulator.query import ODataQueryError, QueryOptions, parse_query
 
 UTC = timezone.utc
 CREATED = datetime(2024, 3, 1, 10, 30, 15, 250000, tzinfo=UTC)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from exporter.emulator import Emulator
+from ams_emulator import Emulator
 from tests.emulator.helpers import API_HEADERS, AmsClient
 
 MINIMAL = "application/json;odata=minimalmetadata;streaming=true;charset=utf-8"

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from exporter.emulator.clock import Clock
-from exporter.emulator.entities import ERROR_CODES, MAX_JOB_NAME_LENGTH, EmuJob, JobState
-from exporter.emulator.query import QueryOptions
-from exporter.emulator.scenario import ScenarioConfig
-from exporter.emulator.store import JobStore
+from ams_emulator.clock import Clock
+from ams_emulator.entities import ERROR_CODES, MAX_JOB_NAME_LENGTH, EmuJob, JobState
+from ams_emulator.query import QueryOptions
+from ams_emulator.scenario import ScenarioConfig
+from ams_emulator.store import JobStore
 
 UTC = timezone.utc
 START = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from exporter.emulator.entities import EmuJob, EmuTask, JobState
-from exporter.emulator.serialize import (
+from ams_emulator.entities import EmuJob, EmuTask, JobState
+from ams_emulator.serialize import (
     dumps_verbose,
     format_date,
     iso_trimmed,

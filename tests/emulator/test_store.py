@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from exporter.emulator.clock import Clock
-from exporter.emulator.entities import EmuJob, JobState
-from exporter.emulator.query import QueryOptions, parse_query
-from exporter.emulator.scenario import ScenarioConfig
-from exporter.emulator.store import JobStore
+from ams_emulator.clock import Clock
+from ams_emulator.entities import EmuJob, JobState
+from ams_emulator.query import QueryOptions, parse_query
+from ams_emulator.scenario import ScenarioConfig
+from ams_emulator.store import JobStore
 
 UTC = timezone.utc
 START = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from exporter.emulator import store as store_module
-from exporter.emulator.clock import Clock
-from exporter.emulator.entities import EmuJob, EmuTask, JobState
-from exporter.emulator.query import QueryOptions, parse_query
-from exporter.emulator.scenario import ScenarioConfig
-from exporter.emulator.store import MATCH_CACHE_SIZE, JobStore
+from ams_emulator import store as store_module
+from ams_emulator.clock import Clock
+from ams_emulator.entities import EmuJob, EmuTask, JobState
+from ams_emulator.query import QueryOptions, parse_query
+from ams_emulator.scenario import ScenarioConfig
+from ams_emulator.store import MATCH_CACHE_SIZE, JobStore
 
 UTC = timezone.utc
 START = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)

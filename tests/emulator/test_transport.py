@@ -13,7 +13,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from exporter.emulator import Emulator
+from ams_emulator import Emulator
 from tests.emulator.helpers import API_HEADERS, AmsClient
 
 

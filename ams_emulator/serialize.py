@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import quote
 
-from exporter.emulator.entities import EmuJob, EmuTask, EntityType, Kind, Prop, entity_type_of
+from ams_emulator.entities import EmuJob, EmuTask, EntityType, Kind, Prop, entity_type_of
 
 DateFormat = Literal["iso", "msdate"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -20,18 +20,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from exporter.emulator.aad import MANAGED_IDENTITY_PATH, AadConfig, AzureAd
-from exporter.emulator.clock import Clock
-from exporter.emulator.entities import EmuJob, JobState
-from exporter.emulator.faults import FaultSet
-from exporter.emulator.requestlog import RequestLog, RequestRecord
-from exporter.emulator.rest import AmsRest
-from exporter.emulator.routes import Dispatcher
-from exporter.emulator.scenario import ScenarioConfig
-from exporter.emulator.serialize import DateFormat
-from exporter.emulator.server import EmulatorHTTPServer
-from exporter.emulator.store import JobStore
-from exporter.emulator.tls import generate_tls
+from ams_emulator.aad import MANAGED_IDENTITY_PATH, AadConfig, AzureAd
+from ams_emulator.clock import Clock
+from ams_emulator.entities import EmuJob, JobState
+from ams_emulator.faults import FaultSet
+from ams_emulator.requestlog import RequestLog, RequestRecord
+from ams_emulator.rest import AmsRest
+from ams_emulator.routes import Dispatcher
+from ams_emulator.scenario import ScenarioConfig
+from ams_emulator.serialize import DateFormat
+from ams_emulator.server import EmulatorHTTPServer
+from ams_emulator.store import JobStore
+from ams_emulator.tls import generate_tls
 
 DEFAULT_RESOURCE = "https://rest.media.azure.net"
 TENANT = "emulator.onmicrosoft.com"

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from exporter.emulator import lifecycle
-from exporter.emulator.clock import Clock
-from exporter.emulator.entities import (
+from ams_emulator import lifecycle
+from ams_emulator.clock import Clock
+from ams_emulator.entities import (
     JOB_ID_PREFIX,
     MAX_JOB_NAME_LENGTH,
     MAX_TASKS_PER_JOB,
@@ -38,9 +38,9 @@ from exporter.emulator.entities import (
     JobState,
     new_guid,
 )
-from exporter.emulator.filter_parser import Predicate
-from exporter.emulator.query import MAX_PAGE, OrderKey, QueryOptions
-from exporter.emulator.scenario import Scenario, ScenarioConfig
+from ams_emulator.filter_parser import Predicate
+from ams_emulator.query import MAX_PAGE, OrderKey, QueryOptions
+from ams_emulator.scenario import Scenario, ScenarioConfig
 
 E = TypeVar("E", EmuJob, EmuTask)
 FREEZE_THRESHOLD = 10_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from exporter.emulator.entities import (
+from ams_emulator.entities import (
     ERROR_CODES,
     ERROR_MESSAGES,
     EVENT_BILLING,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
-from exporter.emulator import lifecycle
-from exporter.emulator.entities import (
+from ams_emulator import lifecycle
+from ams_emulator.entities import (
     ERROR_CODES,
     EVENT_BILLING,
     EVENT_FINISHED,
@@ -33,10 +33,10 @@ from exporter.emulator.entities import (
     JobState,
     new_guid,
 )
-from exporter.emulator.lifecycle import at_ms
+from ams_emulator.lifecycle import at_ms
 
 if TYPE_CHECKING:
-    from exporter.emulator.scenario import ScenarioConfig
+    from ams_emulator.scenario import ScenarioConfig
 
 T = TypeVar("T")
 HOUR = 3600.0

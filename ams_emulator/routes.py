@@ -12,10 +12,10 @@ import re
 import uuid
 from urllib.parse import parse_qsl, unquote_plus
 
-from exporter.emulator.aad import MANAGED_IDENTITY_PATH, AadError, AadReply, AzureAd
-from exporter.emulator.faults import Fired
-from exporter.emulator.messages import Request, Response, json_bytes, json_response
-from exporter.emulator.rest import AmsRest
+from ams_emulator.aad import MANAGED_IDENTITY_PATH, AadError, AadReply, AzureAd
+from ams_emulator.faults import Fired
+from ams_emulator.messages import Request, Response, json_bytes, json_response
+from ams_emulator.rest import AmsRest
 
 _DISCOVERY = re.compile(r"^/(?P<tenant>[^/]+)(?P<v2>/v2\.0)?/\.well-known/openid-configuration$")
 _TOKEN = re.compile(r"^/(?P<tenant>[^/]+)/oauth2(?P<v2>/v2\.0)?/token$")

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from exporter.emulator import lifecycle
-from exporter.emulator.entities import MAX_TASKS_PER_JOB, EmuJob, JobState
-from exporter.emulator.generator import (
+from ams_emulator import lifecycle
+from ams_emulator.entities import MAX_TASKS_PER_JOB, EmuJob, JobState
+from ams_emulator.generator import (
     DAY,
     HARD_NAMES,
     HOUR,
@@ -37,7 +37,7 @@ from exporter.emulator.generator import (
     below,
     complete_history,
 )
-from exporter.emulator.lifecycle import FINAL_STATES
+from ams_emulator.lifecycle import FINAL_STATES
 
 RECENT_WINDOW = DAY
 MAX_JOBS = 2_000_000

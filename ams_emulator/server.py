@@ -24,10 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from exporter.emulator.faults import Fault, FaultSet, Fired
-from exporter.emulator.messages import Request, Response
-from exporter.emulator.requestlog import RequestLog, RequestRecord, safe_headers, safe_query
-from exporter.emulator.routes import Dispatcher
+from ams_emulator.faults import Fault, FaultSet, Fired
+from ams_emulator.messages import Request, Response
+from ams_emulator.requestlog import RequestLog, RequestRecord, safe_headers, safe_query
+from ams_emulator.routes import Dispatcher
 
 logger = logging.getLogger(__name__)
 

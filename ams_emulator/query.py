@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from exporter.emulator.entities import ENTITY_TYPES, EntityType, Prop
-from exporter.emulator.filter_parser import FilterError, Predicate, compile_filter
+from ams_emulator.entities import ENTITY_TYPES, EntityType, Prop
+from ams_emulator.filter_parser import FilterError, Predicate, compile_filter
 
 MAX_PAGE = 1000
 """The service returns at most this many entities per query, without a next link."""

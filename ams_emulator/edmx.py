@@ -9,7 +9,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from functools import cache
 
-from exporter.emulator.entities import ENTITY_TYPES, NAMESPACE, EntityType, Kind
+from ams_emulator.entities import ENTITY_TYPES, NAMESPACE, EntityType, Kind
 
 _EDMX = "http://schemas.microsoft.com/ado/2007/06/edmx"
 _META = "http://schemas.microsoft.com/ado/2007/08/dataservices/metadata"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from exporter.emulator.entities import EntityType, Kind
+from ams_emulator.entities import EntityType, Kind
 
 
 class FilterError(ValueError):

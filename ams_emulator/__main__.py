@@ -1,4 +1,4 @@
-"""``python -m exporter.emulator`` / ``ams-emulator``: run the AMS v2 emulator on its own.
+"""``python -m ams_emulator`` / ``ams-emulator``: run the AMS v2 emulator on its own.
 
 It prints the endpoints, the tenant, the client id and secret and the CA file, plus an exporter
 configuration that points at them, then serves until Ctrl-C or SIGTERM.
@@ -16,8 +16,8 @@ from datetime import datetime
 from types import FrameType
 from urllib.parse import urlsplit
 
-from exporter.emulator.emulator import Emulator, is_loopback
-from exporter.emulator.faults import KINDS, Fault
+from ams_emulator.emulator import Emulator, is_loopback
+from ams_emulator.faults import KINDS, Fault
 
 SECRET_VARIABLE = "AMS_EMULATOR_CLIENT_SECRET"
 

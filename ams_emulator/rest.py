@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
-from exporter.emulator.edmx import metadata_document
-from exporter.emulator.entities import ENTITY_TYPES, EmuJob, EmuTask, Kind
-from exporter.emulator.faults import Fault, Fired
-from exporter.emulator.messages import Request, Response, json_bytes
-from exporter.emulator.query import ODataQueryError, QueryOptions, parse_query
-from exporter.emulator.serialize import DateFormat, dumps_verbose, to_minimal, to_verbose
+from ams_emulator.edmx import metadata_document
+from ams_emulator.entities import ENTITY_TYPES, EmuJob, EmuTask, Kind
+from ams_emulator.faults import Fault, Fired
+from ams_emulator.messages import Request, Response, json_bytes
+from ams_emulator.query import ODataQueryError, QueryOptions, parse_query
+from ams_emulator.serialize import DateFormat, dumps_verbose, to_minimal, to_verbose
 
 Shape = Literal["minimal", "verbose"]
 CONTENT_TYPES: dict[Shape, str] = {
@@ -65,7 +65,7 @@ _HUGE_CHUNK = 64 * 1024
 
 
 class JobSource(Protocol):
-    """What the REST layer reads from the store (``exporter.emulator.store.JobStore``)."""
+    """What the REST layer reads from the store (``ams_emulator.store.JobStore``)."""
 
     def list_jobs(self, options: QueryOptions) -> list[EmuJob]: ...
     def get_job(self, job_id: str) -> EmuJob | None: ...

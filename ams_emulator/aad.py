@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from exporter.emulator.tls import ClientCertificate
+from ams_emulator.tls import ClientCertificate
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MANAGED_IDENTITY_PATH = "/msi/token"
