@@ -26,7 +26,7 @@ from exporter.config import AccountConfig, Credential, Secret
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded
 from exporter.http import RequestCounter, UpstreamSession
-from tests.test_client import ACCOUNT, USER_AGENT, account_for, settle, wire
+from tests.support.wired import ACCOUNT, USER_AGENT, account_for, settle, wire
 
 TOKEN_PATH = r"/oauth2/v2\.0/token$"
 

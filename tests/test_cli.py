@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ams_emulator import Emulator
 from exporter import __version__
 from exporter.cli import DEMO_MAX_JOBS, build_parser, start_demo
-from tests.harness import account_yaml
+from tests.support.harness import account_yaml
 
 EXPORTER = [sys.executable, "-m", "exporter"]
 

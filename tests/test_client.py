@@ -11,7 +11,6 @@ import email.utils
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
@@ -19,7 +18,6 @@ import requests
 
 from ams_emulator import EmuJob, Emulator, EmuTask, Fault
 from ams_emulator.requestlog import RequestRecord
-from exporter import __version__
 from exporter.ams.client import (
     ACCEPT_VERBOSE,
     JOB_FIELDS,
@@ -30,7 +28,6 @@ from exporter.ams.client import (
 )
 from exporter.ams.model import Job, JobState, Task
 from exporter.auth import token_provider_for
-from exporter.config import AccountConfig, Credential, JobsConfig, Secret
 from exporter.deadline import Deadline
 from exporter.errors import (
     AmsApiError,
@@ -40,53 +37,9 @@ from exporter.errors import (
     DeadlineExceeded,
 )
 from exporter.http import RequestCounter, UpstreamSession
+from tests.support.wired import ACCOUNT, USER_AGENT, Wired, account_for, settle, wire
 
-ACCOUNT = "acme"
 TOKEN_PATH = r"/oauth2/(v2\.0/)?token$"
-USER_AGENT = f"ams-exporter/{__version__}"
-
-
-def account_for(
-    emu: Emulator,
-    *,
-    endpoint: str | None = None,
-    credential: Credential | None = None,
-    redirect_hosts: tuple[str, ...] = (),
-) -> AccountConfig:
-    """An account pointing at ``emu``, with the client secret unless told otherwise."""
-    return AccountConfig(
-        name=ACCOUNT,
-        endpoint=endpoint or emu.account_endpoint,
-        cloud="AzureCloud",
-        authority_host=emu.authority_host,
-        resource=emu.resource,
-        tenant=emu.tenant,
-        client_id=emu.client_id,
-        credential=credential or Credential("client_secret", secret=Secret(emu.client_secret)),
-        ca_file=emu.ca_file,
-        timeout=10.0,
-        jobs=JobsConfig(),
-        redirect_hosts=redirect_hosts,
-    )
-
-
-@dataclass
-class Wired:
-    """A client wired as the exporter wires it, with its request counter."""
-
-    client: AmsClient
-    counter: RequestCounter
-
-    def count(self, api: str, code: str) -> int:
-        return self.counter.snapshot().get((ACCOUNT, api, code), 0)
-
-
-def wire(account: AccountConfig, **client_options: str) -> Wired:
-    counter = RequestCounter()
-    aad = UpstreamSession(ACCOUNT, "aad", counter, account.ca_file, 5.0, USER_AGENT)
-    ams = UpstreamSession(ACCOUNT, "ams", counter, account.ca_file, 5.0, USER_AGENT)
-    client = AmsClient(account, token_provider_for(account, aad), ams, 8, **client_options)
-    return Wired(client, counter)
 
 
 @pytest.fixture(scope="module")
@@ -113,19 +66,6 @@ def wired(fresh: Emulator) -> Iterator[Wired]:
 
 def ams_requests(emu: Emulator, path: str = "/api/Jobs") -> list[RequestRecord]:
     return [r for r in emu.request_log if r.api == "ams" and r.path == path]
-
-
-def settle(emu: Emulator, *counters: RequestCounter) -> None:
-    """Wait (at most 2 s) until the emulator has logged every request the counters saw.
-
-    The emulator records a request once it has answered it, so the client can return before the
-    last record exists. Each test starts with an empty log and fresh counters.
-    """
-    wanted = sum(sum(counter.snapshot().values()) for counter in counters)
-    for _ in range(200):
-        if len(emu.request_log) >= wanted:
-            return
-        time.sleep(0.01)
 
 
 def ts(value: datetime | None) -> float | None:

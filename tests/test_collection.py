@@ -10,8 +10,8 @@ import time
 import pytest
 
 from ams_emulator import Emulator, Fault
-from tests import expected
-from tests.harness import running_exporter
+from tests.support import expected
+from tests.support.harness import running_exporter
 
 
 def _job_pages(emulator: Emulator) -> list[dict[str, str]]:

@@ -22,7 +22,7 @@ import yaml
 
 from exporter import __version__
 from exporter.cli import build_parser
-from tests.test_container import IMAGE_UID, Dockerfile
+from tests.support.image import IMAGE_UID, Dockerfile
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"

@@ -43,7 +43,7 @@ from exporter.config import (
     parse_duration,
 )
 from exporter.errors import ConfigError
-from tests.harness import config_for
+from tests.support.harness import config_for
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "Sup3r-s3cret-value"

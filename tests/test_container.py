@@ -8,122 +8,27 @@ the wheel exactly as the Dockerfile's build stage does.
 from __future__ import annotations
 
 import ast
-import json
 import re
-import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from exporter import __version__
 from exporter.cli import build_parser
+from tests.support.image import (
+    DOCKERFILE,
+    IMAGE_CONFIG_FILE,
+    IMAGE_UID,
+    Dockerfile,
+    build_context,
+    documented_commands,
+    ignore_patterns,
+    is_excluded,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = ROOT / "Dockerfile"
-DOCKERIGNORE = ROOT / ".dockerignore"
-
-IMAGE_UID = 10267
 IMAGE_PORT = 10267
-IMAGE_CONFIG_FILE = "/etc/ams-exporter/config.yml"
-
-
-@dataclass(frozen=True)
-class Instruction:
-    stage: int  # -1 for ARGs before the first FROM
-    keyword: str  # upper case
-    args: str  # continuation lines joined, comments removed
-
-    def exec_form(self) -> list[str]:
-        """The JSON array of an exec-form instruction (ENTRYPOINT, CMD, HEALTHCHECK ... CMD)."""
-        text = self.args
-        if self.keyword == "HEALTHCHECK":
-            text = text[text.index(" CMD ") + len(" CMD ") :]
-        value = json.loads(text)
-        assert isinstance(value, list), f"{self.keyword} is not in exec form: {self.args}"
-        return value
-
-
-class Dockerfile:
-    """The instructions of a Dockerfile, grouped by build stage."""
-
-    def __init__(self, path: Path = DOCKERFILE) -> None:
-        self.instructions = list(_parse(path.read_text(encoding="utf-8")))
-
-    def stages(self) -> int:
-        return sum(1 for i in self.instructions if i.keyword == "FROM")
-
-    def of(self, keyword: str, stage: int | None = None) -> list[Instruction]:
-        return [
-            i
-            for i in self.instructions
-            if i.keyword == keyword and (stage is None or i.stage == stage)
-        ]
-
-    def one(self, keyword: str, stage: int | None = None) -> Instruction:
-        found = self.of(keyword, stage)
-        assert len(found) == 1, f"expected one {keyword}, found {len(found)}"
-        return found[0]
-
-    @property
-    def last_stage(self) -> int:
-        return self.stages() - 1
-
-    def arg_default(self, name: str, stage: int) -> str:
-        for instruction in self.of("ARG", stage):
-            key, _, value = instruction.args.partition("=")
-            if key == name:
-                return value
-        raise AssertionError(f"no ARG {name} with a default in stage {stage}")
-
-    def env(self, stage: int) -> dict[str, str]:
-        values: dict[str, str] = {}
-        for instruction in self.of("ENV", stage):
-            for word in shlex.split(instruction.args):
-                key, sep, value = word.partition("=")
-                assert sep, f"ENV in the legacy 'key value' form: {instruction.args}"
-                values[key] = value
-        return values
-
-    def labels(self, stage: int) -> dict[str, str]:
-        values: dict[str, str] = {}
-        for instruction in self.of("LABEL", stage):
-            for word in shlex.split(instruction.args):
-                key, _, value = word.partition("=")
-                values[key] = value
-        return values
-
-    def copy_sources(self, stage: int) -> list[str]:
-        """The build-context paths that plain COPY instructions (no --from) of ``stage`` read."""
-        sources: list[str] = []
-        for instruction in self.of("COPY", stage):
-            words = shlex.split(instruction.args)
-            if any(w.startswith("--from") for w in words):
-                continue
-            sources.extend(w for w in words[:-1] if not w.startswith("--"))
-        return sources
-
-
-def _parse(text: str) -> Iterator[Instruction]:
-    stage = -1
-    logical = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if stripped.startswith("#") or (not stripped and not logical):
-            continue
-        if stripped.endswith("\\"):
-            logical += stripped[:-1] + " "
-            continue
-        logical += stripped
-        keyword, _, args = logical.partition(" ")
-        keyword = keyword.upper()
-        if keyword == "FROM":
-            stage += 1
-        yield Instruction(stage, keyword, " ".join(args.split()))
-        logical = ""
 
 
 def hadolint_binary() -> str:
@@ -258,74 +163,6 @@ def test_healthcheck_probes_healthz_with_the_standard_library_only() -> None:
 # --- the build context ------------------------------------------------------------------------
 
 
-def _ignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
-    """.dockerignore as (is_exception, regex) pairs, in file order (the last match wins)."""
-    patterns = []
-    for raw in DOCKERIGNORE.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        exception = line.startswith("!")
-        glob = line.lstrip("!").strip("/")
-        regex = ""
-        i = 0
-        while i < len(glob):
-            if glob.startswith("**/", i):
-                regex += "(?:.*/)?"
-                i += 3
-            elif glob.startswith("**", i):
-                regex += ".*"
-                i += 2
-            elif glob[i] == "*":
-                regex += "[^/]*"
-                i += 1
-            elif glob[i] == "?":
-                regex += "[^/]"
-                i += 1
-            elif glob[i] == "[":
-                end = glob.index("]", i)
-                regex += glob[i : end + 1]
-                i = end + 1
-            else:
-                regex += re.escape(glob[i])
-                i += 1
-        patterns.append((exception, re.compile(regex)))
-    return patterns
-
-
-def is_excluded(relative: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
-    """Docker's rule: a pattern matching a directory excludes everything below it; the last
-    matching pattern wins."""
-    parts = relative.split("/")
-    verdict = False
-    for exception, regex in patterns:
-        if any(regex.fullmatch("/".join(parts[:n])) for n in range(1, len(parts) + 1)):
-            verdict = not exception
-    return verdict
-
-
-def build_context() -> set[str]:
-    """Paths (relative, '/'-separated) that ``docker build .`` sends."""
-    patterns = _ignore_patterns()
-
-    def excluded(relative: str) -> bool:
-        return is_excluded(relative, patterns)
-
-    has_exceptions = any(exception for exception, _ in patterns)
-    context: set[str] = set()
-    stack = [ROOT]
-    while stack:
-        directory = stack.pop()
-        for entry in directory.iterdir():
-            relative = entry.relative_to(ROOT).as_posix()
-            if entry.is_dir() and not entry.is_symlink():
-                if has_exceptions or not excluded(relative):
-                    stack.append(entry)
-            elif not excluded(relative):
-                context.add(relative)
-    return context
-
-
 def test_build_context_holds_exactly_what_the_build_copies() -> None:
     sources = Dockerfile().copy_sources(0)
     assert sorted(sources) == ["LICENSE", "README.md", "ams_emulator", "exporter", "pyproject.toml"]
@@ -346,7 +183,7 @@ def test_build_context_keeps_out_tests_caches_and_vcs_data() -> None:
 
 def test_dockerignore_rules_are_read_as_docker_reads_them() -> None:
     """The matcher above on known cases, so that the two context tests cannot pass by accident."""
-    patterns = _ignore_patterns()
+    patterns = ignore_patterns()
 
     def verdict(path: str) -> bool:
         return is_excluded(path, patterns)
@@ -360,24 +197,6 @@ def test_dockerignore_rules_are_read_as_docker_reads_them() -> None:
 
 
 # --- the documented commands --------------------------------------------------------------------
-
-DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
-
-
-def documented_commands(section: str) -> list[list[str]]:
-    """The shell commands of the ```sh blocks under the ``## section`` heading of
-    docs/deployment.md (the README's sections of the same names), continuation lines joined."""
-    text = DEPLOYMENT_DOC.read_text(encoding="utf-8")
-    start = text.index(f"\n## {section}\n")
-    end = text.find("\n## ", start + 1)
-    body = text[start : end if end != -1 else len(text)]
-    commands: list[list[str]] = []
-    for block in re.findall(r"```sh\n(.*?)```", body, flags=re.DOTALL):
-        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
-            if line.strip():
-                commands.append(shlex.split(line))
-    assert commands, f"no commands under '## {section}'"
-    return commands
 
 
 def test_documented_docker_commands_match_the_image() -> None:

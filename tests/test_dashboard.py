@@ -6,14 +6,11 @@ Metric names are extracted with a real PromQL parser (PyPI ``promql-parser``, th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import promql_parser
@@ -21,9 +18,8 @@ import pytest
 import yaml
 
 from exporter.metrics import METRICS
+from tests.support.dashboard import DASHBOARD, ROOT, load, queries
 
-ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD = ROOT / "grafana" / "dashboards" / "ams-jobs.json"
 RULES = ROOT / "prometheus" / "rules.yml"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's own variables; everything else a query uses must be a dashboard variable.
@@ -49,21 +45,7 @@ SAMPLE_VALUES = {
 }
 
 
-def load(name: str) -> ModuleType:
-    """A module of grafana/ (a folder of scripts, not an installed package)."""
-    module_name = f"grafana_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, ROOT / "grafana" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 builder = load("build_dashboard")
-queries = load("queries")
 
 
 @pytest.fixture(scope="module")

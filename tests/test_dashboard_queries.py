@@ -1,7 +1,7 @@
 """Every dashboard query against a real Prometheus that scrapes the exporter over the emulator.
 
-Prometheus (tests/prom.py) loads the real prometheus/rules.yml and scrapes an in-process exporter
-(tests/harness.py) every second; the exporter collects from an emulator whose living scenario is
+Prometheus (tests/support/prom.py) loads the real prometheus/rules.yml and scrapes an in-process exporter
+(tests/support/harness.py) every second; the exporter collects from an emulator whose living scenario is
 frozen in time (speed 0), so what the panels must show can be derived from the emulator's jobs.
 Each panel's PromQL is taken from the committed dashboard JSON, its Grafana variables filled in as
 Grafana would, and sent to ``/api/v1/query`` (and ``/api/v1/query_range`` for range queries).
@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from ams_emulator import Emulator
-from tests.expected import ACTIVE, STATE_NAMES, ended_at, split_scope
-from tests.harness import running_exporter
-from tests.prom import PrometheusServer, running_prometheus
-from tests.test_dashboard import DASHBOARD, queries
+from tests.support.dashboard import DASHBOARD, queries
+from tests.support.expected import ACTIVE, STATE_NAMES, ended_at, split_scope
+from tests.support.harness import running_exporter
+from tests.support.prom import PrometheusServer, running_prometheus
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator, Fault
-from tests.harness import RunningExporter, Scrape, running_exporter
+from tests.support.harness import RunningExporter, Scrape, running_exporter
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 TOKEN_PATH = r"/oauth2/(v2\.0/)?token$"

@@ -43,8 +43,8 @@ from exporter.httpserver import (
 )
 from exporter.server import ExporterApp, start_server
 from exporter.webconfig import HANDSHAKE_TIMEOUT, WebConfig, parse_web_config
-from tests.harness import config_for
-from tests.pki import Pki, make_pki
+from tests.support.harness import config_for
+from tests.support.pki import Pki, make_pki
 
 # Generous bounds for "answers" and "is closed": the server's own timeouts here are 1 s.
 ANSWER_SECONDS = 5.0

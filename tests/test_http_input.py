@@ -19,7 +19,7 @@ from exporter import __version__
 from exporter.cli import build_collector
 from exporter.http import RequestCounter
 from exporter.server import ExporterApp, start_server
-from tests.harness import RunningExporter, config_for, running_exporter
+from tests.support.harness import RunningExporter, config_for, running_exporter
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator, Fault
-from tests.harness import RunningExporter, running_exporter
+from tests.support.harness import RunningExporter, running_exporter
 
 SCRAPERS = 50
 ROUNDS = 2

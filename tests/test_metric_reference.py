@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
 from exporter.metrics import METRICS, Kind, reference_markdown
-from tests.harness import running_exporter
+from tests.support.harness import running_exporter
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,8 @@ import pytest
 
 from ams_emulator import Emulator
 from exporter import __version__
-from tests.expected import STATE_NAMES, ExpectedJob, split_scope
-from tests.harness import RunningExporter, Scrape, running_exporter
+from tests.support.expected import STATE_NAMES, ExpectedJob, split_scope
+from tests.support.harness import RunningExporter, Scrape, running_exporter
 
 DAY = 86400.0
 

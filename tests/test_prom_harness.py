@@ -1,4 +1,4 @@
-"""The Prometheus test harness (tests/prom.py) against a real Prometheus and a tiny exposition."""
+"""The Prometheus test harness (tests/support/prom.py) against a real Prometheus and a tiny exposition."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import requests
 import yaml
 
-from tests.prom import PrometheusError, running_prometheus
+from tests.support.prom import PrometheusError, running_prometheus
 
 pytestmark = pytest.mark.e2e
 

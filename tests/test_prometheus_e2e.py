@@ -1,7 +1,7 @@
 """End to end: a real Prometheus scrapes a real exporter that collects from the AMS emulator.
 
-Prometheus (tests/prom.py) loads the real prometheus/rules.yml and prometheus/alerts.yml, scrapes
-and evaluates every second; the exporter is served in-process on loopback (tests/harness.py) and
+Prometheus (tests/support/prom.py) loads the real prometheus/rules.yml and prometheus/alerts.yml, scrapes
+and evaluates every second; the exporter is served in-process on loopback (tests/support/harness.py) and
 collects over HTTPS from an emulator whose clock is frozen, so what Prometheus stores is what the
 emulator's state implies. Everything is read back through Prometheus's HTTP API.
 """
@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from ams_emulator import Emulator, Fault
-from tests.expected import ACTIVE, STATE_NAMES, ExpectedJob, split_scope
-from tests.harness import RunningExporter, running_exporter
-from tests.prom import PrometheusServer, running_prometheus
+from tests.support.expected import ACTIVE, STATE_NAMES, ExpectedJob, split_scope
+from tests.support.harness import RunningExporter, running_exporter
+from tests.support.prom import PrometheusServer, running_prometheus
 
 pytestmark = pytest.mark.e2e
 

@@ -37,8 +37,8 @@ from exporter.auth import token_provider_for
 from exporter.deadline import Deadline
 from exporter.errors import ExporterError
 from exporter.http import RequestCounter, UpstreamSession
-from tests.harness import account_yaml, config_for, running_exporter
-from tests.pki import make_pki
+from tests.support.harness import account_yaml, config_for, running_exporter
+from tests.support.pki import make_pki
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN_PATH = r"/oauth2/(v2\.0/)?token$"

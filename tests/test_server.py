@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ams_emulator import Emulator, Fault
 from exporter.exposition import negotiate
 from exporter.server import gzip_accepted
-from tests.harness import RunningExporter, running_exporter
+from tests.support.harness import RunningExporter, running_exporter
 
 
 @pytest.fixture(scope="module")

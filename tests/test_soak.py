@@ -31,7 +31,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator, Fault
-from tests.harness import account_yaml
+from tests.support.harness import account_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT_SECONDS = 30.0

@@ -29,8 +29,8 @@ from exporter.cli import build_collector
 from exporter.http import RequestCounter
 from exporter.server import ExporterApp, start_server
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
-from tests.harness import config_for
-from tests.pki import Pki, make_pki
+from tests.support.harness import config_for
+from tests.support.pki import Pki, make_pki
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from exporter import __version__
-from tests.test_container import IMAGE_UID, Dockerfile, build_context
+from tests.support.image import IMAGE_UID, Dockerfile, build_context
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 60.0
