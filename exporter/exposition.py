@@ -137,17 +137,16 @@ def render(
     collection: Collection,
     requests: RequestCounts,
     version: str,
-    negotiation: Negotiation | str,
+    negotiation: Negotiation,
     process: CollectorRegistry,
 ) -> tuple[bytes, str]:
     """The body of a scrape in the negotiated format, and its content type.
 
-    ``negotiation`` is what :func:`negotiate` chose, or an ``Accept`` header to negotiate here.
+    ``negotiation`` is what :func:`negotiate` chose (before the collection, so that no Accept
+    header can waste one).
     ``process`` (the client library's process and runtime metrics) follows the families, always
     through ``prometheus_client``; it also ends an OpenMetrics body with ``# EOF``.
     """
-    if isinstance(negotiation, str):
-        negotiation = negotiate(negotiation)
     encoder, content_type = negotiation
     om = _direct_format(encoder)
     if om is None:

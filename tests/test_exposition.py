@@ -15,7 +15,7 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter.ams.model import Job, JobState, Task
 from exporter.collection import AccountResult, Collection
-from exporter.exposition import Exposition, _direct_format, render
+from exporter.exposition import Exposition, _direct_format, negotiate, render
 from exporter.families import build_families
 from exporter.metrics import METRICS
 
@@ -138,7 +138,7 @@ def _reference(
 def test_direct_writing_equals_prometheus_client(accept):
     collection = _collection(HOSTILE)
     process = _process_registry()
-    body, content_type = render(collection, REQUESTS, "1.2.3", accept, process)
+    body, content_type = render(collection, REQUESTS, "1.2.3", negotiate(accept), process)
     assert _direct_format(choose_encoder(accept)[0]) is not None, "the direct path must be taken"
     assert content_type == choose_encoder(accept)[1]
     assert body == _reference(collection, accept, process)
@@ -149,7 +149,7 @@ def test_other_negotiations_are_left_to_prometheus_client(accept):
     collection = _collection(HOSTILE)
     process = _process_registry()
     assert _direct_format(choose_encoder(accept)[0]) is None
-    body, content_type = render(collection, REQUESTS, "1.2.3", accept, process)
+    body, content_type = render(collection, REQUESTS, "1.2.3", negotiate(accept), process)
     assert (body, content_type) == (
         _reference(collection, accept, process),
         choose_encoder(accept)[1],
@@ -159,7 +159,7 @@ def test_other_negotiations_are_left_to_prometheus_client(accept):
 def test_an_empty_collection_still_has_every_family_header():
     collection = Collection(time=NOW, accounts=())
     for accept in ("", "application/openmetrics-text;version=1.0.0"):
-        body, _ = render(collection, {}, "1.2.3", accept, CollectorRegistry())
+        body, _ = render(collection, {}, "1.2.3", negotiate(accept), CollectorRegistry())
         assert body == _reference(collection, accept, CollectorRegistry(), {})
         assert body.count(b"# TYPE ams_") == len(METRICS)
 
@@ -167,7 +167,7 @@ def test_an_empty_collection_still_has_every_family_header():
 def test_a_collection_larger_than_one_slice_of_jobs_gives_the_same_bytes():
     collection = _collection([f"job {i}" for i in range(4500)] + HOSTILE)
     process = CollectorRegistry()
-    body, _ = render(collection, REQUESTS, "1.2.3", "", process)
+    body, _ = render(collection, REQUESTS, "1.2.3", negotiate(""), process)
     assert body == _reference(collection, "", process)
 
 
@@ -180,5 +180,5 @@ def test_any_job_and_task_names_give_the_same_bytes(names):
     collection = _collection(names)
     process = CollectorRegistry()
     for accept in ("text/plain;version=0.0.4", "application/openmetrics-text;version=1.0.0"):
-        body, _ = render(collection, REQUESTS, "1.2.3", accept, process)
+        body, _ = render(collection, REQUESTS, "1.2.3", negotiate(accept), process)
         assert body == _reference(collection, accept, process)
