@@ -29,12 +29,19 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "rendering the exposition",
-        ("exporter/exposition.py", "exporter/families.py", "exporter/jobview.py"),
+        (
+            "exporter/expose/writer.py",
+            "exporter/expose/reference.py",
+            "exporter/collect/jobview.py",
+        ),
     ),
     ("HTTP and TLS (requests, urllib3, ssl)", ("requests/", "urllib3/", "ssl.py", "http/client")),
-    ("client: paging, retries, deadline", ("exporter/ams/client.py", "exporter/http.py")),
-    ("collector: scope, tasks, results", ("exporter/collector.py", "exporter/collection.py")),
-    ("serving the response (wsgiref)", ("wsgiref/", "exporter/server.py", "socketserver")),
+    ("client: paging, retries, deadline", ("exporter/ams/client.py", "exporter/ams/http.py")),
+    (
+        "collector: scope, tasks, results",
+        ("exporter/collect/poller.py", "exporter/collect/snapshot.py"),
+    ),
+    ("serving the response (wsgiref)", ("wsgiref/", "exporter/web/server.py", "socketserver")),
 )
 OTHER = "other (threads, queues, interpreter)"
 

@@ -15,13 +15,13 @@ from typing import Any, cast
 
 from bench.processes import EmulatorInfo, exporter_config
 from exporter import __version__
+from exporter.ams.http import RequestCounter
 from exporter.cli import build_collector
-from exporter.collection import Collection
-from exporter.collector import Collector
-from exporter.config import parse_config
+from exporter.collect.poller import Collector
+from exporter.collect.snapshot import Collection
+from exporter.config.accounts import parse_config
 from exporter.deadline import Deadline
-from exporter.http import RequestCounter
-from exporter.server import ExporterApp
+from exporter.web.server import ExporterApp
 
 _SECRET_VARIABLE = "AMS_BENCH_CLIENT_SECRET"
 

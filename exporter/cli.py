@@ -18,18 +18,18 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
+from exporter.ams.auth import token_provider_for
 from exporter.ams.client import POOL_SIZE, TASK_CONCURRENCY, AmsClient
-from exporter.auth import token_provider_for
-from exporter.collector import AccountCollector, Collector
-from exporter.config import Config, describe_config, load_config, parse_config
+from exporter.ams.http import RequestCounter, UpstreamSession
+from exporter.collect.poller import AccountCollector, Collector
+from exporter.config.accounts import Config, describe_config, load_config, parse_config
 from exporter.deadline import Deadline
 from exporter.errors import ConfigError
-from exporter.http import RequestCounter, UpstreamSession
-from exporter.httpserver import MAX_CONNECTIONS
 from exporter.logs import configure_logging
 from exporter.redact import redact
-from exporter.server import ExporterApp, ExporterServer, start_server
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.web.httpserver import MAX_CONNECTIONS
+from exporter.web.server import ExporterApp, ExporterServer, start_server
+from exporter.web.webconfig import WebConfig, load_web_config
 
 if TYPE_CHECKING:
     from ams_emulator import Emulator

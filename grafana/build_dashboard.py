@@ -31,7 +31,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
 from exporter.ams.model import JobState
-from exporter.status_page import STATE_COLOURS
+from exporter.web.status_page import STATE_COLOURS
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "grafana" / "dashboards" / "ams-jobs.json"

@@ -15,17 +15,17 @@ import pytest
 
 from ams_emulator import Emulator, Fault
 from ams_emulator.emulator import MANAGED_IDENTITY_CLIENT_ID
-from exporter.auth import (
+from exporter.ams.auth import (
     PUBLIC_AUTHORITY_HOSTS,
     ManagedIdentityTokenProvider,
     TokenProvider,
     certificate_credential,
     token_provider_for,
 )
-from exporter.config import AccountConfig, Credential, Secret
+from exporter.ams.http import RequestCounter, UpstreamSession
+from exporter.config.accounts import AccountConfig, Credential, Secret
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded
-from exporter.http import RequestCounter, UpstreamSession
 from tests.support.wired import ACCOUNT, USER_AGENT, account_for, settle, wire
 
 TOKEN_PATH = r"/oauth2/v2\.0/token$"

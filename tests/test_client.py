@@ -18,6 +18,7 @@ import requests
 
 from ams_emulator import EmuJob, Emulator, EmuTask, Fault
 from ams_emulator.requestlog import RequestRecord
+from exporter.ams.auth import token_provider_for
 from exporter.ams.client import (
     ACCEPT_VERBOSE,
     JOB_FIELDS,
@@ -26,8 +27,8 @@ from exporter.ams.client import (
     AmsClient,
     retry_after_seconds,
 )
+from exporter.ams.http import RequestCounter, UpstreamSession
 from exporter.ams.model import Job, JobState, Task
-from exporter.auth import token_provider_for
 from exporter.deadline import Deadline
 from exporter.errors import (
     AmsApiError,
@@ -36,7 +37,6 @@ from exporter.errors import (
     AuthError,
     DeadlineExceeded,
 )
-from exporter.http import RequestCounter, UpstreamSession
 from tests.support.wired import ACCOUNT, USER_AGENT, Wired, account_for, settle, wire
 
 TOKEN_PATH = r"/oauth2/(v2\.0/)?token$"

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ams_emulator import Emulator
-from exporter.config import (
+from exporter.config.accounts import (
     ACCOUNT_KEYS,
     CLOUDS,
     JOBS_KEYS,

@@ -17,7 +17,7 @@ import promql_parser
 import pytest
 import yaml
 
-from exporter.metrics import METRICS
+from exporter.expose.contract import METRICS
 from tests.support.dashboard import DASHBOARD, ROOT, load, queries
 
 RULES = ROOT / "prometheus" / "rules.yml"
@@ -269,7 +269,7 @@ def test_substitution_gives_grafana_s_formats_and_refuses_unknown_variables() ->
 
 def test_states_have_the_status_page_colours(model: dict[str, Any]) -> None:
     from exporter.ams.model import JobState
-    from exporter.status_page import STATE_COLOURS
+    from exporter.web.status_page import STATE_COLOURS
 
     running = next(p for p in panels(model) if p["title"] == "Running jobs")
     state_override = next(

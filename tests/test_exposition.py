@@ -1,7 +1,7 @@
 """The exposition written directly is byte for byte what prometheus_client writes for the families.
 
 Prometheus negotiates OpenMetrics 1.0.0 or the text format 0.0.4; both are written by
-``exporter.exposition.render`` without going through ``prometheus_client``'s encoders, which are the
+``exporter.expose.writer.render`` without going through ``prometheus_client``'s encoders, which are the
 reference here. Label values come from AMS (job and task names are free text), so they are hostile.
 """
 
@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 
 from exporter.ams.model import Job, JobState, Task
-from exporter.collection import AccountResult, Collection
-from exporter.exposition import Exposition, _direct_format, negotiate, render
-from exporter.families import build_families
-from exporter.metrics import METRICS
+from exporter.collect.snapshot import AccountResult, Collection
+from exporter.expose.contract import METRICS
+from exporter.expose.reference import build_families
+from exporter.expose.writer import Exposition, _direct_format, negotiate, render
 
 NOW = 1_764_150_000.25
 HOSTILE = [

@@ -29,9 +29,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from ams_emulator import Emulator
 from bench.processes import Child
 from exporter import __version__
+from exporter.ams.http import RequestCounter
 from exporter.cli import build_collector, build_parser
-from exporter.http import RequestCounter
-from exporter.httpserver import (
+from exporter.web.httpserver import (
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
     MAX_BODY_BYTES,
@@ -41,8 +41,8 @@ from exporter.httpserver import (
     WORKERS,
     WRITE_TIMEOUT,
 )
-from exporter.server import ExporterApp, start_server
-from exporter.webconfig import HANDSHAKE_TIMEOUT, WebConfig, parse_web_config
+from exporter.web.server import ExporterApp, start_server
+from exporter.web.webconfig import HANDSHAKE_TIMEOUT, WebConfig, parse_web_config
 from tests.support.harness import config_for
 from tests.support.pki import Pki, make_pki
 

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
 from exporter import __version__
+from exporter.ams.http import RequestCounter
 from exporter.cli import build_collector
-from exporter.http import RequestCounter
-from exporter.server import ExporterApp, start_server
+from exporter.web.server import ExporterApp, start_server
 from tests.support.harness import RunningExporter, config_for, running_exporter
 
 

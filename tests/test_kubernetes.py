@@ -25,7 +25,7 @@ import yaml
 
 from exporter import __version__
 from exporter.cli import build_parser
-from exporter.config import parse_config
+from exporter.config.accounts import parse_config
 from tests.support.image import IMAGE_CONFIG_FILE, IMAGE_UID, Dockerfile, documented_commands
 
 ROOT = Path(__file__).resolve().parent.parent

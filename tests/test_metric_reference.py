@@ -7,7 +7,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
-from exporter.metrics import METRICS, Kind, reference_markdown
+from exporter.expose.contract import METRICS, Kind, reference_markdown
 from tests.support.harness import running_exporter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_committed_reference_matches_the_code():
     committed = (ROOT / "docs" / "metrics.md").read_text()
     assert committed == reference_markdown(), (
-        "docs/metrics.md is out of date: run `python -m exporter.metrics > docs/metrics.md`"
+        "docs/metrics.md is out of date: run `python -m exporter.expose.contract > docs/metrics.md`"
     )
 
 

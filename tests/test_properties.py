@@ -32,9 +32,14 @@ from exporter.ams.odata import (
     read_error,
     task_from_entity,
 )
-from exporter.config import ConfigError, format_duration, load_config, parse_duration
-from exporter.server import MAX_SCRAPE_TIMEOUT, collection_budget
-from exporter.webconfig import BasicAuth, WebConfigError, parse_web_config
+from exporter.config.accounts import (
+    ConfigError,
+    format_duration,
+    load_config,
+    parse_duration,
+)
+from exporter.web.server import MAX_SCRAPE_TIMEOUT, collection_budget
+from exporter.web.webconfig import BasicAuth, WebConfigError, parse_web_config
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ams_emulator.query import parse_query
-from exporter.config import parse_config
-from exporter.scope import IDS_PER_FILTER, server_filters
+from exporter.ams.scope import IDS_PER_FILTER, server_filters
+from exporter.config.accounts import parse_config
 
 NOW = datetime(2024, 1, 15, 12, 0, tzinfo=timezone.utc).timestamp()
 

@@ -32,11 +32,11 @@ import pytest
 import requests
 
 from ams_emulator import Emulator, Fault
+from exporter.ams.auth import token_provider_for
 from exporter.ams.client import AmsClient
-from exporter.auth import token_provider_for
+from exporter.ams.http import RequestCounter, UpstreamSession
 from exporter.deadline import Deadline
 from exporter.errors import ExporterError
-from exporter.http import RequestCounter, UpstreamSession
 from tests.support.harness import account_yaml, config_for, running_exporter
 from tests.support.pki import make_pki
 
@@ -344,7 +344,7 @@ def test_tls_verification_cannot_be_bypassed(tmp_path, monkeypatch):
         wrong_ca = {"ca_file": pki.server_ca}
         with running_exporter({"pinned": emulator}, {"pinned": wrong_ca}) as exporter:
             scrape = exporter.scrape()
-            result = exporter.collector.latest
+            result = exporter.collect.poller.latest
         assert scrape.value("ams_up", account="pinned") == 0
         assert result is not None and "SSLError" in (result.accounts[0].error or "")
         assert emulator.request_count() == 0, "no request got through the TLS handshake"

@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from exporter.ams.model import Job, JobState, Task
-from exporter.collection import AccountResult, Collection
-from exporter.status_page import STATE_COLOURS, render_status_page
+from exporter.collect.snapshot import AccountResult, Collection
+from exporter.web.status_page import STATE_COLOURS, render_status_page
 
 NOW = 1_780_000_000.0
 HOSTILE_NAMES = [

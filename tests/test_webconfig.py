@@ -25,10 +25,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
 from exporter import __version__
+from exporter.ams.http import RequestCounter
 from exporter.cli import build_collector
-from exporter.http import RequestCounter
-from exporter.server import ExporterApp, start_server
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
+from exporter.web.server import ExporterApp, start_server
+from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
 from tests.support.harness import config_for
 from tests.support.pki import Pki, make_pki
 
@@ -379,7 +379,7 @@ def test_missing_bcrypt_is_a_clear_error(tmp_path):
     code = (
         "import sys; sys.modules['bcrypt'] = None\n"
         "from pathlib import Path\n"
-        "from exporter.webconfig import load_web_config, WebConfigError\n"
+        "from exporter.web.webconfig import load_web_config, WebConfigError\n"
         "try:\n"
         f"    load_web_config(Path({str(file)!r}))\n"
         "except WebConfigError as exc:\n"

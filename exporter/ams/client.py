@@ -29,9 +29,10 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from exporter.ams import odata
+from exporter.ams.auth import TokenProvider
+from exporter.ams.http import BodyTooLarge, UpstreamSession, transport_reason
 from exporter.ams.model import ENTITY_KINDS, Job, Task
-from exporter.auth import TokenProvider
-from exporter.config import AccountConfig
+from exporter.config.accounts import AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import (
     AmsApiError,
@@ -40,7 +41,6 @@ from exporter.errors import (
     DeadlineExceeded,
     ExporterError,
 )
-from exporter.http import BodyTooLarge, UpstreamSession, transport_reason
 
 log = logging.getLogger(__name__)
 

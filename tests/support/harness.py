@@ -19,11 +19,11 @@ from prometheus_client.samples import Sample
 
 from ams_emulator import Emulator
 from exporter import __version__
+from exporter.ams.http import RequestCounter
 from exporter.cli import build_collector
-from exporter.collector import Collector
-from exporter.config import Config, parse_config
-from exporter.http import RequestCounter
-from exporter.server import ExporterApp, start_server
+from exporter.collect.poller import Collector
+from exporter.config.accounts import Config, parse_config
+from exporter.web.server import ExporterApp, start_server
 
 
 def account_yaml(name: str, emulator: Emulator, *, secret_var: str, **extra: Any) -> str:

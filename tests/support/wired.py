@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from ams_emulator import Emulator
 from exporter import __version__
+from exporter.ams.auth import token_provider_for
 from exporter.ams.client import (
     AmsClient,
 )
-from exporter.auth import token_provider_for
-from exporter.config import AccountConfig, Credential, JobsConfig, Secret
-from exporter.http import RequestCounter, UpstreamSession
+from exporter.ams.http import RequestCounter, UpstreamSession
+from exporter.config.accounts import AccountConfig, Credential, JobsConfig, Secret
 
 ACCOUNT = "acme"
 

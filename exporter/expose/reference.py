@@ -2,7 +2,7 @@
 
 Families are built fresh for every scrape: a job that left the scope is simply not in the next one,
 and Prometheus marks its series stale. These families are the reference for what a scrape exposes:
-``exporter/exposition.py`` writes the same samples faster for the formats Prometheus asks for, and
+``exporter/expose/writer.py`` writes the same samples faster for the formats Prometheus asks for, and
 falls back to these for the others (``tests/test_exposition.py`` holds both byte-identical).
 """
 
@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter import metrics as m
 from exporter.ams.model import ENTITY_KINDS, JobState
-from exporter.collection import AccountResult, Collection
-from exporter.jobview import JobView
+from exporter.collect.jobview import JobView
+from exporter.collect.snapshot import AccountResult, Collection
+from exporter.expose import contract as m
 
 STATE_LABELS = tuple((state, state.label) for state in JobState)
 

@@ -4,7 +4,7 @@ Routes: ``/`` (status page), the telemetry path (``/metrics``), ``/healthz`` (th
 ``/readyz`` (every account collected successfully, recently). A scrape's collection is bounded by
 Prometheus's ``X-Prometheus-Scrape-Timeout-Seconds`` minus a margin, so the exporter answers with what
 it has (and ``ams_up 0``) instead of letting Prometheus time out. The connections themselves
-(limits, timeouts, TLS) are ``exporter/httpserver.py``'s.
+(limits, timeouts, TLS) are ``exporter/web/httpserver.py``'s.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from exporter.collector import Collector
+from exporter.ams.http import RequestCounter
+from exporter.collect.poller import Collector
 from exporter.deadline import Deadline
-from exporter.exposition import negotiate, qvalue, render
-from exporter.http import RequestCounter
-from exporter.httpserver import (
+from exporter.expose.writer import negotiate, qvalue, render
+from exporter.web.httpserver import (
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
@@ -30,8 +30,8 @@ from exporter.httpserver import (
     HttpServer,
     Limits,
 )
-from exporter.status_page import render_status_page
-from exporter.webconfig import ProtectedApp, WebConfig
+from exporter.web.status_page import render_status_page
+from exporter.web.webconfig import ProtectedApp, WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def start_server(
     """Bind ``address`` and serve ``app`` in background threads; returns the running server.
 
     ``web_config`` adds TLS, basic auth and response headers (exporter-toolkit's web-config.yml).
-    The limits are ``exporter/httpserver.py``'s; the command line sets only ``max_connections``
+    The limits are ``exporter/web/httpserver.py``'s; the command line sets only ``max_connections``
     (``--web.max-connections``), the timeouts are there for tests.
     """
     host, port = parse_listen_address(address)

@@ -1,7 +1,7 @@
 """The exporter's ``/`` page: a live, self-contained HTML view of the last collection.
 
 Server-rendered, inline CSS only (it must work offline), refreshed by ``<meta http-equiv="refresh">``.
-The numbers come from :class:`exporter.jobview.JobView`, the same values the metrics expose. Every
+The numbers come from :class:`exporter.collect.jobview.JobView`, the same values the metrics expose. Every
 string from AMS or the configuration goes through :func:`html.escape`: job names may hold quotes,
 backslashes, markup and newlines.
 
@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from html import escape
 
 from exporter.ams.model import JobState
-from exporter.collection import AccountResult, Collection
-from exporter.jobview import JobView
+from exporter.collect.jobview import JobView
+from exporter.collect.snapshot import AccountResult, Collection
 from exporter.redact import redact
 
 # One colour per state, shared with the Grafana dashboard (grafana/build_dashboard.py).

@@ -3,7 +3,7 @@
 For the text format 0.0.4 and OpenMetrics 1.0.0 (what Prometheus asks for) the samples are written
 here directly. ``prometheus_client``'s encoders validate and escape every label name of every sample
 (about 12 µs a series: seconds at 100,000 jobs); here a job's labels are escaped once and reused by
-its fifteen or so series. Other negotiations go through the families of ``exporter/families.py``.
+its fifteen or so series. Other negotiations go through the families of ``exporter/expose/reference.py``.
 Both paths give the same bytes (``tests/test_exposition.py``).
 """
 
@@ -27,11 +27,11 @@ from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.registry import Collector as RegistryCollector
 from prometheus_client.utils import floatToGoString
 
-from exporter import metrics as m
 from exporter.ams.model import ENTITY_KINDS, JobState
-from exporter.collection import AccountResult, Collection
-from exporter.families import STATE_LABELS, RequestCounts, build_families
-from exporter.jobview import JobView
+from exporter.collect.jobview import JobView
+from exporter.collect.snapshot import AccountResult, Collection
+from exporter.expose import contract as m
+from exporter.expose.reference import STATE_LABELS, RequestCounts, build_families
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from exporter.config import read_file_capped, read_yaml, type_name
+from exporter.config.accounts import read_file_capped, read_yaml, type_name
 from exporter.errors import ConfigError
 
 log = logging.getLogger(__name__)

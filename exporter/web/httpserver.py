@@ -62,7 +62,7 @@ from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote
 
-from exporter.webconfig import HANDSHAKE_TIMEOUT, Handshake, TlsServerConfig, accept_tls
+from exporter.web.webconfig import HANDSHAKE_TIMEOUT, Handshake, TlsServerConfig, accept_tls
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The metric contract: every metric the exporter exposes, in one table.
 
-The exposition code (``exporter/families.py``, ``exporter/exposition.py``) reads these entries, and
-``docs/metrics.md`` is generated from them (``python -m exporter.metrics``; a test keeps the committed
+The exposition code (``exporter/expose/reference.py``, ``exporter/expose/writer.py``) reads these entries, and
+``docs/metrics.md`` is generated from them (``python -m exporter.expose.contract``; a test keeps the committed
 file in step), so the names, types, labels and help texts cannot drift apart.
 """
 
@@ -208,7 +208,7 @@ METRICS: tuple[Metric, ...] = (
 _REFERENCE_INTRO = """\
 # Metric reference
 
-Generated from `exporter/metrics.py` by `python -m exporter.metrics > docs/metrics.md`; a test fails when
+Generated from `exporter/expose/contract.py` by `python -m exporter.expose.contract > docs/metrics.md`; a test fails when
 this file and the code disagree. Besides these, the exporter serves the client library's `process_*` and
 `python_*` metrics.
 

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
+from exporter.ams.http import UpstreamSession, transport_reason
 from exporter.ams.odata import excerpt
-from exporter.config import CLOUDS, AccountConfig
+from exporter.config.accounts import CLOUDS, AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded, ExporterError
-from exporter.http import UpstreamSession, transport_reason
 from exporter.redact import remember, remember_token
 
 log = logging.getLogger(__name__)

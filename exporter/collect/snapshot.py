@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter.ams.model import Job, JobState, Task
-from exporter.jobview import JobView
+from exporter.collect.jobview import JobView
 
 
 @dataclass(frozen=True, slots=True)

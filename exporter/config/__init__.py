@@ -1,0 +1,1 @@
+"""The exporter's configuration: reading, validating and describing it."""

@@ -1,0 +1,1 @@
+"""The exporter's own HTTP side: the server, the /metrics app, the status page and the web config."""
