@@ -5,9 +5,20 @@ See ``docs/architecture.md`` for the interface; ``python -m ams_emulator --help`
 
 from __future__ import annotations
 
+from ams_emulator.config_text import Connection, account_entry, exporter_config
 from ams_emulator.emulator import Emulator
 from ams_emulator.entities import EmuJob, EmuTask, JobState
 from ams_emulator.faults import Fault
 from ams_emulator.requestlog import RequestRecord
 
-__all__ = ["EmuJob", "EmuTask", "Emulator", "Fault", "JobState", "RequestRecord"]
+__all__ = [
+    "Connection",
+    "EmuJob",
+    "EmuTask",
+    "Emulator",
+    "Fault",
+    "JobState",
+    "RequestRecord",
+    "account_entry",
+    "exporter_config",
+]

@@ -16,6 +16,7 @@ from datetime import datetime
 from types import FrameType
 from urllib.parse import urlsplit
 
+from ams_emulator.config_text import exporter_config
 from ams_emulator.emulator import Emulator, is_loopback
 from ams_emulator.faults import KINDS, Fault
 
@@ -224,16 +225,7 @@ def describe(emulator: Emulator) -> str:
   managed identity:   IDENTITY_ENDPOINT={emulator.managed_identity_endpoint} IDENTITY_HEADER={emulator.managed_identity_header}
 
 Exporter configuration (export {SECRET_VARIABLE}={emulator.client_secret}):
-accounts:
-  - name: emulator
-    endpoint: {emulator.account_endpoint}
-    authority_host: {emulator.authority_host}
-    resource: {emulator.resource}
-    tenant: {emulator.tenant}
-    client_id: {emulator.client_id}
-    client_secret: ${{{SECRET_VARIABLE}}}
-    ca_file: {emulator.ca_file}
-
+{exporter_config(emulator.account_entry("emulator", secret_variable=SECRET_VARIABLE))}
 Press Ctrl-C to stop."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ams_emulator.aad import MANAGED_IDENTITY_PATH, AadConfig, AzureAd
 from ams_emulator.clock import Clock
+from ams_emulator.config_text import Connection, account_entry
 from ams_emulator.entities import EmuJob, JobState
 from ams_emulator.faults import FaultSet
 from ams_emulator.requestlog import RequestLog, RequestRecord
@@ -223,6 +224,23 @@ class Emulator:
     def announce_expires_in(self, seconds: int | None) -> None:
         """Token responses announce ``expires_in: seconds`` (``None``: the real lifetime)."""
         self.aad.announce_expires_in(seconds)
+
+    @property
+    def connection(self) -> Connection:
+        """What an exporter needs to reach this account."""
+        return Connection(
+            endpoint=self.account_endpoint,
+            authority_host=self.authority_host,
+            resource=self.resource,
+            tenant=self.tenant,
+            client_id=self.client_id,
+            ca_file=self.ca_file,
+            legacy_endpoint=self.legacy_endpoint,
+        )
+
+    def account_entry(self, name: str, *, secret_variable: str, **settings: Any) -> str:
+        """This account as an item of an exporter's ``accounts`` list (see ``account_entry``)."""
+        return account_entry(name, self.connection, secret_variable=secret_variable, **settings)
 
     @property
     def request_log(self) -> list[RequestRecord]:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import requests
 
+import ams_emulator
+from ams_emulator import Connection, account_entry
+
 STARTUP_SECONDS = 600.0  # a 100,000-job scenario takes a while to build on a busy machine
 STOP_SECONDS = 10.0
 _POLL_SECONDS = 0.1
@@ -119,20 +122,22 @@ def start_emulator(
 
 def exporter_config(info: EmulatorInfo, timeout: float) -> str:
     """A config with one account, ``bench``, exporting every in-scope job of the emulator."""
-    return (
-        "accounts:\n"
-        "  - name: bench\n"
-        f"    endpoint: {info.endpoint}\n"
-        f"    authority_host: {info.authority_host}\n"
-        f"    resource: {info.resource}\n"
-        f"    tenant: {info.tenant}\n"
-        f"    client_id: {info.client_id}\n"
-        f"    client_secret: ${{{_SECRET_VARIABLE}}}\n"
-        f"    ca_file: {info.ca_file}\n"
-        f"    timeout: {timeout:g}s\n"
-        "    jobs:\n"
-        "      max_jobs: 10000000\n"
+    connection = Connection(
+        endpoint=info.endpoint,
+        authority_host=info.authority_host,
+        resource=info.resource,
+        tenant=info.tenant,
+        client_id=info.client_id,
+        ca_file=info.ca_file,
     )
+    entry = account_entry(
+        "bench",
+        connection,
+        secret_variable=_SECRET_VARIABLE,
+        timeout=f"{timeout:g}s",
+        jobs={"max_jobs": 10000000},
+    )
+    return ams_emulator.exporter_config(entry)
 
 
 def start_exporter(workdir: Path, info: EmulatorInfo, timeout: float) -> tuple[Child, str]:

@@ -25,7 +25,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reading entities (odata)", ("exporter/ams/odata.py",)),
     (
         "process metrics (prometheus_client)",
-        ("prometheus_client/exposition.py", "prometheus_client/openmetrics", "_collector.py"),
+        ("prometheus_client/exposition.py", "prometheus_client/openmetrics", "_poller.py"),
     ),
     (
         "rendering the exposition",
@@ -38,7 +38,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HTTP and TLS (requests, urllib3, ssl)", ("requests/", "urllib3/", "ssl.py", "http/client")),
     ("client: paging, retries, deadline", ("exporter/ams/client.py", "exporter/ams/http.py")),
     (
-        "collector: scope, tasks, results",
+        "poller: scope, tasks, results",
         ("exporter/collect/poller.py", "exporter/collect/snapshot.py"),
     ),
     ("serving the response (wsgiref)", ("wsgiref/", "exporter/web/server.py", "socketserver")),

@@ -1,6 +1,6 @@
 """Exposition rendering on its own: one real collection, rendered by the exporter's metrics route.
 
-The collection is made once, in this process, by the exporter's own collector (wired as the CLI wires
+The collection is made once, in this process, by the exporter's own poller (wired as the CLI wires
 it); then the WSGI app renders it again and again with the upstream out of the picture. What is timed
 is exactly what a scrape does after its collection: families, encoding, headers.
 """
@@ -16,12 +16,12 @@ from typing import Any, cast
 from bench.processes import EmulatorInfo, exporter_config
 from exporter import __version__
 from exporter.ams.http import RequestCounter
-from exporter.cli import build_collector
-from exporter.collect.poller import Collector
+from exporter.collect.poller import Poller
 from exporter.collect.snapshot import Collection
 from exporter.config.accounts import parse_config
 from exporter.deadline import Deadline
 from exporter.web.server import ExporterApp
+from exporter.wiring import build_poller
 
 _SECRET_VARIABLE = "AMS_BENCH_CLIENT_SECRET"
 
@@ -40,8 +40,8 @@ class RenderRun:
         return 1e6 * self.wall_seconds / max(1, self.series)
 
 
-class _FixedCollector:
-    """Stands in for the collector: every scrape gets the same, already finished collection."""
+class _FixedPoller:
+    """Stands in for the poller: every scrape gets the same, already finished collection."""
 
     def __init__(self, collection: Collection) -> None:
         self._collection = collection
@@ -51,16 +51,16 @@ class _FixedCollector:
 
 
 def collect_once(info: EmulatorInfo, timeout: float) -> tuple[Collection, RequestCounter]:
-    """One collection by the exporter's own collector, in this process."""
+    """One collection by the exporter's own poller, in this process."""
     config = parse_config(
         exporter_config(info, timeout), {_SECRET_VARIABLE: info.client_secret}, source="bench"
     )
     counter = RequestCounter()
-    collector = build_collector(config, counter)
+    poller = build_poller(config, counter)
     try:
-        collection = collector.collect(Deadline.after(timeout))
+        collection = poller.collect(Deadline.after(timeout))
     finally:
-        collector.close()
+        poller.close()
     if not all(account.up for account in collection.accounts):
         errors = [account.error for account in collection.accounts]
         raise RuntimeError(f"the in-process collection failed: {errors}")
@@ -83,7 +83,7 @@ def _render(app: ExporterApp, accept: str) -> bytes:
 
 def time_rendering(collection: Collection, counter: RequestCounter, repeat: int) -> RenderRun:
     """Render ``collection`` ``repeat`` times through the metrics route; medians."""
-    app = ExporterApp(cast(Collector, _FixedCollector(collection)), counter, version=__version__)
+    app = ExporterApp(cast(Poller, _FixedPoller(collection)), counter, version=__version__)
     walls, cpus = [], []
     body = b""
     for _ in range(max(1, repeat)):

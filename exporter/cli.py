@@ -1,4 +1,4 @@
-"""``ams-exporter``: flags, logging, and wiring the parts together.
+"""``ams-exporter``: flags, logging, and the process's life (the parts are wired in ``wiring``).
 
 ``--demo`` starts the built-in AMS v2 emulator on loopback and points one account, ``demo``, at it, so
 that a newcomer sees live metrics without an Azure account or a config file.
@@ -15,34 +15,21 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
-from exporter.ams.auth import token_provider_for
-from exporter.ams.client import POOL_SIZE, TASK_CONCURRENCY, AmsClient
-from exporter.ams.http import RequestCounter, UpstreamSession
-from exporter.collect.poller import AccountCollector, Collector
-from exporter.config.accounts import Config, describe_config, load_config, parse_config
+from exporter.collect.poller import Poller
+from exporter.config.accounts import Config, describe_config, load_config
 from exporter.deadline import Deadline
 from exporter.errors import ConfigError
 from exporter.logs import configure_logging
 from exporter.redact import redact
 from exporter.web.httpserver import MAX_CONNECTIONS
-from exporter.web.server import ExporterApp, ExporterServer, start_server
 from exporter.web.webconfig import WebConfig, load_web_config
-
-if TYPE_CHECKING:
-    from ams_emulator import Emulator
+from exporter.wiring import DEMO_MAX_JOBS, Demo, build_exporter, listen, start_demo
 
 log = logging.getLogger("exporter")
 
-USER_AGENT = f"ams-exporter/{__version__}"
 DEFAULT_LISTEN_ADDRESS = ":10267"
-DEMO_SECRET_VARIABLE = "AMS_DEMO_CLIENT_SECRET"
-# A new job every minute and two-minute tasks: progress visibly moves between two scrapes.
-DEMO_ARRIVALS_PER_HOUR = 60.0
-DEMO_MEAN_TASK_SECONDS = 120.0
-DEMO_MAX_JOBS = 1_000_000
 # Paths the server answers besides the telemetry path, and those kept for routes to come
 # (Prometheus-style health and reload, a multi-target probe): the telemetry path must be none.
 RESERVED_PATHS = ("/", "/healthz", "/readyz", "/-/healthy", "/-/ready", "/-/reload", "/probe")
@@ -163,69 +150,21 @@ def _demo_jobs(text: str) -> int:
     return jobs
 
 
-def start_demo(jobs: int) -> tuple[Emulator, Config]:
-    """Start the emulator and a config with one account, ``demo``, pointed at it.
-
-    The emulator's clock runs at real speed, because the exporter measures ages and durations on
-    the wall clock; the demo is kept lively by frequent arrivals and short tasks instead.
-    """
-    from ams_emulator import Emulator
-
-    emulator = Emulator(
-        jobs=jobs,
-        speed=1.0,
-        arrivals_per_hour=DEMO_ARRIVALS_PER_HOUR,
-        mean_task_seconds=DEMO_MEAN_TASK_SECONDS,
-    )
-    emulator.start()
-    text = (
-        "accounts:\n"
-        "  - name: demo\n"
-        f"    endpoint: {emulator.account_endpoint}\n"
-        f"    authority_host: {emulator.authority_host}\n"
-        f"    resource: {emulator.resource}\n"
-        f"    tenant: {emulator.tenant}\n"
-        f"    client_id: {emulator.client_id}\n"
-        f"    client_secret: ${{{DEMO_SECRET_VARIABLE}}}\n"
-        f"    ca_file: {emulator.ca_file}\n"
-    )
-    config = parse_config(text, {DEMO_SECRET_VARIABLE: emulator.client_secret}, source="--demo")
-    return emulator, config
-
-
-def build_collector(config: Config, counter: RequestCounter) -> Collector:
-    """One AccountCollector per configured account, each with its own sessions and tokens."""
-    accounts = []
-    for account in config.accounts:
-
-        def session(api: str, name: str = account.name, cfg: Any = account) -> UpstreamSession:
-            return UpstreamSession(name, api, counter, cfg.ca_file, cfg.timeout, USER_AGENT)
-
-        tokens = token_provider_for(account, session("aad"))
-        # As many pooled AMS connections as the client has requests in flight: pages and tasks.
-        ams = UpstreamSession(
-            account.name, "ams", counter, account.ca_file, account.timeout, USER_AGENT, POOL_SIZE
-        )
-        client = AmsClient(account, tokens, ams, TASK_CONCURRENCY)
-        accounts.append(AccountCollector(account, client))
-    return Collector(accounts)
-
-
-def _load(args: argparse.Namespace) -> tuple[Config, Emulator | None]:
+def _load(args: argparse.Namespace) -> tuple[Config, Demo | None]:
     if args.demo:
         if args.config_file is not None:
             raise ConfigError("--demo runs without a config file; drop --config.file or --demo")
-        emulator, config = start_demo(args.demo_jobs)
-        return config, emulator
+        demo = start_demo(args.demo_jobs)
+        return demo.config, demo
     if args.config_file is None:
         raise ConfigError("no configuration: pass --config.file FILE, or try --demo")
     return load_config(args.config_file), None
 
 
-def _warm_up(collector: Collector, budget: float) -> None:
+def _warm_up(poller: Poller, budget: float) -> None:
     """Collect once at start-up so that /readyz and the status page have something to show."""
     threading.Thread(
-        target=lambda: collector.collect(Deadline.after(budget)), name="warm-up", daemon=True
+        target=lambda: poller.collect(Deadline.after(budget)), name="warm-up", daemon=True
     ).start()
 
 
@@ -246,11 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter; the exit code is 0 on a clean stop, 2 on a configuration error."""
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
-    emulator: Emulator | None = None
+    demo: Demo | None = None
     try:
         if args.demo and args.config_check:
             raise ConfigError("--config.check checks a --config.file; it does not apply to --demo")
-        config, emulator = _load(args)
+        config, demo = _load(args)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
         if args.config_check:
             # On stderr, so that stdout stays the YAML of what was understood.
@@ -261,38 +200,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         for warning in config.warnings:
             log.warning("configuration: %s", warning)
-        return _serve(args, config, emulator, web_config)
+        return _serve(args, config, demo, web_config)
     except ConfigError as error:
         sys.stderr.write(f"ams-exporter: configuration error: {error}\n")
         return 2
     finally:
-        if emulator is not None:
-            emulator.stop()
+        if demo is not None:
+            demo.stop()
 
 
 def _serve(
     args: argparse.Namespace,
     config: Config,
-    emulator: Emulator | None,
+    demo: Demo | None,
     web_config: WebConfig | None,
 ) -> int:
-    counter = RequestCounter()
-    collector = build_collector(config, counter)
-    default_timeout = max(account.timeout for account in config.accounts)
-    app = ExporterApp(
-        collector,
-        counter,
-        version=__version__,
-        telemetry_path=args.telemetry_path,
-        default_timeout=default_timeout,
-    )
+    exporter = build_exporter(config, telemetry_path=args.telemetry_path)
     try:
-        server: ExporterServer = start_server(
-            app, args.listen_address, web_config, max_connections=args.max_connections
+        server = listen(
+            exporter, args.listen_address, web_config, max_connections=args.max_connections
         )
     except (OSError, ValueError) as error:
         sys.stderr.write(f"ams-exporter: cannot listen on {args.listen_address}: {error}\n")
-        collector.close()
+        exporter.close()
         return 1
     host, port = server.server_address[:2]
     log.info(
@@ -302,15 +232,15 @@ def _serve(
         port,
         args.telemetry_path,
         len(config.accounts),
-        f"; demo emulator at {emulator.account_endpoint}" if emulator else "",
+        f"; demo emulator at {demo.endpoint}" if demo else "",
     )
-    _warm_up(collector, default_timeout)
+    _warm_up(exporter.poller, exporter.default_timeout)
     started = time.monotonic()
     try:
         _wait_for_signal()
     finally:
         server.shutdown()
         server.server_close()
-        collector.close()
+        exporter.close()
         log.info("stopped after %.0f s", time.monotonic() - started)
     return 0

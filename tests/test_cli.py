@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
 from exporter import __version__
-from exporter.cli import DEMO_MAX_JOBS, build_parser, start_demo
+from exporter.cli import build_parser
+from exporter.wiring import DEMO_MAX_JOBS, start_demo
 from tests.support.harness import account_yaml
 
 EXPORTER = [sys.executable, "-m", "exporter"]
@@ -331,14 +332,14 @@ def test_config_warnings_are_logged_at_start_up(tmp_path: Path):
 
 
 def test_demo_needs_no_redirect_hosts():
-    emulator, config = start_demo(1)
+    demo = start_demo(1)
     try:
-        (account,) = config.accounts
-        assert account.endpoint == emulator.account_endpoint
+        (account,) = demo.config.accounts
+        assert account.endpoint == demo.endpoint
         assert account.endpoint.endswith("/api/")
-        assert (account.redirect_hosts, config.warnings) == ((), ())
+        assert (account.redirect_hosts, demo.config.warnings) == ((), ())
     finally:
-        emulator.stop()
+        demo.stop()
 
 
 def _poll_ok(url: str, attempts: int) -> None:

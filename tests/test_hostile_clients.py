@@ -28,9 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
 from bench.processes import Child
-from exporter import __version__
-from exporter.ams.http import RequestCounter
-from exporter.cli import build_collector, build_parser
+from exporter.cli import build_parser
 from exporter.web.httpserver import (
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
@@ -41,8 +39,8 @@ from exporter.web.httpserver import (
     WORKERS,
     WRITE_TIMEOUT,
 )
-from exporter.web.server import ExporterApp, start_server
 from exporter.web.webconfig import HANDSHAKE_TIMEOUT, WebConfig, parse_web_config
+from exporter.wiring import serving as wired_exporter
 from tests.support.harness import config_for
 from tests.support.pki import Pki, make_pki
 
@@ -64,17 +62,8 @@ def serving(
     emulator: Emulator, web_config: WebConfig | None = None, **limits: Any
 ) -> Iterator[tuple[str, int]]:
     """An in-process exporter for ``emulator`` with the given server limits; yields its address."""
-    config = config_for({"main": emulator})
-    counter = RequestCounter()
-    collector = build_collector(config, counter)
-    app = ExporterApp(collector, counter, version=__version__, default_timeout=10.0)
-    server = start_server(app, "127.0.0.1:0", web_config, **limits)
-    try:
-        yield "127.0.0.1", server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        collector.close()
+    with wired_exporter(config_for({"main": emulator}), web_config=web_config, **limits) as wired:
+        yield "127.0.0.1", wired[1].server_address[1]
 
 
 def request(path: str, method: str = "GET", *, close: bool = False) -> bytes:

@@ -15,10 +15,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
-from exporter import __version__
-from exporter.ams.http import RequestCounter
-from exporter.cli import build_collector
-from exporter.web.server import ExporterApp, start_server
+from exporter.wiring import serving
 from tests.support.harness import RunningExporter, config_for, running_exporter
 
 
@@ -230,20 +227,11 @@ def test_a_small_request_body_is_read_and_the_connection_kept(exporter):
 def test_a_stalled_client_is_disconnected_and_nothing_is_printed(capfd):
     """A client that never finishes its request (slowloris) loses its connection, not a thread."""
     with Emulator(jobs=5, seed=32, speed=0) as emulator:
-        config = config_for({"main": emulator})
-        counter = RequestCounter()
-        collector = build_collector(config, counter)
-        app = ExporterApp(collector, counter, version=__version__)
-        server = start_server(app, "127.0.0.1:0", header_timeout=0.5)
-        try:
+        with serving(config_for({"main": emulator}), header_timeout=0.5) as (_, server):
             threads = threading.active_count()
             with socket.create_connection(server.server_address[:2], timeout=30) as stalled:
                 stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
                 assert threading.active_count() <= threads
                 assert stalled.recv(1024) == b"", "the server closes the stalled connection"
             assert threading.active_count() <= threads
-        finally:
-            server.shutdown()
-            server.server_close()
-            collector.close()
     assert "Traceback" not in capfd.readouterr().err

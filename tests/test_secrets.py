@@ -344,7 +344,7 @@ def test_tls_verification_cannot_be_bypassed(tmp_path, monkeypatch):
         wrong_ca = {"ca_file": pki.server_ca}
         with running_exporter({"pinned": emulator}, {"pinned": wrong_ca}) as exporter:
             scrape = exporter.scrape()
-            result = exporter.collect.poller.latest
+            result = exporter.poller.latest
         assert scrape.value("ams_up", account="pinned") == 0
         assert result is not None and "SSLError" in (result.accounts[0].error or "")
         assert emulator.request_count() == 0, "no request got through the TLS handshake"

@@ -24,11 +24,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
-from exporter import __version__
-from exporter.ams.http import RequestCounter
-from exporter.cli import build_collector
-from exporter.web.server import ExporterApp, start_server
 from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
+from exporter.wiring import serving
 from tests.support.harness import config_for
 from tests.support.pki import Pki, make_pki
 
@@ -65,17 +62,8 @@ class Protected:
 
 @contextlib.contextmanager
 def protected_exporter(emulator: Emulator, web_config: WebConfig) -> Iterator[Protected]:
-    config = config_for({"main": emulator})
-    counter = RequestCounter()
-    collector = build_collector(config, counter)
-    app = ExporterApp(collector, counter, version=__version__, default_timeout=10.0)
-    server = start_server(app, "127.0.0.1:0", web_config)
-    try:
+    with serving(config_for({"main": emulator}), web_config=web_config) as (_, server):
         yield Protected("127.0.0.1", server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        collector.close()
 
 
 def web(pki: Pki, tls: str = "", rest: str = "") -> WebConfig:

@@ -6,7 +6,7 @@ final jobs by ``LastModified`` (a job is modified when it ends, so this is a sup
 the window"); :func:`in_scope` then applies the exact rule on EndTime.
 
 Whether AMS accepts ``datetime'...'`` literals is not documented, so :func:`server_filter` can also
-leave the date part out; the collector falls back to that when AMS answers 400.
+leave the date part out; the poller falls back to that when AMS answers 400.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a job looks like at collection time: the derived durations and progress.
 
-The collector (metrics) and the status page (HTML) both show these values, so they are computed here
+The metrics and the status page (HTML) both show these values, so they are computed here
 once, from the job as AMS reported it and the collection time.
 """
 

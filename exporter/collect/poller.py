@@ -1,8 +1,8 @@
 """One collection of every configured account, shared by the scrapes that arrive while it runs.
 
-``AccountCollector`` collects one account: it lists the in-scope jobs, fetches the tasks of the jobs that
-need them and remembers what never changes (tasks of jobs in Error). ``Collector`` runs all accounts
-concurrently under one deadline; ``Collector.collect`` lets concurrent callers (several Prometheus
+``AccountPoller`` collects one account: it lists the in-scope jobs, fetches the tasks of the jobs that
+need them and remembers what never changes (tasks of jobs in Error). ``Poller`` runs all accounts
+concurrently under one deadline; ``Poller.collect`` lets concurrent callers (several Prometheus
 replicas, a status-page refresh) share one in-flight collection instead of multiplying upstream load.
 """
 
@@ -45,16 +45,16 @@ class _Listing:
     dropped: int
 
 
-class AccountCollector:
+class AccountPoller:
     """Collects one account; keeps the per-account memory between collections."""
 
     def __init__(
         self,
-        account: AccountConfig,
+        config: AccountConfig,
         client: AmsClient,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.account = account
+        self.config = config
         self._client = client
         self._wall_clock = wall_clock
         self._dates_in_filter = True
@@ -91,7 +91,7 @@ class AccountCollector:
             return self._collect(deadline)
         except Exception as error:
             # A bug must cost this account one collection, not the exporter its /metrics.
-            log.exception("collection of account %s failed unexpectedly", self.account.name)
+            log.exception("collection of account %s failed unexpectedly", self.config.name)
             return self._failure(
                 time.monotonic() - self._running_since, f"internal error: {type(error).__name__}"
             )
@@ -116,7 +116,7 @@ class AccountCollector:
             self._last_success = self._wall_clock()
         self._note_outcome(task_error)
         return AccountResult(
-            account=self.account.name,
+            account=self.config.name,
             up=task_error is None,
             duration_seconds=duration,
             last_success=self._last_success,
@@ -131,7 +131,7 @@ class AccountCollector:
     def _failure(self, duration: float, message: str) -> AccountResult:
         self._note_outcome(message)
         return AccountResult(
-            account=self.account.name,
+            account=self.config.name,
             up=False,
             duration_seconds=duration,
             last_success=self._last_success,
@@ -147,19 +147,19 @@ class AccountCollector:
         failures = self._failures_since_success
         self._failures_since_success = 0 if error is None else failures + 1
         if error is not None and self._last_error is None:
-            log.warning("collection of account %s failed: %s", self.account.name, error)
+            log.warning("collection of account %s failed: %s", self.config.name, error)
         elif error is not None and error != self._last_error:
-            log.debug("collection of account %s still failing: %s", self.account.name, error)
+            log.debug("collection of account %s still failing: %s", self.config.name, error)
         elif error is None and self._last_error is not None:
             log.info(
                 "collection of account %s succeeded again after %d failed collection(s)",
-                self.account.name,
+                self.config.name,
                 failures,
             )
         self._last_error = error
 
     def _list(self, now: float, deadline: Deadline, unreadable: Unreadable) -> _Listing:
-        jobs_config = self.account.jobs
+        jobs_config = self.config.jobs
         jobs = self._list_jobs(now, deadline, unreadable)
         in_scope_jobs = [job for job in jobs if in_scope(job, jobs_config, now)]
         counts = dict.fromkeys(JobState, 0)
@@ -169,7 +169,7 @@ class AccountCollector:
         return _Listing(exported, counts, len(in_scope_jobs) - len(exported))
 
     def _list_jobs(self, now: float, deadline: Deadline, unreadable: Unreadable) -> list[Job]:
-        jobs_config = self.account.jobs
+        jobs_config = self.config.jobs
         if not self._dates_in_filter:
             filters = server_filters(jobs_config, now, with_dates=False)
             return self._list_filtered(filters, deadline, unreadable)
@@ -186,7 +186,7 @@ class AccountCollector:
         """After a 400: try without the date part, to learn which part AMS refused."""
         try:
             jobs = self._list_filtered(
-                server_filters(self.account.jobs, now, with_dates=False), deadline, unreadable
+                server_filters(self.config.jobs, now, with_dates=False), deadline, unreadable
             )
         except AmsApiError as error:
             if error.status == 400:
@@ -198,7 +198,7 @@ class AccountCollector:
         log.warning(
             "account %s: AMS refused a datetime literal in $filter (%s); finished jobs are "
             "now selected by the exporter instead, which lists more jobs per collection",
-            self.account.name,
+            self.config.name,
             refusal.upstream_message,
         )
         return jobs
@@ -216,7 +216,7 @@ class AccountCollector:
         self, jobs: Sequence[Job], deadline: Deadline, unreadable: Unreadable
     ) -> tuple[dict[str, tuple[Task, ...]], str | None]:
         """Tasks of the exported jobs that need them, and the first error met fetching them."""
-        if not self.account.jobs.tasks:
+        if not self.config.jobs.tasks:
             return {}, None
         known = {job.id: self._final_tasks[job.id] for job in jobs if job.id in self._final_tasks}
         for job_id in known:
@@ -268,10 +268,10 @@ class _Round:
 
     time: float
     started: float
-    work: tuple[tuple[AccountCollector, Deadline, Future[AccountResult]], ...]
+    work: tuple[tuple[AccountPoller, Deadline, Future[AccountResult]], ...]
 
 
-class Collector:
+class Poller:
     """Collects all accounts concurrently; concurrent callers share the collection in flight.
 
     A caller waits for each account no longer than its own deadline allows: accounts that
@@ -280,7 +280,7 @@ class Collector:
     """
 
     def __init__(
-        self, accounts: Sequence[AccountCollector], wall_clock: Callable[[], float] = time.time
+        self, accounts: Sequence[AccountPoller], wall_clock: Callable[[], float] = time.time
     ) -> None:
         self._accounts = list(accounts)
         self._wall_clock = wall_clock
@@ -314,7 +314,7 @@ class Collector:
         now = self._wall_clock()
         reasons = []
         for account in self._accounts:
-            name, last = account.account.name, account.last_success
+            name, last = account.config.name, account.last_success
             if last is None:
                 reasons.append(f"account {name}: no successful collection yet")
             elif now - last > max_age and account.failures_since_success > max_failures:
@@ -356,7 +356,7 @@ class Collector:
         work = tuple(
             (account, own, self._pool.submit(account.collect, own))
             for account in self._accounts
-            for own in [Deadline.after(account.account.timeout)]
+            for own in [Deadline.after(account.config.timeout)]
         )
         current = _Round(self._wall_clock(), time.monotonic(), work)
         self._round = current
@@ -392,9 +392,9 @@ class Collector:
         return Collection(time=current.time, accounts=tuple(results))
 
 
-def _late(account: AccountCollector, waited: float) -> AccountResult:
+def _late(account: AccountPoller, waited: float) -> AccountResult:
     return AccountResult(
-        account=account.account.name,
+        account=account.config.name,
         up=False,
         duration_seconds=waited,
         last_success=account.last_success,

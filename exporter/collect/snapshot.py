@@ -1,6 +1,6 @@
 """The result of one collection: what each account reported, as plain immutable data.
 
-The collector produces it; the metrics renderer and the status page read it.
+The poller produces it; the metrics renderer and the status page read it.
 """
 
 from __future__ import annotations

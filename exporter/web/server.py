@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter.ams.http import RequestCounter
-from exporter.collect.poller import Collector
+from exporter.collect.poller import Poller
 from exporter.deadline import Deadline
 from exporter.expose.writer import negotiate, qvalue, render
 from exporter.web.httpserver import (
@@ -103,14 +103,14 @@ class ExporterApp:
 
     def __init__(
         self,
-        collector: Collector,
+        poller: Poller,
         counter: RequestCounter,
         *,
         version: str,
         telemetry_path: str = "/metrics",
         default_timeout: float = 10.0,
     ) -> None:
-        self._collector = collector
+        self._poller = poller
         self._counter = counter
         self._version = version
         self._telemetry_path = telemetry_path
@@ -149,7 +149,7 @@ class ExporterApp:
         # from its arrival, and a collection that finished after it arrived answers it too.
         received = environ.get(RECEIVED_KEY)
         arrived = received if isinstance(received, float) else time.monotonic()
-        collection = self._collector.collect(Deadline(arrived + budget), arrived=arrived)
+        collection = self._poller.collect(Deadline(arrived + budget), arrived=arrived)
         body, content_type = render(
             collection, self._counter.snapshot(), self._version, negotiation, self._process
         )
@@ -160,9 +160,9 @@ class ExporterApp:
         return "200 OK", headers, body
 
     def _status_page(self, _environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
-        collection = self._collector.latest
-        if collection is None or self._collector.age_of_latest() > STATUS_PAGE_MAX_AGE:
-            collection = self._collector.collect(Deadline.after(self._default_timeout))
+        collection = self._poller.latest
+        if collection is None or self._poller.age_of_latest() > STATUS_PAGE_MAX_AGE:
+            collection = self._poller.collect(Deadline.after(self._default_timeout))
         page = render_status_page(
             collection, version=self._version, metrics_path=self._telemetry_path
         )
@@ -177,7 +177,7 @@ class ExporterApp:
         The probe never polls AMS itself: probes come every few seconds and would multiply the
         upstream load that the scrape interval was chosen to bound.
         """
-        reason = self._collector.unready_reason()
+        reason = self._poller.unready_reason()
         if reason is None:
             return _text("200 OK", "ready\n")
         return _text("503 Service Unavailable", f"not ready: {reason}\n")

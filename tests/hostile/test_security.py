@@ -98,7 +98,7 @@ def _outputs_of_every_kind(lab: Lab, exporter: ExporterProcess) -> list[Scrape]:
     scrapes = [exporter.scrape(5) for _ in range(2)]
     exporter.get("/")
     exporter.get("/readyz")
-    lab.config_check(exporter.config.accounts)
+    lab.config_check(exporter.config)
     return scrapes
 
 

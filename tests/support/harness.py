@@ -1,70 +1,30 @@
 """Running a real exporter in-process against emulators, and reading what it serves.
 
-The exporter is wired exactly as ``ams-exporter`` wires it (``exporter.cli.build_collector``) from a
+The exporter is wired exactly as ``ams-exporter`` wires it (``exporter.wiring``) from a
 YAML config generated for the emulators, and served over a real socket on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import contextlib
-import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from ams_emulator import Emulator
-from exporter import __version__
+from ams_emulator import Emulator, exporter_config
 from exporter.ams.http import RequestCounter
-from exporter.cli import build_collector
-from exporter.collect.poller import Collector
+from exporter.collect.poller import Poller
 from exporter.config.accounts import Config, parse_config
-from exporter.web.server import ExporterApp, start_server
+from exporter.wiring import serving
 
 
 def account_yaml(name: str, emulator: Emulator, *, secret_var: str, **extra: Any) -> str:
-    """One ``accounts`` entry pointing at ``emulator``; ``extra`` adds or overrides keys.
-
-    With the emulator's legacy root as ``endpoint``, ``redirect_hosts`` lists the host its 301
-    leads to (the legacy root is ``localhost``, the account endpoint an IP address), unless
-    ``extra`` gives the key itself.
-    """
-    if extra.get("endpoint") == emulator.legacy_endpoint:
-        extra = {"redirect_hosts": [urlsplit(emulator.account_endpoint).hostname], **extra}
-    entry: dict[str, Any] = {
-        "name": name,
-        "endpoint": emulator.account_endpoint,
-        "authority_host": emulator.authority_host,
-        "resource": emulator.resource,
-        "tenant": emulator.tenant,
-        "client_id": emulator.client_id,
-        "client_secret": "${" + secret_var + "}",
-        "ca_file": str(emulator.ca_file),
-        "timeout": "10s",
-    }
-    entry.update(extra)
-    for key, value in list(entry.items()):
-        if value is None:
-            del entry[key]
-    lines = [f"  - name: {entry.pop('name')}"]
-    for key, value in entry.items():
-        lines.append(textwrap.indent(_yaml_item(key, value), "    "))
-    return "\n".join(lines) + "\n"
-
-
-def _yaml_item(key: str, value: Any) -> str:
-    if isinstance(value, dict):
-        inner = "\n".join(_yaml_item(k, v) for k, v in value.items())
-        return f"{key}:\n" + textwrap.indent(inner, "  ")
-    if isinstance(value, bool):
-        return f"{key}: {'true' if value else 'false'}"
-    if isinstance(value, (list, tuple)):
-        return f"{key}: [{', '.join(repr(str(v)) for v in value)}]"
-    return f"{key}: {value}"
+    """One ``accounts`` entry pointing at ``emulator``, with the tests' ``timeout: 10s``."""
+    return emulator.account_entry(name, secret_variable=secret_var, **{"timeout": "10s", **extra})
 
 
 def config_for(
@@ -78,7 +38,7 @@ def config_for(
         env[variable] = emulator.client_secret
         extra = dict((per_account or {}).get(name, {}))
         entries.append(account_yaml(name, emulator, secret_var=variable, **extra))
-    return parse_config("accounts:\n" + "".join(entries), env, source="<test>")
+    return parse_config(exporter_config(*entries), env, source="<test>")
 
 
 @dataclass
@@ -117,7 +77,7 @@ class RunningExporter:
     """An exporter serving on 127.0.0.1."""
 
     url: str
-    collector: Collector
+    poller: Poller
     counter: RequestCounter
     session: requests.Session
 
@@ -146,22 +106,8 @@ def running_exporter(
 ) -> Iterator[RunningExporter]:
     """Serve an exporter for ``emulators`` (name → emulator) until the block ends."""
     config = config_for(emulators, per_account)
-    counter = RequestCounter()
-    collector = build_collector(config, counter)
-    app = ExporterApp(
-        collector,
-        counter,
-        version=__version__,
-        telemetry_path=telemetry_path,
-        default_timeout=max(a.timeout for a in config.accounts),
-    )
-    server = start_server(app, "127.0.0.1:0")
-    host, port = server.server_address[:2]
-    session = requests.Session()
-    try:
-        yield RunningExporter(f"http://{host}:{port}", collector, counter, session)
-    finally:
-        session.close()
-        server.shutdown()
-        server.server_close()
-        collector.close()
+    with serving(config, telemetry_path=telemetry_path) as (exporter, server):
+        host, port = server.server_address[:2]
+        with requests.Session() as session:
+            url = f"http://{host}:{port}"
+            yield RunningExporter(url, exporter.poller, exporter.counter, session)

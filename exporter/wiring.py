@@ -1,0 +1,147 @@
+"""The composition root: from a :class:`Config` to a poller, an app and a listening server.
+
+``ams-exporter``, the tests and the benchmarks all wire the exporter here, so what they run is what
+users run. ``--demo`` is wired here too: it is the only place the exporter uses the emulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter import __version__
+from exporter.ams.auth import token_provider_for
+from exporter.ams.client import POOL_SIZE, TASK_CONCURRENCY, AmsClient
+from exporter.ams.http import RequestCounter, UpstreamSession
+from exporter.collect.poller import AccountPoller, Poller
+from exporter.config.accounts import AccountConfig, Config, parse_config
+from exporter.web.httpserver import HttpServer
+from exporter.web.server import ExporterApp, start_server
+from exporter.web.webconfig import WebConfig
+
+USER_AGENT = f"ams-exporter/{__version__}"
+DEMO_SECRET_VARIABLE = "AMS_DEMO_CLIENT_SECRET"
+# A new job every minute and two-minute tasks: progress visibly moves between two scrapes.
+DEMO_ARRIVALS_PER_HOUR = 60.0
+DEMO_MEAN_TASK_SECONDS = 120.0
+DEMO_MAX_JOBS = 1_000_000
+
+
+def build_poller(config: Config, counter: RequestCounter) -> Poller:
+    """One :class:`AccountPoller` per configured account, each with its own sessions and tokens."""
+    return Poller([_account_poller(account, counter) for account in config.accounts])
+
+
+def _account_poller(account: AccountConfig, counter: RequestCounter) -> AccountPoller:
+    aad = UpstreamSession(
+        account.name, "aad", counter, account.ca_file, account.timeout, USER_AGENT
+    )
+    # As many pooled AMS connections as the client has requests in flight: pages and tasks.
+    ams = UpstreamSession(
+        account.name, "ams", counter, account.ca_file, account.timeout, USER_AGENT, POOL_SIZE
+    )
+    client = AmsClient(account, token_provider_for(account, aad), ams, TASK_CONCURRENCY)
+    return AccountPoller(account, client)
+
+
+@dataclass
+class Exporter:
+    """A wired exporter that does not listen yet: its poller, request counter and WSGI app."""
+
+    config: Config
+    poller: Poller
+    counter: RequestCounter
+    app: ExporterApp = field(repr=False)
+
+    @property
+    def default_timeout(self) -> float:
+        return _default_timeout(self.config)
+
+    def close(self) -> None:
+        self.poller.close()
+
+
+def build_exporter(config: Config, *, telemetry_path: str = "/metrics") -> Exporter:
+    """The poller and the app for ``config``, as ``ams-exporter`` runs them."""
+    counter = RequestCounter()
+    poller = build_poller(config, counter)
+    app = ExporterApp(
+        poller,
+        counter,
+        version=__version__,
+        telemetry_path=telemetry_path,
+        default_timeout=_default_timeout(config),
+    )
+    return Exporter(config, poller, counter, app)
+
+
+def _default_timeout(config: Config) -> float:
+    """The scrape budget when Prometheus sends none: the longest account ``timeout``."""
+    return max(account.timeout for account in config.accounts)
+
+
+def listen(
+    exporter: Exporter, address: str, web_config: WebConfig | None = None, **limits: Any
+) -> HttpServer:
+    """Serve ``exporter`` on ``address`` in background threads (raises ``OSError``/``ValueError``).
+
+    ``limits`` are :func:`~exporter.web.server.start_server`'s: ``max_connections`` and timeouts.
+    """
+    return start_server(exporter.app, address, web_config, **limits)
+
+
+@contextlib.contextmanager
+def serving(
+    config: Config,
+    address: str = "127.0.0.1:0",
+    web_config: WebConfig | None = None,
+    *,
+    telemetry_path: str = "/metrics",
+    **limits: Any,
+) -> Iterator[tuple[Exporter, HttpServer]]:
+    """Wire and serve ``config`` until the block ends; then stop the server and the poller."""
+    exporter = build_exporter(config, telemetry_path=telemetry_path)
+    try:
+        server = listen(exporter, address, web_config, **limits)
+        try:
+            yield exporter, server
+        finally:
+            server.shutdown()
+            server.server_close()
+    finally:
+        exporter.close()
+
+
+@dataclass(frozen=True)
+class Demo:
+    """The running ``--demo`` emulator, seen from the exporter: its config, endpoint and stop."""
+
+    config: Config
+    endpoint: str
+    stop: Callable[[], None]
+
+
+def start_demo(jobs: int) -> Demo:
+    """Start the emulator and a config with one account, ``demo``, pointed at it.
+
+    The emulator's clock runs at real speed, because the exporter measures ages and durations on
+    the wall clock; the demo is kept lively by frequent arrivals and short tasks instead.
+    """
+    from ams_emulator import Emulator, exporter_config
+
+    emulator = Emulator(
+        jobs=jobs,
+        speed=1.0,
+        arrivals_per_hour=DEMO_ARRIVALS_PER_HOUR,
+        mean_task_seconds=DEMO_MEAN_TASK_SECONDS,
+    )
+    emulator.start()
+    try:
+        text = exporter_config(emulator.account_entry("demo", secret_variable=DEMO_SECRET_VARIABLE))
+        config = parse_config(text, {DEMO_SECRET_VARIABLE: emulator.client_secret}, source="--demo")
+    except BaseException:
+        emulator.stop()
+        raise
+    return Demo(config, emulator.account_endpoint, emulator.stop)
