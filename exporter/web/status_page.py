@@ -14,24 +14,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from html import escape
+from string import Template
 
 from exporter.ams.model import JobState
 from exporter.collect.jobview import JobView
 from exporter.collect.snapshot import AccountResult, Collection
 from exporter.redact import redact
-
-# One colour per state, shared with the Grafana dashboard (grafana/build_dashboard.py).
-STATE_COLOURS: Mapping[JobState, str] = {
-    JobState.QUEUED: "#E0B400",
-    JobState.SCHEDULED: "#FF9830",
-    JobState.PROCESSING: "#3274D9",
-    JobState.FINISHED: "#37872D",
-    JobState.ERROR: "#C4162A",
-    JobState.CANCELED: "#8F8F8F",
-    JobState.CANCELING: "#A352CC",
-}
-# Badge text colour: dark on the light backgrounds (amber, orange), white on the others.
-_DARK_TEXT = frozenset({JobState.QUEUED, JobState.SCHEDULED})
+from exporter.web.palette import (
+    DARK_TEXT,
+    DOWN_COLOUR,
+    LIGHT_TEXT,
+    STATE_COLOURS,
+    STATE_TEXT_COLOURS,
+    UP_COLOUR,
+)
 
 # Row order: jobs still moving, then failures, then the rest, oldest first within each group.
 _ROW_GROUP: Mapping[JobState, int] = {
@@ -40,12 +36,10 @@ _ROW_GROUP: Mapping[JobState, int] = {
     JobState.CANCELED: 2,
 }
 
-_UP_COLOUR = STATE_COLOURS[JobState.FINISHED]
-_DOWN_COLOUR = STATE_COLOURS[JobState.ERROR]
-
-_CSS = """
+# The palette's colours go in as $text and $down, lower case like the rest of the sheet.
+_CSS = Template("""
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans CJK SC",sans-serif;
-margin:0;padding:1rem 1.5rem;color:#1f1f24;background:#f7f8fa}
+margin:0;padding:1rem 1.5rem;color:$text;background:#f7f8fa}
 header{display:flex;flex-wrap:wrap;align-items:baseline;gap:.5rem 1.5rem;margin-bottom:1rem}
 h1{font-size:1.4rem;margin:0}h2{font-size:1.15rem;margin:0}
 .meta{color:#55585f;font-size:.9rem}
@@ -54,7 +48,7 @@ margin-bottom:1rem}
 .health{display:flex;flex-wrap:wrap;align-items:center;gap:.4rem 1.4rem;margin-bottom:.6rem}
 .badge{display:inline-block;border-radius:3px;padding:.1rem .45rem;font-size:.8rem;font-weight:600;
 white-space:nowrap}
-.error{color:#a0101f;background:#fdecee;border-left:3px solid #c4162a;padding:.3rem .6rem;
+.error{color:#a0101f;background:#fdecee;border-left:3px solid $down;padding:.3rem .6rem;
 margin:.4rem 0 .6rem;white-space:pre-wrap;overflow-wrap:anywhere}
 .counts{display:flex;flex-wrap:wrap;gap:.3rem;margin-bottom:.6rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
@@ -68,7 +62,7 @@ vertical-align:middle;overflow:hidden;margin-right:.4rem}
 .bar>span{display:block;height:100%}
 .empty{color:#55585f;font-style:italic}
 code{font-size:.85rem}
-"""
+""").substitute(text=DARK_TEXT, down=DOWN_COLOUR.lower())
 
 
 def render_status_page(
@@ -116,18 +110,17 @@ def render_status_page(
 
 
 def _state_css() -> str:
-    rules = []
-    for state, colour in STATE_COLOURS.items():
-        text = "#1f1f24" if state in _DARK_TEXT else "#fff"
-        rules.append(f".state-{state.label}{{background:{colour};color:{text}}}")
-    return "\n".join(rules)
+    return "\n".join(
+        f".state-{state.label}{{background:{colour};color:{STATE_TEXT_COLOURS[state]}}}"
+        for state, colour in STATE_COLOURS.items()
+    )
 
 
 def _account_section(result: AccountResult, now: float) -> str:
     name = escape(result.account, quote=True)
-    health_colour = _UP_COLOUR if result.up else _DOWN_COLOUR
+    health_colour = UP_COLOUR if result.up else DOWN_COLOUR
     health = (
-        f'<span class="badge health-badge" style="background:{health_colour};color:#fff">'
+        f'<span class="badge health-badge" style="background:{health_colour};color:{LIGHT_TEXT}">'
         f"{'UP' if result.up else 'DOWN'}</span>"
     )
     if result.last_success is None:
