@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, common, histogram, stat, statetimeline, table
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -31,7 +32,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
 from exporter.ams.model import JobState
-from exporter.web.status_page import STATE_COLOURS
+from exporter.web.palette import STATE_COLOURS
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "grafana" / "dashboards" / "ams-jobs.json"
@@ -41,19 +42,36 @@ TITLE = "Azure Media Services jobs"
 # Where users read the runbooks; the dashboard links there (Grafana cannot open a relative path).
 REPOSITORY_URL = "https://github.com/ams-exporter/ams-exporter"
 RUNBOOKS_URL = f"{REPOSITORY_URL}/blob/main/docs/runbooks.md"
+METRICS_URL = f"{REPOSITORY_URL}/blob/main/docs/metrics.md"
 GRAFANA_VERSION = "11.6.0"
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 ACCOUNT = 'account=~"$account"'
 # (?s): a job name may contain newlines, which a plain "." does not match in Prometheus 2.
 JOBS = 'account=~"$account", job_name=~"(?s:$job_name)"'
-ACTIVE = "Queued|Scheduled|Processing|Canceling"
+ACTIVE_STATES = [s for s in JobState if not s.is_final]
+ACTIVE = "|".join(s.label for s in ACTIVE_STATES)
+# Grafana's theme colours, for thresholds that are not about a job state.
 GREEN, ORANGE, RED = "green", "orange", "red"
+BY_ACCOUNT, BY_STATE, BY_JOB = "{{account}}", "{{state}}", "{{job_id}}"
 # Stat and bar gauge panels show each series' latest value (the queries are instant).
 LAST_VALUE = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 # The annotation query's step; its expression compares each step with the one before.
 ANNOTATION_STEP = "1m"
 ERROR_ANNOTATION = "Jobs entering Error"
+
+PanelT = TypeVar(
+    "PanelT",
+    bargauge.Panel,
+    histogram.Panel,
+    stat.Panel,
+    statetimeline.Panel,
+    table.Panel,
+    ts.Panel,
+)
+
+
+# --- PromQL -------------------------------------------------------------------------------------
 
 
 def in_state(states: str) -> str:
@@ -64,79 +82,6 @@ def in_state(states: str) -> str:
 def per_job(metric: str) -> str:
     """PromQL: one series per job of ``metric``, duplicates from HA scrapes collapsed."""
     return f"max by (account, job_id) ({metric}{{{JOBS}}})"
-
-
-def query(expr: str, ref: str = "A", legend: str = "__auto", *, instant: bool = False) -> Any:
-    q = prom.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE).legend_format(legend)
-    return q.instant() if instant else q.range()
-
-
-def table_query(expr: str, ref: str) -> Any:
-    return query(expr, ref, instant=True).format(pm.PromQueryFormat.TABLE)
-
-
-def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
-    return (
-        dash.ThresholdsConfig()
-        .mode(dm.ThresholdsMode.ABSOLUTE)
-        .steps([dm.Threshold(value=value, color=colour) for value, colour in steps])
-    )
-
-
-def state_mapping() -> dm.ValueMap:
-    """State names with the status page's colours (Error red, Finished green, Processing blue ...)."""
-    return dm.ValueMap(
-        options={
-            state.label: dm.ValueMappingResult(
-                text=state.label, color=STATE_COLOURS[state], index=i
-            )
-            for i, state in enumerate(JobState)
-        }
-    )
-
-
-def state_colour_overrides(panel: Any) -> Any:
-    """Colours series named after a state (legend ``{{state}}``) like the status page does."""
-    for state in JobState:
-        panel = panel.override_by_name(
-            state.label,
-            [
-                dm.DynamicConfigValue(
-                    id_val="color", value={"mode": "fixed", "fixedColor": STATE_COLOURS[state]}
-                )
-            ],
-        )
-    return panel
-
-
-def row(title: str) -> dash.Row:
-    return dash.Row(title).collapsed(False).datasource(DATASOURCE)
-
-
-def state_stat(state: JobState) -> stat.Panel:
-    return (
-        stat.Panel()
-        .reduce_options(LAST_VALUE)
-        .title(f"{state.label} now")
-        .description(f"In-scope jobs now in state {state.label}, over the selected accounts.")
-        .datasource(DATASOURCE)
-        .span(2)
-        .height(5)
-        .with_target(
-            query(
-                f'sum(account_state:ams_jobs:max{{{ACCOUNT}, state="{state.label}"}})',
-                legend=state.label,
-                instant=True,
-            )
-        )
-        .unit("short")
-        .decimals(0)
-        .color_scheme(
-            dash.FieldColor().mode(dm.FieldColorModeId.FIXED).fixed_color(STATE_COLOURS[state])
-        )
-        .color_mode(cm.BigValueColorMode.VALUE)
-        .graph_mode(cm.BigValueGraphMode.NONE)
-    )
 
 
 def ended_in_range(state: JobState) -> str:
@@ -156,85 +101,228 @@ def ended_in_range(state: JobState) -> str:
     return f"count(({in_state_then}) and on (account, job_id) ({ended})) or vector(0)"
 
 
-def ended_stat(state: JobState, title: str) -> stat.Panel:
+def query(expr: str, ref: str = "A", legend: str = "__auto", *, instant: bool = False) -> Any:
+    q = prom.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE).legend_format(legend)
+    return q.instant() if instant else q.range()
+
+
+def table_query(expr: str, ref: str) -> Any:
+    return query(expr, ref, instant=True).format(pm.PromQueryFormat.TABLE)
+
+
+# --- Field configuration ------------------------------------------------------------------------
+
+
+def props(values: dict[str, Any]) -> list[dm.DynamicConfigValue]:
+    """The properties of a field override, e.g. ``{"unit": "s", "decimals": 0}``."""
+    return [dm.DynamicConfigValue(id_val=key, value=value) for key, value in values.items()]
+
+
+def fixed(colour: str) -> dict[str, str]:
+    """An override's ``color``: the matched series or column all in one colour."""
+    return {"mode": "fixed", "fixedColor": colour}
+
+
+def fixed_colour_scheme(colour: str) -> dash.FieldColor:
+    return dash.FieldColor().mode(dm.FieldColorModeId.FIXED).fixed_color(colour)
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
+    """Absolute thresholds; the first step's value is ``None`` (from minus infinity)."""
     return (
-        stat.Panel()
+        dash.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=value, color=colour) for value, colour in steps])
+    )
+
+
+def threshold_lines(panel: ts.Panel, *steps: tuple[float | None, str]) -> ts.Panel:
+    """Thresholds drawn as lines across the graph."""
+    return panel.thresholds(thresholds(*steps)).thresholds_style(
+        common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
+    )
+
+
+def counts(panel: PanelT) -> PanelT:
+    """Whole numbers: jobs, processes."""
+    return panel.unit("short").decimals(0)
+
+
+def ratio(panel: PanelT, decimals: int = 0) -> PanelT:
+    """A ratio from 0 to 1, shown as a percentage."""
+    return panel.unit("percentunit").min(0).max(1).decimals(decimals)
+
+
+def stacked(panel: ts.Panel, fill_opacity: int) -> ts.Panel:
+    return panel.fill_opacity(fill_opacity).stacking(
+        common.StackingConfig().mode(cm.StackingMode.NORMAL)
+    )
+
+
+def value_map(*entries: tuple[str, str, str | None]) -> dm.ValueMap:
+    """Shows each (value, text, colour) entry's value as its text, in its colour if not None."""
+    return dm.ValueMap(
+        options={
+            value: dm.ValueMappingResult(text=text, color=colour, index=i)
+            for i, (value, text, colour) in enumerate(entries)
+        }
+    )
+
+
+def state_mapping() -> dm.ValueMap:
+    """State names with the status page's colours (Error red, Finished green, Processing blue ...)."""
+    return value_map(*((s.label, s.label, STATE_COLOURS[s]) for s in JobState))
+
+
+def state_colour_overrides(panel: PanelT) -> PanelT:
+    """Colours series named after a state (legend ``{{state}}``) like the status page does."""
+    for state in JobState:
+        panel = panel.override_by_name(state.label, props({"color": fixed(STATE_COLOURS[state])}))
+    return panel
+
+
+# --- Panels -------------------------------------------------------------------------------------
+
+
+def row(title: str) -> dash.Row:
+    return dash.Row(title).collapsed(False).datasource(DATASOURCE)
+
+
+def panel(
+    kind: Callable[[], PanelT],
+    title: str,
+    description: str,
+    size: tuple[int, int],
+    *targets: Any,
+) -> PanelT:
+    """A panel of ``kind``, ``size`` (width, height) grid units, on the datasource variable."""
+    width, height = size
+    built = kind().title(title).description(description).datasource(DATASOURCE)
+    built = built.span(width).height(height)
+    for target in targets:
+        built = built.with_target(target)
+    return built
+
+
+def stat_panel(
+    title: str, description: str, size: tuple[int, int], expr: str, legend: str
+) -> stat.Panel:
+    """The latest value of each series of an instant query, without a sparkline."""
+    return (
+        panel(stat.Panel, title, description, size, query(expr, legend=legend, instant=True))
         .reduce_options(LAST_VALUE)
-        .title(title)
-        .description(
-            f"Jobs (name filter applied) that ended in {state.label} within the selected time range."
-        )
-        .datasource(DATASOURCE)
-        .span(3)
-        .height(5)
-        .with_target(query(ended_in_range(state), legend=state.label, instant=True))
-        .unit("short")
-        .decimals(0)
-        .color_scheme(
-            dash.FieldColor().mode(dm.FieldColorModeId.FIXED).fixed_color(STATE_COLOURS[state])
-        )
-        .color_mode(cm.BigValueColorMode.VALUE)
         .graph_mode(cm.BigValueGraphMode.NONE)
     )
+
+
+def state_count_stat(
+    state: JobState, title: str, description: str, width: int, expr: str
+) -> stat.Panel:
+    """A number of jobs, written in ``state``'s colour."""
+    return (
+        counts(stat_panel(title, description, (width, 5), expr, state.label))
+        .color_scheme(fixed_colour_scheme(STATE_COLOURS[state]))
+        .color_mode(cm.BigValueColorMode.VALUE)
+    )
+
+
+def now_stat(state: JobState) -> stat.Panel:
+    return state_count_stat(
+        state,
+        f"{state.label} now",
+        f"In-scope jobs now in state {state.label}, over the selected accounts.",
+        2,
+        f'sum(account_state:ams_jobs:max{{{ACCOUNT}, state="{state.label}"}})',
+    )
+
+
+def ended_stat(state: JobState, title: str) -> stat.Panel:
+    return state_count_stat(
+        state,
+        title,
+        f"Jobs (name filter applied) that ended in {state.label} within the selected time range.",
+        3,
+        ended_in_range(state),
+    )
+
+
+def duration_histogram(title: str, description: str, expr: str, state: JobState) -> histogram.Panel:
+    """A histogram of one duration over the jobs, in the colour of the jobs' state."""
+    return (
+        panel(histogram.Panel, title, description, (6, 8), query(expr, legend=BY_JOB, instant=True))
+        .combine(True)
+        .unit("s")
+        .fill_opacity(80)
+        .color_scheme(fixed_colour_scheme(STATE_COLOURS[state]))
+    )
+
+
+def organize(
+    columns: Sequence[tuple[str, str | None]], hidden: Sequence[str]
+) -> dm.DataTransformerConfig:
+    """Grafana's "Organize fields": hides ``hidden``, then orders and renames ``columns``.
+
+    ``columns`` are (field, title) in display order; a title of ``None`` keeps the field's name.
+    """
+    return dm.DataTransformerConfig(
+        id_val="organize",
+        options={
+            "excludeByName": dict.fromkeys(hidden, True),
+            "indexByName": {field: i for i, (field, _) in enumerate(columns)},
+            "renameByName": {field: title for field, title in columns if title},
+        },
+    )
+
+
+def sorted_by(panel: table.Panel, column: str) -> table.Panel:
+    """Rows by ``column``, largest first, with column filters."""
+    by = common.TableSortByFieldState().display_name(column).desc(True)
+    return panel.sort_by([by]).filterable(True)
+
+
+def names_link_to_detail(panel: table.Panel) -> table.Panel:
+    """Each job name links to this dashboard with the job selected in the Job detail row."""
+    link = dash.DashboardLink("Show this job's detail").url(
+        f"/d/{UID}/ams-jobs?${{__url_time_range}}&${{datasource:queryparam}}"
+        "&${account:queryparam}&var-job_id=${__data.fields.job_id}"
+    )
+    return panel.override_by_name("Name", props({"links": [link.build()]}))
+
+
+# --- Rows ---------------------------------------------------------------------------------------
 
 
 def overview() -> list[Builder[Any]]:
     up = (
-        stat.Panel()
-        .reduce_options(LAST_VALUE)
-        .title("Collection per account")
-        .description(
-            "ams_up: 1 when the exporter's last collection of the account fully succeeded."
+        stat_panel(
+            "Collection per account",
+            "ams_up: 1 when the exporter's last collection of the account fully succeeded.",
+            (5, 5),
+            f"max by (account) (ams_up{{{ACCOUNT}}})",
+            BY_ACCOUNT,
         )
-        .datasource(DATASOURCE)
-        .span(5)
-        .height(5)
-        .with_target(
-            query(f"max by (account) (ams_up{{{ACCOUNT}}})", legend="{{account}}", instant=True)
-        )
-        .mappings(
-            [
-                dm.ValueMap(
-                    options={
-                        "0": dm.ValueMappingResult(text="DOWN", color=RED, index=0),
-                        "1": dm.ValueMappingResult(text="UP", color=GREEN, index=1),
-                    }
-                )
-            ]
-        )
+        .mappings([value_map(("0", "DOWN", RED), ("1", "UP", GREEN))])
         .thresholds(thresholds((None, RED), (1, GREEN)))
         .color_mode(cm.BigValueColorMode.BACKGROUND)
-        .graph_mode(cm.BigValueGraphMode.NONE)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
     )
     staleness = (
-        stat.Panel()
-        .reduce_options(LAST_VALUE)
-        .title("Last successful collection")
-        .description("Seconds since the newest successful collection of each account.")
-        .datasource(DATASOURCE)
-        .span(5)
-        .height(5)
-        .with_target(
-            query(
-                f"account:ams_collection_staleness_seconds:max{{{ACCOUNT}}}",
-                legend="{{account}}",
-                instant=True,
-            )
+        stat_panel(
+            "Last successful collection",
+            "Seconds since the newest successful collection of each account.",
+            (5, 5),
+            f"account:ams_collection_staleness_seconds:max{{{ACCOUNT}}}",
+            BY_ACCOUNT,
         )
         .unit("s")
         .decimals(0)
         .thresholds(thresholds((None, GREEN), (180, ORANGE), (900, RED)))
         .color_mode(cm.BigValueColorMode.VALUE)
-        .graph_mode(cm.BigValueGraphMode.NONE)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
     )
     return [
         row("Overview"),
-        *(
-            state_stat(s)
-            for s in (JobState.QUEUED, JobState.SCHEDULED, JobState.PROCESSING, JobState.CANCELING)
-        ),
+        *(now_stat(state) for state in ACTIVE_STATES),
         ended_stat(JobState.ERROR, "Failed in range"),
         ended_stat(JobState.FINISHED, "Finished in range"),
         up,
@@ -243,469 +331,298 @@ def overview() -> list[Builder[Any]]:
 
 
 def states_over_time() -> list[Builder[Any]]:
-    states = (
-        ts.Panel()
-        .title("Jobs per state")
-        .description("In-scope jobs per state (ams_jobs), stacked, over the selected accounts.")
-        .datasource(DATASOURCE)
-        .span(16)
-        .height(8)
-        .with_target(
-            query(f"sum by (state) (account_state:ams_jobs:max{{{ACCOUNT}}})", legend="{{state}}")
+    states = panel(
+        ts.Panel,
+        "Jobs per state",
+        "In-scope jobs per state (ams_jobs), stacked, over the selected accounts.",
+        (16, 8),
+        query(f"sum by (state) (account_state:ams_jobs:max{{{ACCOUNT}}})", legend=BY_STATE),
+    )
+    active = panel(
+        ts.Panel,
+        "Active jobs per account",
+        "Jobs not yet final (Queued, Scheduled, Processing, Canceling) per account.",
+        (8, 8),
+        query(f"account:ams_jobs_active:sum{{{ACCOUNT}}}", legend=BY_ACCOUNT),
+    )
+    return [
+        row("Jobs over time"),
+        state_colour_overrides(stacked(counts(states).min(0), 40)),
+        counts(active).min(0),
+    ]
+
+
+# The value columns of the running jobs table: query ref, per-job metric, column title.
+RUNNING_COLUMNS = [
+    ("B", "ams_job_progress_ratio", "Progress"),
+    ("C", "ams_job_age_seconds", "Age"),
+    ("D", "ams_job_queued_duration_seconds", "Queued"),
+    ("E", "ams_job_running_duration_seconds", "Running"),
+    ("F", "ams_job_priority", "Priority"),
+]
+
+
+def running_jobs_table() -> table.Panel:
+    """Query A gives the jobs' labels; B to F one value column each, merged on the labels."""
+    jobs = f'max by (account, job_id, job_name, state) (ams_job_state{{{JOBS}, state=~"{ACTIVE}"}}) == 1'
+    values = (
+        table_query(f"{per_job(metric)} and on (account, job_id) {in_state(ACTIVE)}", ref)
+        for ref, metric, _ in RUNNING_COLUMNS
+    )
+    columns = [
+        ("job_name", "Name"),
+        ("account", "Account"),
+        ("state", "State"),
+        *((f"Value #{ref}", title) for ref, _, title in RUNNING_COLUMNS),
+        ("job_id", None),
+    ]
+    running = (
+        panel(
+            table.Panel,
+            "Running jobs",
+            "Jobs not yet final, longest running first. Click a name for the job's detail below.",
+            (24, 10),
+            table_query(jobs, "A"),
+            *values,
         )
-        .unit("short")
-        .decimals(0)
-        .min(0)
-        .fill_opacity(40)
-        .stacking(common.StackingConfig().mode(cm.StackingMode.NORMAL))
+        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(organize(columns, hidden=["Time", "Value #A"]))
     )
-    active = (
-        ts.Panel()
-        .title("Active jobs per account")
-        .description("Jobs not yet final (Queued, Scheduled, Processing, Canceling) per account.")
-        .datasource(DATASOURCE)
-        .span(8)
-        .height(8)
-        .with_target(query(f"account:ams_jobs_active:sum{{{ACCOUNT}}}", legend="{{account}}"))
-        .unit("short")
-        .decimals(0)
-        .min(0)
+    progress_gauge = {
+        "unit": "percentunit",
+        "min": 0,
+        "max": 1,
+        "decimals": 0,
+        "custom.cellOptions": {"type": "gauge", "mode": "basic"},
+        "color": fixed(STATE_COLOURS[JobState.PROCESSING]),
+    }
+    running = (
+        sorted_by(running, "Running")
+        .override_by_name(
+            "State",
+            props(
+                {"mappings": [state_mapping()], "custom.cellOptions": {"type": "color-background"}}
+            ),
+        )
+        .override_by_name("Progress", props(progress_gauge))
+        .override_by_regexp("Age|Queued|Running", props({"unit": "s", "decimals": 0}))
+        .override_by_name("Priority", props({"decimals": 0}))
     )
-    return [row("Jobs over time"), state_colour_overrides(states), active]
-
-
-def detail_link() -> dash.DashboardLink:
-    return dash.DashboardLink("Show this job's detail").url(
-        f"/d/{UID}/ams-jobs?${{__url_time_range}}&${{datasource:queryparam}}"
-        "&${account:queryparam}&var-job_id=${__data.fields.job_id}"
-    )
+    return names_link_to_detail(running)
 
 
 def running_jobs() -> list[Builder[Any]]:
-    active = in_state(ACTIVE)
-    columns = [
-        ("B", "ams_job_progress_ratio", "Progress"),
-        ("C", "ams_job_age_seconds", "Age"),
-        ("D", "ams_job_queued_duration_seconds", "Queued"),
-        ("E", "ams_job_running_duration_seconds", "Running"),
-        ("F", "ams_job_priority", "Priority"),
-    ]
-    jobs_table = (
-        table.Panel()
-        .title("Running jobs")
-        .description(
-            "Jobs not yet final, longest running first. Click a name for the job's detail below."
-        )
-        .datasource(DATASOURCE)
-        .span(24)
-        .height(10)
-        .with_target(
-            table_query(
-                f'max by (account, job_id, job_name, state) (ams_job_state{{{JOBS}, state=~"{ACTIVE}"}}) == 1',
-                "A",
-            )
-        )
-    )
-    for ref, metric, _ in columns:
-        jobs_table = jobs_table.with_target(
-            table_query(f"{per_job(metric)} and on (account, job_id) {active}", ref)
-        )
-    jobs_table = (
-        jobs_table.with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(
-            dm.DataTransformerConfig(
-                id_val="organize",
-                options={
-                    "excludeByName": {"Time": True, "Value #A": True},
-                    "indexByName": {
-                        "job_name": 0,
-                        "account": 1,
-                        "state": 2,
-                        **{f"Value #{ref}": 3 + i for i, (ref, _, _) in enumerate(columns)},
-                        "job_id": 3 + len(columns),
-                    },
-                    "renameByName": {
-                        "job_name": "Name",
-                        "account": "Account",
-                        "state": "State",
-                        **{f"Value #{ref}": title for ref, _, title in columns},
-                    },
-                },
-            )
-        )
-        .sort_by([common.TableSortByFieldState().display_name("Running").desc(True)])
-        .filterable(True)
-        .override_by_name(
-            "State",
-            [
-                dm.DynamicConfigValue(id_val="mappings", value=[state_mapping()]),
-                dm.DynamicConfigValue(
-                    id_val="custom.cellOptions", value={"type": "color-background"}
-                ),
-            ],
-        )
-        .override_by_name(
-            "Progress",
-            [
-                dm.DynamicConfigValue(id_val="unit", value="percentunit"),
-                dm.DynamicConfigValue(id_val="min", value=0),
-                dm.DynamicConfigValue(id_val="max", value=1),
-                dm.DynamicConfigValue(id_val="decimals", value=0),
-                dm.DynamicConfigValue(
-                    id_val="custom.cellOptions", value={"type": "gauge", "mode": "basic"}
-                ),
-                dm.DynamicConfigValue(
-                    id_val="color",
-                    value={"mode": "fixed", "fixedColor": STATE_COLOURS[JobState.PROCESSING]},
-                ),
-            ],
-        )
-        .override_by_regexp(
-            "Age|Queued|Running",
-            [
-                dm.DynamicConfigValue(id_val="unit", value="s"),
-                dm.DynamicConfigValue(id_val="decimals", value=0),
-            ],
-        )
-        .override_by_name("Priority", [dm.DynamicConfigValue(id_val="decimals", value=0)])
-        .override_by_name(
-            "Name",
-            [dm.DynamicConfigValue(id_val="links", value=[detail_link().build()])],
-        )
+    tasks = panel(
+        bargauge.Panel,
+        "Task progress of processing jobs",
+        "ams_task_progress_ratio of every task of the jobs now Processing.",
+        (24, 8),
+        query(
+            "max by (account, job_id, job_name, task_id, task_name) "
+            f"(ams_task_progress_ratio{{{JOBS}}}) and on (account, job_id) "
+            f"{in_state(JobState.PROCESSING.label)}",
+            legend="{{job_name}} / {{task_name}}",
+            instant=True,
+        ),
     )
     tasks = (
-        bargauge.Panel()
-        .reduce_options(LAST_VALUE)
-        .title("Task progress of processing jobs")
-        .description("ams_task_progress_ratio of every task of the jobs now Processing.")
-        .datasource(DATASOURCE)
-        .span(24)
-        .height(8)
-        .with_target(
-            query(
-                "max by (account, job_id, job_name, task_id, task_name) "
-                f"(ams_task_progress_ratio{{{JOBS}}}) and on (account, job_id) "
-                f"{in_state(JobState.PROCESSING.label)}",
-                legend="{{job_name}} / {{task_name}}",
-                instant=True,
-            )
-        )
-        .unit("percentunit")
-        .min(0)
-        .max(1)
-        .decimals(0)
+        ratio(tasks.reduce_options(LAST_VALUE))
         .thresholds(thresholds((None, STATE_COLOURS[JobState.PROCESSING])))
         .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
         .orientation(cm.VizOrientation.HORIZONTAL)
     )
-    return [row("Jobs in progress"), jobs_table, tasks]
+    return [row("Jobs in progress"), running_jobs_table(), tasks]
+
+
+def failed_jobs_table() -> table.Panel:
+    """One row per task error code; a job in Error without error codes still gets one row."""
+    end_ms = f"{per_job('ams_job_end_timestamp_seconds')} * 1000"
+    expr = (
+        "max by (account, job_id, job_name, task_id, code) "
+        f"(ams_job_error_info{{{JOBS}}}) * on (account, job_id) group_left () ({end_ms})"
+        f" or on (account, job_id) ({end_ms} and on (account, job_id) "
+        f"{in_state(JobState.ERROR.label)})"
+    )
+    columns = [
+        ("job_name", "Name"),
+        ("account", "Account"),
+        ("code", "Error code"),
+        ("task_id", "Task"),
+        ("Value", "Ended"),
+        ("job_id", None),
+    ]
+    failed = panel(
+        table.Panel,
+        "Failed jobs",
+        "Jobs in Error still in the exporter's finished window: one row per task error code, "
+        "with the job's end time.",
+        (12, 9),
+        table_query(expr, "A"),
+    ).with_transformation(organize(columns, hidden=["Time"]))
+    failed = (
+        sorted_by(failed, "Ended")
+        .override_by_name("Ended", props({"unit": "dateTimeAsIso"}))
+        .override_by_name(
+            "Error code",
+            props(
+                {
+                    "color": fixed(STATE_COLOURS[JobState.ERROR]),
+                    "custom.cellOptions": {"type": "color-text"},
+                }
+            ),
+        )
+    )
+    return names_link_to_detail(failed)
 
 
 def failures() -> list[Builder[Any]]:
-    end_ms = f"{per_job('ams_job_end_timestamp_seconds')} * 1000"
-    failed = (
-        table.Panel()
-        .title("Failed jobs")
-        .description(
-            "Jobs in Error still in the exporter's finished window: one row per task error code, "
-            "with the job's end time."
-        )
-        .datasource(DATASOURCE)
-        .span(12)
-        .height(9)
-        .with_target(
-            table_query(
-                "max by (account, job_id, job_name, task_id, code) "
-                f"(ams_job_error_info{{{JOBS}}}) * on (account, job_id) group_left () ({end_ms})"
-                f" or on (account, job_id) ({end_ms} and on (account, job_id) "
-                f"{in_state(JobState.ERROR.label)})",
-                "A",
-            )
-        )
-        .with_transformation(
-            dm.DataTransformerConfig(
-                id_val="organize",
-                options={
-                    "excludeByName": {"Time": True},
-                    "indexByName": {
-                        "job_name": 0,
-                        "account": 1,
-                        "code": 2,
-                        "task_id": 3,
-                        "Value": 4,
-                        "job_id": 5,
-                    },
-                    "renameByName": {
-                        "job_name": "Name",
-                        "account": "Account",
-                        "code": "Error code",
-                        "task_id": "Task",
-                        "Value": "Ended",
-                    },
-                },
-            )
-        )
-        .sort_by([common.TableSortByFieldState().display_name("Ended").desc(True)])
-        .filterable(True)
-        .override_by_name("Ended", [dm.DynamicConfigValue(id_val="unit", value="dateTimeAsIso")])
-        .override_by_name(
-            "Error code",
-            [
-                dm.DynamicConfigValue(
-                    id_val="color",
-                    value={"mode": "fixed", "fixedColor": STATE_COLOURS[JobState.ERROR]},
-                ),
-                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
-            ],
-        )
-        .override_by_name(
-            "Name",
-            [dm.DynamicConfigValue(id_val="links", value=[detail_link().build()])],
-        )
+    error_ratio = panel(
+        ts.Panel,
+        "Error ratio (1 h window)",
+        "Failed ÷ ended jobs over the last hour, per account (account:ams_job_errors:ratio1h).",
+        (6, 9),
+        query(f"account:ams_job_errors:ratio1h{{{ACCOUNT}}}", legend=BY_ACCOUNT),
     )
-    ratio = (
-        ts.Panel()
-        .title("Error ratio (1 h window)")
-        .description(
-            "Failed ÷ ended jobs over the last hour, per account (account:ams_job_errors:ratio1h)."
-        )
-        .datasource(DATASOURCE)
-        .span(6)
-        .height(9)
-        .with_target(query(f"account:ams_job_errors:ratio1h{{{ACCOUNT}}}", legend="{{account}}"))
-        .unit("percentunit")
+    ended = panel(
+        ts.Panel,
+        "Jobs ended and failed (1 h window)",
+        "Jobs that reached a final state, and those in Error, within the last hour.",
+        (6, 9),
+        query(f"account:ams_jobs_ended:count1h{{{ACCOUNT}}}", "A", f"{BY_ACCOUNT} ended"),
+        query(f"account:ams_jobs_failed:count1h{{{ACCOUNT}}}", "B", f"{BY_ACCOUNT} failed"),
+    )
+    return [
+        row("Failures"),
+        failed_jobs_table(),
+        threshold_lines(ratio(error_ratio, decimals=1), (None, GREEN), (0.2, RED)),
+        counts(ended)
         .min(0)
-        .max(1)
-        .decimals(1)
-        .thresholds(thresholds((None, GREEN), (0.2, RED)))
-        .thresholds_style(
-            common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
-        )
-    )
-    ended = (
-        ts.Panel()
-        .title("Jobs ended and failed (1 h window)")
-        .description("Jobs that reached a final state, and those in Error, within the last hour.")
-        .datasource(DATASOURCE)
-        .span(6)
-        .height(9)
-        .with_target(
-            query(f"account:ams_jobs_ended:count1h{{{ACCOUNT}}}", "A", "{{account}} ended")
-        )
-        .with_target(
-            query(f"account:ams_jobs_failed:count1h{{{ACCOUNT}}}", "B", "{{account}} failed")
-        )
-        .unit("short")
-        .decimals(0)
-        .min(0)
-        .override_by_query(
-            "B",
-            [
-                dm.DynamicConfigValue(
-                    id_val="color",
-                    value={"mode": "fixed", "fixedColor": STATE_COLOURS[JobState.ERROR]},
-                )
-            ],
-        )
-    )
-    return [row("Failures"), failed, ratio, ended]
+        .override_by_query("B", props({"color": fixed(STATE_COLOURS[JobState.ERROR])})),
+    ]
 
 
-def _longest_per_account(title: str, description: str, record: str) -> ts.Panel:
+def longest_per_account(title: str, description: str, record: str) -> ts.Panel:
     """A time series of one per-account duration recording rule, in seconds."""
-    return (
-        ts.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .span(6)
-        .height(8)
-        .with_target(query(f"{record}{{{ACCOUNT}}}", legend="{{account}}"))
-        .unit("s")
-        .min(0)
-        .decimals(0)
+    longest = panel(
+        ts.Panel, title, description, (6, 8), query(f"{record}{{{ACCOUNT}}}", legend=BY_ACCOUNT)
     )
+    return longest.unit("s").min(0).decimals(0)
 
 
 def durations() -> list[Builder[Any]]:
-    oldest = _longest_per_account(
-        "Oldest queued job",
-        "Longest wait among jobs now Queued or Scheduled, per account.",
-        "account:ams_oldest_queued_job_age_seconds:max",
-    )
-    longest = _longest_per_account(
-        "Longest running job",
-        "Longest running time among jobs now Processing, per account.",
-        "account:ams_job_running_duration_seconds:max",
-    )
-    queued = (
-        histogram.Panel()
-        .title("Queued durations (in-scope jobs)")
-        .description("Distribution of ams_job_queued_duration_seconds over the filtered jobs, now.")
-        .datasource(DATASOURCE)
-        .span(6)
-        .height(8)
-        .with_target(
-            query(per_job("ams_job_queued_duration_seconds"), legend="{{job_id}}", instant=True)
-        )
-        .combine(True)
-        .unit("s")
-        .fill_opacity(80)
-        .color_scheme(
-            dash.FieldColor()
-            .mode(dm.FieldColorModeId.FIXED)
-            .fixed_color(STATE_COLOURS[JobState.QUEUED])
-        )
-    )
-    running = (
-        histogram.Panel()
-        .title("Running durations of finished jobs")
-        .description(
-            "Distribution of ams_job_running_duration_seconds over the filtered Finished jobs."
-        )
-        .datasource(DATASOURCE)
-        .span(6)
-        .height(8)
-        .with_target(
-            query(
-                f"{per_job('ams_job_running_duration_seconds')} and on (account, job_id) "
-                f"{in_state(JobState.FINISHED.label)}",
-                legend="{{job_id}}",
-                instant=True,
-            )
-        )
-        .combine(True)
-        .unit("s")
-        .fill_opacity(80)
-        .color_scheme(
-            dash.FieldColor()
-            .mode(dm.FieldColorModeId.FIXED)
-            .fixed_color(STATE_COLOURS[JobState.FINISHED])
-        )
-    )
-    return [row("Queue wait and durations"), oldest, longest, queued, running]
+    return [
+        row("Queue wait and durations"),
+        longest_per_account(
+            "Oldest queued job",
+            "Longest wait among jobs now Queued or Scheduled, per account.",
+            "account:ams_oldest_queued_job_age_seconds:max",
+        ),
+        longest_per_account(
+            "Longest running job",
+            "Longest running time among jobs now Processing, per account.",
+            "account:ams_job_running_duration_seconds:max",
+        ),
+        duration_histogram(
+            "Queued durations (in-scope jobs)",
+            "Distribution of ams_job_queued_duration_seconds over the filtered jobs, now.",
+            per_job("ams_job_queued_duration_seconds"),
+            JobState.QUEUED,
+        ),
+        duration_histogram(
+            "Running durations of finished jobs",
+            "Distribution of ams_job_running_duration_seconds over the filtered Finished jobs.",
+            f"{per_job('ams_job_running_duration_seconds')} and on (account, job_id) "
+            f"{in_state(JobState.FINISHED.label)}",
+            JobState.FINISHED,
+        ),
+    ]
 
 
 def exporter_health() -> list[Builder[Any]]:
-    collection = (
-        ts.Panel()
-        .title("Collection duration vs scrape timeout")
-        .description(
-            "How long each account's collection took (ams_scrape_duration_seconds) against the "
-            "Prometheus scrape timeout set in the dashboard variable."
-        )
-        .datasource(DATASOURCE)
-        .span(8)
-        .height(8)
-        .with_target(
-            query(
-                f"max by (account) (ams_scrape_duration_seconds{{{ACCOUNT}}})", "A", "{{account}}"
-            )
-        )
-        .with_target(query("vector($scrape_timeout)", "B", "scrape timeout"))
-        .unit("s")
-        .min(0)
-        .override_by_query(
-            "B",
-            [
-                dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": RED}),
-                dm.DynamicConfigValue(
-                    id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
-                ),
-            ],
-        )
+    collection = panel(
+        ts.Panel,
+        "Collection duration vs scrape timeout",
+        "How long each account's collection took (ams_scrape_duration_seconds) against the "
+        "Prometheus scrape timeout set in the dashboard variable.",
+        (8, 8),
+        query(f"max by (account) (ams_scrape_duration_seconds{{{ACCOUNT}}})", "A", BY_ACCOUNT),
+        query("vector($scrape_timeout)", "B", "scrape timeout"),
     )
-    requests = (
-        ts.Panel()
-        .title("AMS API requests by status code")
-        .description("Requests to AMS and Azure AD per second, by API and HTTP status.")
-        .datasource(DATASOURCE)
-        .span(8)
-        .height(8)
-        .with_target(
-            query(
-                f"sum by (api, code) (rate(ams_api_requests_total{{{ACCOUNT}}}[$__rate_interval]))",
-                legend="{{api}} {{code}}",
-            )
-        )
-        .unit("reqps")
-        .min(0)
-        .fill_opacity(30)
-        .stacking(common.StackingConfig().mode(cm.StackingMode.NORMAL))
+    timeout_line = props(
+        {"color": fixed(RED), "custom.lineStyle": {"fill": "dash", "dash": [10, 10]}}
     )
-    dropped = (
-        ts.Panel()
-        .title("Dropped jobs (max_jobs)")
-        .description("In-scope jobs left without per-job series because of the max_jobs cap.")
-        .datasource(DATASOURCE)
-        .span(4)
-        .height(8)
-        .with_target(
-            query(f"max by (account) (ams_jobs_dropped{{{ACCOUNT}}})", legend="{{account}}")
-        )
-        .unit("short")
-        .decimals(0)
-        .min(0)
-        .thresholds(thresholds((None, GREEN), (1, RED)))
-        .thresholds_style(
-            common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
-        )
+    requests = panel(
+        ts.Panel,
+        "AMS API requests by status code",
+        "Requests to AMS and Azure AD per second, by API and HTTP status.",
+        (8, 8),
+        query(
+            f"sum by (api, code) (rate(ams_api_requests_total{{{ACCOUNT}}}[$__rate_interval]))",
+            legend="{{api}} {{code}}",
+        ),
     )
-    version = (
-        stat.Panel()
-        .reduce_options(LAST_VALUE)
-        .title("Exporter versions")
-        .description("Exporter processes per version (ams_exporter_build_info).")
-        .datasource(DATASOURCE)
-        .span(4)
-        .height(8)
-        .with_target(
-            query(
-                "count by (version) (ams_exporter_build_info)", legend="{{version}}", instant=True
-            )
-        )
-        .unit("short")
-        .decimals(0)
+    dropped = panel(
+        ts.Panel,
+        "Dropped jobs (max_jobs)",
+        "In-scope jobs left without per-job series because of the max_jobs cap.",
+        (4, 8),
+        query(f"max by (account) (ams_jobs_dropped{{{ACCOUNT}}})", legend=BY_ACCOUNT),
+    )
+    versions = stat_panel(
+        "Exporter versions",
+        "Exporter processes per version (ams_exporter_build_info).",
+        (4, 8),
+        "count by (version) (ams_exporter_build_info)",
+        "{{version}}",
+    )
+    return [
+        row("Exporter"),
+        collection.unit("s").min(0).override_by_query("B", timeout_line),
+        stacked(requests.unit("reqps").min(0), 30),
+        threshold_lines(counts(dropped).min(0), (None, GREEN), (1, RED)),
+        counts(versions)
         .color_mode(cm.BigValueColorMode.NONE)
-        .graph_mode(cm.BigValueGraphMode.NONE)
-        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-    )
-    return [row("Exporter"), collection, requests, dropped, version]
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME),
+    ]
 
 
 def job_detail() -> list[Builder[Any]]:
     one_job = 'account=~"$account", job_id="$job_id"'
     states = (
-        statetimeline.Panel()
-        .title("Job state")
-        .description("The selected job's state over time (pick a job in the tables above).")
-        .datasource(DATASOURCE)
-        .span(12)
-        .height(7)
-        .with_target(query(f"max by (state) (ams_job_state{{{one_job}}}) == 1", legend="{{state}}"))
-        .mappings([dm.ValueMap(options={"1": dm.ValueMappingResult(text="current", index=0)})])
+        panel(
+            statetimeline.Panel,
+            "Job state",
+            "The selected job's state over time (pick a job in the tables above).",
+            (12, 7),
+            query(f"max by (state) (ams_job_state{{{one_job}}}) == 1", legend=BY_STATE),
+        )
+        .mappings([value_map(("1", "current", None))])
         .show_value(cm.VisibilityMode.NEVER)
         .merge_values(True)
     )
-    progress = (
-        ts.Panel()
-        .title("Job and task progress")
-        .description("The selected job's progress and each of its tasks' progress over time.")
-        .datasource(DATASOURCE)
-        .span(12)
-        .height(7)
-        .with_target(query(f"max(ams_job_progress_ratio{{{one_job}}})", "A", "job"))
-        .with_target(
-            query(
-                f"max by (task_name) (ams_task_progress_ratio{{{one_job}}})", "B", "{{task_name}}"
-            )
-        )
-        .unit("percentunit")
-        .min(0)
-        .max(1)
-        .decimals(0)
+    progress = panel(
+        ts.Panel,
+        "Job and task progress",
+        "The selected job's progress and each of its tasks' progress over time.",
+        (12, 7),
+        query(f"max(ams_job_progress_ratio{{{one_job}}})", "A", "job"),
+        query(f"max by (task_name) (ams_task_progress_ratio{{{one_job}}})", "B", "{{task_name}}"),
     )
-    return [row("Job detail: $job_id"), state_colour_overrides(states), progress]
+    return [row("Job detail: $job_id"), state_colour_overrides(states), ratio(progress)]
+
+
+ROWS = (
+    overview,
+    states_over_time,
+    running_jobs,
+    failures,
+    durations,
+    exporter_health,
+    job_detail,
+)
+
+
+# --- Dashboard ----------------------------------------------------------------------------------
 
 
 def variables() -> list[Builder[dm.VariableModel]]:
@@ -746,7 +663,8 @@ def error_annotation() -> dash.AnnotationQuery:
     """Marks the evaluation step at which a job is first seen in Error.
 
     Error is a final state, so a job is new in Error when it is in Error now and its Error series
-    was not 1 at its last sample in the hour up to the previous step (ANNOTATION_STEP before). Looking back over the hour rather than at the single previous step keeps the mark from
+    was not 1 at its last sample in the hour up to the previous step (ANNOTATION_STEP before).
+    Looking back over the hour rather than at the single previous step keeps the mark from
     coming back after a gap: a failed collection or an exporter restart leaves no per-job series
     (Prometheus marks them stale), and a plain `offset 1m` would then see nothing and mark every
     job in Error again. The `max by` without `instance` also bridges a restart that changes the
@@ -767,8 +685,18 @@ def error_annotation() -> dash.AnnotationQuery:
     )
 
 
-def build() -> dict[str, Any]:
-    """The dashboard as Grafana's JSON model."""
+def external_link(
+    title: str, url: str, icon: str, tooltip: str | None = None
+) -> dash.DashboardLink:
+    """A link in the dashboard's header that opens in a new tab."""
+    link = dash.DashboardLink(title).type(dm.DashboardLinkType.LINK).url(url).icon(icon)
+    if tooltip is not None:
+        link = link.tooltip(tooltip)
+    return link.target_blank(True)
+
+
+def dashboard() -> dash.Dashboard:
+    """The dashboard's settings, links, annotation and variables: everything but the panels."""
     builder = (
         dash.Dashboard(TITLE)
         .uid(UID)
@@ -780,40 +708,25 @@ def build() -> dict[str, Any]:
         .refresh("1m")
         .timezone("browser")
         .link(
-            dash.DashboardLink("Runbooks")
-            .type(dm.DashboardLinkType.LINK)
-            .url(RUNBOOKS_URL)
-            .icon("doc")
-            .tooltip("What each alert means and what to do")
-            .target_blank(True)
+            external_link("Runbooks", RUNBOOKS_URL, "doc", "What each alert means and what to do")
         )
-        .link(
-            dash.DashboardLink("Metric reference")
-            .type(dm.DashboardLinkType.LINK)
-            .url(f"{REPOSITORY_URL}/blob/main/docs/metrics.md")
-            .icon("info")
-            .target_blank(True)
-        )
+        .link(external_link("Metric reference", METRICS_URL, "info"))
         .annotation(error_annotation())
     )
     for variable in variables():
         builder = builder.with_variable(variable)
-    panel_id = 0
-    for section in (
-        overview,
-        states_over_time,
-        running_jobs,
-        failures,
-        durations,
-        exporter_health,
-        job_detail,
-    ):
-        for item in section():
-            panel_id += 1
-            if isinstance(item, dash.Row):
-                builder = builder.with_row(item.id(panel_id))
-            else:
-                builder = builder.with_panel(item.id(panel_id))  # type: ignore[attr-defined]
+    return builder
+
+
+def build() -> dict[str, Any]:
+    """The dashboard as Grafana's JSON model; panel ids count rows and panels in order."""
+    builder = dashboard()
+    items = (item for section in ROWS for item in section())
+    for panel_id, item in enumerate(items, start=1):
+        if isinstance(item, dash.Row):
+            builder = builder.with_row(item.id(panel_id))
+        else:
+            builder = builder.with_panel(item.id(panel_id))  # type: ignore[attr-defined]
     model: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     return finish(model)
 
@@ -830,6 +743,7 @@ def finish(model: dict[str, Any]) -> dict[str, Any]:
                 "useValueForTime": False,
             }
         )
+    panel_kinds = sorted({p["type"] for p in model["panels"] if p["type"] != "row"})
     return {
         "__inputs": [
             {
@@ -844,19 +758,60 @@ def finish(model: dict[str, Any]) -> dict[str, Any]:
         "__requires": [
             {"type": "grafana", "id": "grafana", "name": "Grafana", "version": GRAFANA_VERSION},
             {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
-            *(
-                {"type": "panel", "id": kind, "name": kind, "version": ""}
-                for kind in sorted({p["type"] for p in model["panels"] if p["type"] != "row"})
-            ),
+            *({"type": "panel", "id": k, "name": k, "version": ""} for k in panel_kinds),
         ],
         "id": None,
         **model,
     }
 
 
-def render() -> str:
-    """The JSON text as committed: stable key order, two-space indent, final newline."""
-    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+# --- docs/dashboard.md --------------------------------------------------------------------------
+
+
+def variable_docs(model: dict[str, Any]) -> list[str]:
+    lines = ["## Variables", "", "| variable | kind | meaning |", "|---|---|---|"]
+    for variable in model["templating"]["list"]:
+        meaning = variable.get("description") or variable.get("label", "")
+        if variable["type"] == "query":
+            meaning = (
+                f"{variable['label']}: values of `{variable['query']['query']}`, multi, All = `.*`"
+            )
+        elif variable["type"] == "datasource":
+            meaning = "Prometheus datasource; the import dialog fills it in (`DS_PROMETHEUS`)"
+        lines.append(f"| `${variable['name']}` | {variable['type']} | {meaning} |")
+    return lines
+
+
+def annotation_docs(model: dict[str, Any]) -> list[str]:
+    lines = ["## Annotations", ""]
+    for annotation in model["annotations"]["list"]:
+        lines += [f"**{annotation['name']}**", "", "```promql", annotation["expr"], "```", ""]
+        if annotation["name"] == ERROR_ANNOTATION:
+            lines += [
+                f"One mark per job, at the {ANNOTATION_STEP} step where it is first seen in Error.",
+                "It compares with the job's last Error value in the hour before that step, so a",
+                "failed collection or an exporter restart (a gap in the series) does not mark the",
+                "jobs in Error again; a gap of more than an hour does.",
+                "",
+            ]
+    return lines
+
+
+def panel_docs(model: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for panel in model["panels"]:
+        if panel["type"] == "row":
+            lines += [f"## Row: {panel['title']}", ""]
+            continue
+        lines += [f"### {panel['title']} ({panel['type']})", "", panel.get("description", ""), ""]
+        for target in panel["targets"]:
+            kind = "instant" if target.get("instant") else "range"
+            fmt = ", table" if target.get("format") == "table" else ""
+            legend = target.get("legendFormat", "__auto")
+            legend_note = f", legend `{legend}`" if legend != "__auto" else ""
+            heading = f"Query {target['refId']} ({kind}{fmt}{legend_note}):"
+            lines += [heading, "", "```promql", target["expr"], "```", ""]
+    return lines
 
 
 def render_docs(model: dict[str, Any]) -> str:
@@ -872,49 +827,11 @@ def render_docs(model: dict[str, Any]) -> str:
         "Every query reads the exporter's metrics (`docs/metrics.md`) or the recording rules of",
         "`prometheus/rules.yml`, through the `datasource` variable.",
         "",
-        "## Variables",
+        *variable_docs(model),
         "",
-        "| variable | kind | meaning |",
-        "|---|---|---|",
+        *annotation_docs(model),
+        *panel_docs(model),
     ]
-    for variable in model["templating"]["list"]:
-        meaning = variable.get("description") or variable.get("label", "")
-        if variable["type"] == "query":
-            meaning = (
-                f"{variable['label']}: values of `{variable['query']['query']}`, multi, All = `.*`"
-            )
-        elif variable["type"] == "datasource":
-            meaning = "Prometheus datasource; the import dialog fills it in (`DS_PROMETHEUS`)"
-        lines.append(f"| `${variable['name']}` | {variable['type']} | {meaning} |")
-    lines += ["", "## Annotations", ""]
-    for annotation in model["annotations"]["list"]:
-        lines += [f"**{annotation['name']}**", "", "```promql", annotation["expr"], "```", ""]
-        if annotation["name"] == ERROR_ANNOTATION:
-            lines += [
-                f"One mark per job, at the {ANNOTATION_STEP} step where it is first seen in Error.",
-                "It compares with the job's last Error value in the hour before that step, so a",
-                "failed collection or an exporter restart (a gap in the series) does not mark the",
-                "jobs in Error again; a gap of more than an hour does.",
-                "",
-            ]
-    for panel in model["panels"]:
-        if panel["type"] == "row":
-            lines += [f"## Row: {panel['title']}", ""]
-            continue
-        lines += [f"### {panel['title']} ({panel['type']})", "", panel.get("description", ""), ""]
-        for target in panel["targets"]:
-            kind = "instant" if target.get("instant") else "range"
-            fmt = ", table" if target.get("format") == "table" else ""
-            legend = target.get("legendFormat", "__auto")
-            legend_note = f", legend `{legend}`" if legend != "__auto" else ""
-            lines += [
-                f"Query {target['refId']} ({kind}{fmt}{legend_note}):",
-                "",
-                "```promql",
-                target["expr"],
-                "```",
-                "",
-            ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

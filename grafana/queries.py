@@ -25,9 +25,8 @@ LABEL_VALUES = re.compile(
 class Query:
     """One PromQL expression of the dashboard."""
 
-    where: (
-        str  # "panel 14 'Running jobs' B", "annotation 'Jobs entering Error'", "variable account"
-    )
+    # "panel 14 'Running jobs' B", "annotation 'Jobs entering Error'", "variable account"
+    where: str
     panel_id: int | None
     ref_id: str | None
     expr: str
