@@ -18,7 +18,9 @@ from types import FrameType
 
 from exporter import __version__
 from exporter.collect.poller import Poller
-from exporter.config.accounts import Config, describe_config, load_config
+from exporter.config.accounts import load_config
+from exporter.config.describe import describe_config
+from exporter.config.model import Config
 from exporter.deadline import Deadline
 from exporter.errors import ConfigError
 from exporter.logs import configure_logging

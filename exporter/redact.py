@@ -2,7 +2,7 @@
 
 Redaction by shape (a JWT, ``Bearer ...``) misses what does not look like one: an opaque access
 token, a client secret echoed URL-encoded in an Azure AD error, a secret that travelled base64
-encoded. So every secret the exporter is given (each :class:`~exporter.config.accounts.Secret` registers
+encoded. So every secret the exporter is given (each :class:`~exporter.config.model.Secret` registers
 itself) and every access token it receives is remembered here, with each encoding it can travel
 in, and :func:`redact` replaces any of them wherever it appears. Shapes are redacted as well, as
 a second line of defence for secrets the exporter never saw (a token in a response it could not
@@ -172,7 +172,7 @@ def _needles(value: str) -> set[str]:
 
 
 SECRETS = Redactor()
-"""The process's registry: :class:`~exporter.config.accounts.Secret` and the token providers fill it."""
+"""The process's registry: :class:`~exporter.config.model.Secret` and the token providers fill it."""
 
 
 def remember(value: str) -> None:

@@ -16,7 +16,8 @@ from exporter.ams.auth import token_provider_for
 from exporter.ams.client import POOL_SIZE, TASK_CONCURRENCY, AmsClient
 from exporter.ams.http import RequestCounter, UpstreamSession
 from exporter.collect.poller import AccountPoller, Poller
-from exporter.config.accounts import AccountConfig, Config, parse_config
+from exporter.config.accounts import parse_config
+from exporter.config.model import AccountConfig, Config
 from exporter.web.httpserver import HttpServer
 from exporter.web.server import ExporterApp, start_server
 from exporter.web.webconfig import WebConfig

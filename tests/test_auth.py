@@ -23,7 +23,7 @@ from exporter.ams.auth import (
     token_provider_for,
 )
 from exporter.ams.http import RequestCounter, UpstreamSession
-from exporter.config.accounts import AccountConfig, Credential, Secret
+from exporter.config.model import AccountConfig, Credential, Secret
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded
 from tests.support.wired import ACCOUNT, USER_AGENT, account_for, settle, wire

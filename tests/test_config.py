@@ -26,22 +26,23 @@ from hypothesis import strategies as st
 from ams_emulator import Emulator
 from exporter.config.accounts import (
     ACCOUNT_KEYS,
-    CLOUDS,
     JOBS_KEYS,
-    MAX_CONFIG_SIZE,
     TOP_LEVEL_KEYS,
+    load_config,
+    parse_config,
+)
+from exporter.config.describe import describe_config
+from exporter.config.durations import format_duration, parse_duration
+from exporter.config.model import (
+    CLOUDS,
     AccountConfig,
     Cloud,
     Config,
     Credential,
     JobsConfig,
     Secret,
-    describe_config,
-    format_duration,
-    load_config,
-    parse_config,
-    parse_duration,
 )
+from exporter.config.yamlio import MAX_CONFIG_SIZE
 from exporter.errors import ConfigError
 from tests.support.harness import config_for
 

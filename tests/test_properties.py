@@ -32,12 +32,9 @@ from exporter.ams.odata import (
     read_error,
     task_from_entity,
 )
-from exporter.config.accounts import (
-    ConfigError,
-    format_duration,
-    load_config,
-    parse_duration,
-)
+from exporter.config.accounts import load_config
+from exporter.config.durations import format_duration, parse_duration
+from exporter.errors import ConfigError
 from exporter.web.server import MAX_SCRAPE_TIMEOUT, collection_budget
 from exporter.web.webconfig import BasicAuth, WebConfigError, parse_web_config
 

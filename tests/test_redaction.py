@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.ams.odata import excerpt, job_from_entity, read_error
-from exporter.config.accounts import Secret
+from exporter.config.model import Secret
 from exporter.errors import AmsApiError, AuthError
 from exporter.logs import configure_logging
 from exporter.redact import MAX_TOKENS, REDACTED, Redactor, redact, remember

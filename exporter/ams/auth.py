@@ -29,7 +29,7 @@ import requests
 
 from exporter.ams.http import UpstreamSession, transport_reason
 from exporter.ams.odata import excerpt
-from exporter.config.accounts import CLOUDS, AccountConfig
+from exporter.config.model import CLOUDS, AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded, ExporterError
 from exporter.redact import remember, remember_token

@@ -32,7 +32,7 @@ from exporter.ams import odata
 from exporter.ams.auth import TokenProvider
 from exporter.ams.http import BodyTooLarge, UpstreamSession, transport_reason
 from exporter.ams.model import ENTITY_KINDS, Job, Task
-from exporter.config.accounts import AccountConfig
+from exporter.config.model import AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import (
     AmsApiError,

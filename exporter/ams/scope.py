@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from exporter.ams.model import ACTIVE_STATES, Job
 from exporter.ams.odata import datetime_literal, quote
-from exporter.config.accounts import JobsConfig
+from exporter.config.model import JobsConfig
 
 # Ids per request: each one adds about 60 characters to the URL, and URLs beyond a few KB are
 # refused by many front ends.

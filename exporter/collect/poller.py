@@ -20,7 +20,7 @@ from exporter.ams.client import AmsClient, Unreadable
 from exporter.ams.model import ACTIVE_STATES, Job, JobState, Task
 from exporter.ams.scope import in_scope, server_filters
 from exporter.collect.snapshot import AccountResult, Collection
-from exporter.config.accounts import AccountConfig
+from exporter.config.model import AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import AmsApiError, ExporterError
 from exporter.redact import redact

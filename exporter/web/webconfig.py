@@ -42,7 +42,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from exporter.config.accounts import read_file_capped, read_yaml, type_name
+from exporter.config.validate import type_name
+from exporter.config.yamlio import read_file_capped, read_yaml
 from exporter.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from prometheus_client.samples import Sample
 from ams_emulator import Emulator, exporter_config
 from exporter.ams.http import RequestCounter
 from exporter.collect.poller import Poller
-from exporter.config.accounts import Config, parse_config
+from exporter.config.accounts import parse_config
+from exporter.config.model import Config
 from exporter.wiring import serving
 
 

@@ -12,7 +12,7 @@ from exporter.ams.client import (
     AmsClient,
 )
 from exporter.ams.http import RequestCounter, UpstreamSession
-from exporter.config.accounts import AccountConfig, Credential, JobsConfig, Secret
+from exporter.config.model import AccountConfig, Credential, JobsConfig, Secret
 
 ACCOUNT = "acme"
 
