@@ -1,17 +1,15 @@
 """The emulator and the exporter as child processes, and what ``/proc`` says about them.
 
-Both run in their own interpreter so that neither shares a GIL with the other or with the harness.
-Their output goes to files in a scratch directory; start-up is detected by polling those files,
-bounded in time.
+Both run in their own interpreter so that neither shares a GIL with the other or with the harness,
+as :class:`tests.support.process.Child`: their output goes to files in a scratch directory, and
+start-up is detected by polling those files, bounded in time.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +17,9 @@ import requests
 
 import ams_emulator
 from ams_emulator import Connection, account_entry
+from tests.support.process import Child
 
 STARTUP_SECONDS = 600.0  # a 100,000-job scenario takes a while to build on a busy machine
-STOP_SECONDS = 10.0
-_POLL_SECONDS = 0.1
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SECRET_VARIABLE = "AMS_BENCH_CLIENT_SECRET"
 
@@ -38,47 +35,6 @@ class EmulatorInfo:
     client_secret: str
     resource: str
     ca_file: str
-
-
-class Child:
-    """One child process whose output is kept in files; stopped on ``close``."""
-
-    def __init__(self, args: list[str], workdir: Path, name: str, env: dict[str, str]) -> None:
-        self.name = name
-        self.stdout_path = workdir / f"{name}.out"
-        self.stderr_path = workdir / f"{name}.err"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(args, stdout=out, stderr=err, env=env)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_for(self, pattern: str, stream: str = "stdout") -> re.Match[str]:
-        """The first match of ``pattern`` in the child's output, waiting at most STARTUP_SECONDS."""
-        path = self.stdout_path if stream == "stdout" else self.stderr_path
-        regex = re.compile(pattern, re.MULTILINE)
-        give_up = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < give_up:
-            found = regex.search(path.read_text(errors="replace"))
-            if found:
-                return found
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self._tail()}")
-            time.sleep(_POLL_SECONDS)
-        raise RuntimeError(f"{pattern!r} not seen in {STARTUP_SECONDS:.0f} s: {self._tail()}")
-
-    def _tail(self) -> str:
-        return (self.stdout_path.read_text() + self.stderr_path.read_text())[-2000:]
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_SECONDS)
 
 
 def _env() -> dict[str, str]:
@@ -101,10 +57,10 @@ def start_emulator(
     """An emulator with ``jobs`` jobs, its clock frozen so that every scrape sees the same data."""
     args = [sys.executable, "-m", "ams_emulator", "--jobs", str(jobs), "--seed", str(seed)]
     args += ["--speed", "0", "--port", "0", "--latency", repr(latency)]
-    child = Child(args, workdir, f"emulator-{jobs}-{latency:g}", _env())
+    child = Child(args, workdir, f"emulator-{jobs}-{latency:g}", env=_env())
     try:
-        child.wait_for(r"^Press Ctrl-C to stop\.")
-        text = child.stdout_path.read_text()
+        child.wait_for(r"^Press Ctrl-C to stop\.", timeout=STARTUP_SECONDS)
+        text = child.output()
         info = EmulatorInfo(
             endpoint=_field(text, "account endpoint"),
             authority_host=_field(text, "authority host"),
@@ -115,7 +71,7 @@ def start_emulator(
             ca_file=_field(text, "CA file"),
         )
     except BaseException:
-        child.close()
+        child.stop()
         raise
     return child, info
 
@@ -147,23 +103,22 @@ def start_exporter(workdir: Path, info: EmulatorInfo, timeout: float) -> tuple[C
     args = [sys.executable, "-m", "exporter", "--config.file", str(config)]
     args += ["--web.listen-address", "127.0.0.1:0", "--log.level", "info"]
     env = {**_env(), _SECRET_VARIABLE: info.client_secret}
-    child = Child(args, workdir, "exporter", env)
+    child = Child(args, workdir, "exporter", env=env)
     try:
-        found = child.wait_for(r"listening on ([\d.]+):(\d+)", stream="stderr")
+        host, port = child.listening_address(timeout=STARTUP_SECONDS)
     except BaseException:
-        child.close()
+        child.stop()
         raise
-    return child, f"http://{found.group(1)}:{found.group(2)}"
+    return child, f"http://{host}:{port}"
 
 
-def wait_ready(session: requests.Session, url: str, timeout: float) -> None:
+def wait_ready(exporter: Child, session: requests.Session, url: str, timeout: float) -> None:
     """Wait until the exporter's start-up collection succeeded (``/readyz`` answers 200)."""
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if session.get(url + "/readyz", timeout=timeout).status_code == 200:
-            return
-        time.sleep(_POLL_SECONDS)
-    raise RuntimeError(f"the exporter was not ready within {timeout:.0f} s")
+    exporter.wait_until(
+        lambda: session.get(url + "/readyz", timeout=timeout).status_code == 200,
+        what="/readyz to answer 200",
+        timeout=timeout,
+    )
 
 
 def cpu_seconds(pid: int) -> float:

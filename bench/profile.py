@@ -15,6 +15,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from tests.support.process import Child
+
 RATE_PER_SECOND = 500
 STOP_SECONDS = 30.0
 
@@ -53,26 +55,26 @@ def py_spy() -> str | None:
 
 
 class Profiler:
-    """``py-spy record`` attached to a running process until :meth:`stop`."""
+    """``py-spy record`` attached to a running process until :meth:`stop`; its own output goes
+    next to ``output``."""
 
     def __init__(self, executable: str, pid: int, output: Path) -> None:
         self._output = output
         args = [executable, "record", "--pid", str(pid), "--gil", "--format", "raw"]
         args += ["--rate", str(RATE_PER_SECOND), "--output", str(output)]
-        self._process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
+        self._child = Child(args, output.parent, output.stem)
 
     def stop(self) -> dict[str, float]:
-        """Stop sampling; the share of samples per category (empty if py-spy failed)."""
-        self._process.send_signal(signal.SIGINT)
+        """Stop sampling (SIGINT makes py-spy write its profile); the share of samples per
+        category (empty if py-spy failed)."""
+        self._child.signal(signal.SIGINT)
         try:
-            _, errors = self._process.communicate(timeout=STOP_SECONDS)
+            self._child.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.communicate(timeout=STOP_SECONDS)
+            self._child.stop()
             return {}
         if not self._output.exists():
+            errors = self._child.output("stderr")
             print(f"py-spy wrote no profile: {errors.strip()[-300:]}", flush=True)
             return {}
         return shares(self._output.read_text())

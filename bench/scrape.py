@@ -29,7 +29,6 @@ import requests
 from bench import profile, report
 from bench.baseline import PAGE_SIZE, BaselineClient, BaselineRun
 from bench.processes import (
-    Child,
     EmulatorInfo,
     cpu_seconds,
     peak_rss_bytes,
@@ -38,6 +37,7 @@ from bench.processes import (
     wait_ready,
 )
 from bench.render import collect_once, count_series, time_rendering
+from tests.support.process import Child
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
@@ -144,7 +144,7 @@ def measure(jobs: int, latency_ms: int, args: argparse.Namespace, workdir: Path)
             result["render"] = _render(info, args)
         return result
     finally:
-        emulator.close()
+        emulator.stop()
 
 
 def _measure_with(
@@ -155,7 +155,7 @@ def _measure_with(
     session.trust_env = False
     baseline = BaselineClient(info)
     try:
-        wait_ready(session, url, args.timeout)
+        wait_ready(exporter, session, url, args.timeout)
         warm = scrape(session, url, exporter.pid, args.timeout)
         baselines: list[BaselineRun] = []
         scrapes: list[ScrapeRun] = []
@@ -183,7 +183,7 @@ def _measure_with(
     finally:
         baseline.close()
         session.close()
-        exporter.close()
+        exporter.stop()
 
 
 def _summary(

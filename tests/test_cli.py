@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from ams_emulator import Emulator
 from exporter import __version__
 from exporter.cli import build_parser
 from exporter.wiring import DEMO_MAX_JOBS, start_demo
 from tests.support.harness import account_yaml
+from tests.support.process import Child
 
 EXPORTER = [sys.executable, "-m", "exporter"]
 
@@ -33,12 +34,6 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         check=False,
         env={**os.environ, **(env or {})},
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_version():
@@ -105,37 +100,38 @@ def test_unusable_listen_address_is_reported():
     assert "cannot listen" in result.stderr
 
 
-def test_demo_serves_live_metrics_within_seconds():
-    port = _free_port()
-    process = subprocess.Popen(
-        [*EXPORTER, "--demo", "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        samples = _poll_metrics(f"http://127.0.0.1:{port}/metrics", attempts=120)
+def test_demo_serves_live_metrics_within_seconds(tmp_path: Path):
+    argv = [*EXPORTER, "--demo", "--web.listen-address", "127.0.0.1:0", "--log.format", "json"]
+    with Child(argv, tmp_path, "exporter") as exporter:
+        host, port = exporter.listening_address(timeout=30)
+        samples = exporter.wait_until(
+            lambda: _metrics(f"http://{host}:{port}/metrics"),
+            what="/metrics to answer 200",
+            timeout=30,
+            interval=0.25,
+        )
         up = [s for s in samples if s.name == "ams_up" and s.labels == {"account": "demo"}]
         assert [s.value for s in up] == [1.0]
         assert any(s.name == "ams_job_state" for s in samples)
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
+        returncode = exporter.stop()
+    stderr = exporter.output("stderr")
+    assert returncode == 0, stderr
     assert '"level": "info"' in stderr
 
 
-def _poll_metrics(url: str, attempts: int) -> list:
-    last_error: Exception | None = None
-    for _ in range(attempts):
-        try:
-            response = requests.get(url, timeout=10)
-            if response.status_code == 200:
-                return [s for f in text_string_to_metric_families(response.text) for s in f.samples]
-        except requests.ConnectionError as error:
-            last_error = error
-        time.sleep(0.25)
-    raise AssertionError(f"{url} did not answer: {last_error}")
+def _metrics(url: str) -> list[Sample] | None:
+    """The samples of ``url``, or None while it does not answer 200."""
+    with contextlib.suppress(requests.ConnectionError):
+        response = requests.get(url, timeout=10)
+        if response.status_code == 200:
+            return [s for f in text_string_to_metric_families(response.text) for s in f.samples]
+    return None
+
+
+def _answers_ok(url: str) -> bool:
+    with contextlib.suppress(requests.ConnectionError):
+        return requests.get(url, timeout=10).status_code == 200
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,20 +308,17 @@ def test_config_warnings_are_logged_at_start_up(tmp_path: Path):
         "    authority_host: https://127.0.0.1:1\n    tenant: contoso.onmicrosoft.com\n"
         "    client_id: 11111111-2222-3333-4444-555555555555\n    client_secret: ${S}\n"
     )
-    port = _free_port()
-    process = subprocess.Popen(
-        [*EXPORTER, "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
-         "--log.format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "S": "start-up-secret"},
-    )  # fmt: skip
-    try:
-        _poll_ok(f"http://127.0.0.1:{port}/healthz", attempts=120)
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=30)
+    argv = [*EXPORTER, "--config.file", str(config), "--web.listen-address", "127.0.0.1:0"]
+    argv += ["--log.format", "json"]
+    with Child(argv, tmp_path, "exporter", env={**os.environ, "S": "start-up-secret"}) as exporter:
+        host, port = exporter.listening_address(timeout=30)
+        exporter.wait_until(
+            lambda: _answers_ok(f"http://{host}:{port}/healthz"),
+            what="/healthz to answer 200",
+            timeout=30,
+            interval=0.25,
+        )
+    stderr = exporter.output("stderr")
     entries = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     logged = [e for e in entries if e["message"] == f"configuration: {config}: {LEGACY_WARNING}"]
     assert [e["level"] for e in logged] == ["warning"]
@@ -340,14 +333,3 @@ def test_demo_needs_no_redirect_hosts():
         assert (account.redirect_hosts, demo.config.warnings) == ((), ())
     finally:
         demo.stop()
-
-
-def _poll_ok(url: str, attempts: int) -> None:
-    for _ in range(attempts):
-        try:
-            if requests.get(url, timeout=10).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"{url} did not answer")

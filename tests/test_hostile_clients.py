@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
-import os
 import re
 import socket
 import ssl
@@ -27,7 +26,6 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator
-from bench.processes import Child
 from exporter.cli import build_parser
 from exporter.web.httpserver import (
     HEADER_TIMEOUT,
@@ -43,6 +41,7 @@ from exporter.web.webconfig import HANDSHAKE_TIMEOUT, WebConfig, parse_web_confi
 from exporter.wiring import serving as wired_exporter
 from tests.support.harness import config_for
 from tests.support.pki import Pki, make_pki
+from tests.support.process import Child
 
 # Generous bounds for "answers" and "is closed": the server's own timeouts here are 1 s.
 ANSWER_SECONDS = 5.0
@@ -175,16 +174,16 @@ def test_500_idle_and_100_slowloris_connections_cost_no_threads_and_are_closed_a
 ):
     args = [sys.executable, "-m", "exporter", "--demo", "--demo.jobs=50"]
     args += ["--web.listen-address=127.0.0.1:0"]
-    child = Child(args, tmp_path, "exporter", env=dict(os.environ))
+    child = Child(args, tmp_path, "exporter")
     clients: list[socket.socket] = []
     try:
-        found = child.wait_for(r"listening on 127\.0\.0\.1:(\d+)", stream="stderr")
-        url = f"http://127.0.0.1:{found.group(1)}"
+        _, port = child.listening_address()
+        url = f"http://127.0.0.1:{port}"
         scrape(url)
         threads_before = threads_of(child.pid)
         opened = time.monotonic()
-        idle = [socket.create_connection(("127.0.0.1", int(found.group(1)))) for _ in range(500)]
-        slow = [socket.create_connection(("127.0.0.1", int(found.group(1)))) for _ in range(100)]
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(500)]
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
         clients = idle + slow
         for sock in slow:
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: exporter\r\nX-Drip: ")
@@ -210,8 +209,8 @@ def test_500_idle_and_100_slowloris_connections_cost_no_threads_and_are_closed_a
     finally:
         for sock in clients:
             sock.close()
-        child.close()
-    assert "Traceback" not in child.stderr_path.read_text()
+        child.stop()
+    assert "Traceback" not in child.output("stderr")
 
 
 # ---------------------------------------------------------------------------------------------

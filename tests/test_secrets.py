@@ -16,13 +16,11 @@ import contextlib
 import http.server
 import json
 import os
-import re
 import socket
 import ssl
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from exporter.deadline import Deadline
 from exporter.errors import ExporterError
 from tests.support.harness import account_yaml, config_for, running_exporter
 from tests.support.pki import make_pki
+from tests.support.process import Child
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN_PATH = r"/oauth2/(v2\.0/)?token$"
@@ -143,31 +142,14 @@ def arm(world: World) -> None:
 @contextlib.contextmanager
 def exporter_process(world: World) -> Iterator[tuple[str, Path]]:
     """A real ams-exporter at debug level; yields its URL and the file its log goes to."""
-    log_file = world.folder / "exporter.log"
-    with log_file.open("w") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "exporter", f"--config.file={world.config_file}"),
-                *("--web.listen-address=127.0.0.1:0", "--log.level=debug"),
-            ],
-            cwd=REPO,
-            env={**os.environ, **world.env},
-            stderr=log,
-            stdout=subprocess.DEVNULL,
-        )
-    try:
-        port = None
-        for _ in range(300):
-            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", log_file.read_text())
-            if found or process.poll() is not None:
-                port = found and int(found.group(1))
-                break
-            time.sleep(0.1)
-        assert port, log_file.read_text()
-        yield f"http://127.0.0.1:{port}", log_file
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    argv = [
+        *(sys.executable, "-m", "exporter", f"--config.file={world.config_file}"),
+        *("--web.listen-address=127.0.0.1:0", "--log.level=debug"),
+    ]
+    env = {**os.environ, **world.env}
+    with Child(argv, world.folder, "exporter", env=env, cwd=REPO) as exporter:
+        _, port = exporter.listening_address(timeout=30)
+        yield f"http://127.0.0.1:{port}", exporter.stderr_path
 
 
 def chain_text(exc: BaseException) -> str:

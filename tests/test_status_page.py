@@ -6,12 +6,10 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from prometheus_client.samples import Sample
 from exporter.ams.model import Job, JobState, Task
 from exporter.collect.snapshot import AccountResult, Collection
 from exporter.web.status_page import STATE_COLOURS, render_status_page
+from tests.support.process import Child
 
 NOW = 1_780_000_000.0
 HOSTILE_NAMES = [
@@ -412,13 +411,6 @@ UPDATE_DOCS = os.environ.get("AMS_EXPORTER_UPDATE_DOCS") == "1"
 WINDOW = (1600, 1000)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def http_get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -428,42 +420,24 @@ def http_get(url: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def demo_exporter() -> Iterator[str]:
+def demo_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The exporter's --demo on a loopback port; yields its base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        for _ in range(300):
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"the demo exporter exited with {process.returncode}:\n{output}")
-            try:
-                if http_get(f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the demo exporter did not answer /healthz")
+    argv = [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", "127.0.0.1:0"]
+    with Child(argv, tmp_path_factory.mktemp("demo"), "exporter") as exporter:
+        host, port = exporter.listening_address(timeout=30)
+        base = f"http://{host}:{port}"
+        exporter.wait_until(
+            lambda: _healthy(f"{base}/healthz"), what="/healthz to answer 200", timeout=30
+        )
         assert http_get(f"{base}/healthz")[0] == 200, "the demo exporter did not answer /healthz"
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout:
-            process.stdout.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return http_get(url)[0] == 200
+    except OSError:
+        return False
 
 
 def chromium(url: str, *extra: str) -> str:

@@ -11,14 +11,12 @@ page templates) and writes outside the declared temp dir.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from prometheus_client.samples import Sample
 
 from exporter import __version__
 from tests.support.image import IMAGE_UID, Dockerfile, build_context
+from tests.support.process import Child, WaitFailed, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 60.0
@@ -75,12 +74,6 @@ def _run(
 
 def _files(directory: Path) -> list[str]:
     return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*"))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -159,20 +152,19 @@ def _healthcheck(env: dict[str, str], url: str) -> int:
     return result.returncode
 
 
-def _scrape(port: int) -> list[Sample] | None:
+def _demo_metrics(port: int) -> list[Sample] | None:
+    """The samples of ``/metrics`` once they hold ``ams_up{account="demo"} 1``, else None."""
     try:
         response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     except requests.ConnectionError:
         return None
     if response.status_code != 200:
         return None
-    return [s for f in text_string_to_metric_families(response.text) for s in f.samples]
-
-
-def _demo_is_up(samples: list[Sample]) -> bool:
-    return any(
+    samples = [s for f in text_string_to_metric_families(response.text) for s in f.samples]
+    up = any(
         s.name == "ams_up" and s.labels == {"account": "demo"} and s.value == 1 for s in samples
     )
+    return samples if up else None
 
 
 @pytest.fixture(scope="module")
@@ -186,51 +178,29 @@ def demo(installed: Installed) -> Iterator[DemoRun]:
         os.chown(tmpdir, IMAGE_UID, IMAGE_UID)  # the only directory the exporter may write
     env = _image_env(installed, tmpdir, home)
     venv_before = _files(installed.venv)
-    port = _free_port()
-    stderr_path = run_root / "stderr.log"
+    port = free_port()
     observed = DemoRun()
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [
-                *_as_image_user(),
-                str(installed.venv / "bin" / "ams-exporter"),
-                "--demo",
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ],
-            cwd=workdir,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            for _ in range(int(STARTUP_SECONDS / POLL_INTERVAL)):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    break
-                samples = _scrape(port)
-                if samples is not None and _demo_is_up(samples):
-                    observed.metrics = samples
-                    break
-                time.sleep(POLL_INTERVAL)
-            if observed.metrics:
-                for path in ("/healthz", "/readyz", "/"):
-                    response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=10)
-                    observed.statuses[path] = response.status_code
-                    if path == "/":
-                        observed.landing_page = response.text
-                observed.temp_dir_while_running = _files(tmpdir)
-                observed.healthcheck_rc = _healthcheck(env, f"http://127.0.0.1:{port}/healthz")
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                observed.exit_code = process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    argv = [*_as_image_user(), str(installed.venv / "bin" / "ams-exporter"), "--demo"]
+    argv += ["--web.listen-address", f"127.0.0.1:{port}"]
+    with Child(argv, run_root, "exporter", env=env, cwd=workdir) as exporter:
+        with contextlib.suppress(WaitFailed):  # the tests below say what was not observed
+            observed.metrics = exporter.wait_until(
+                lambda: _demo_metrics(port),
+                what='ams_up{account="demo"} 1',
+                timeout=STARTUP_SECONDS,
+                interval=POLL_INTERVAL,
+            )
+        if observed.metrics:
+            for path in ("/healthz", "/readyz", "/"):
+                response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+                observed.statuses[path] = response.status_code
+                if path == "/":
+                    observed.landing_page = response.text
+            observed.temp_dir_while_running = _files(tmpdir)
+            observed.healthcheck_rc = _healthcheck(env, f"http://127.0.0.1:{port}/healthz")
+        observed.exit_code = exporter.stop()
     observed.healthcheck_rc_without_server = _healthcheck(env, f"http://127.0.0.1:{port}/healthz")
-    observed.stderr = stderr_path.read_text(encoding="utf-8", errors="replace")
+    observed.stderr = exporter.output("stderr")
     observed.writable_leftovers = {
         "working directory": _files(workdir),
         "home": _files(home),

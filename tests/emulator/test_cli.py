@@ -3,51 +3,30 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import IO
 
 import pytest
 import requests
 
 from ams_emulator.__main__ import build_parser
+from tests.support.process import Child
 
-STARTUP_LIMIT = 60.0  # seconds; only bounds the wait, nothing is asserted about it
+EMULATOR = [sys.executable, "-m", "ams_emulator"]
+READY = r"^Press Ctrl-C to stop\."
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ams_emulator", *args],
+        [*EMULATOR, *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-
-
-def _reader(stream: IO[str], lines: queue.Queue[str]) -> None:
-    for line in stream:
-        lines.put(line)
-
-
-def _read_until(lines: queue.Queue[str], marker: str) -> str:
-    """Everything printed up to and including the line containing ``marker`` (bounded wait)."""
-    text = ""
-    deadline = time.monotonic() + STARTUP_LIMIT
-    while marker not in text:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"the emulator printed no {marker!r}; output so far:\n{text}"
-        try:
-            text += lines.get(timeout=remaining)
-        except queue.Empty:
-            continue
-    return text
 
 
 def _field(text: str, name: str) -> str:
@@ -70,19 +49,12 @@ def test_help_documents_every_flag() -> None:
         assert flag in result.stdout, f"{flag} is not in --help"
 
 
-def test_started_cli_prints_a_working_endpoint_and_stops_on_sigterm() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ams_emulator", "--jobs", "7", "--speed", "0", "--seed", "3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert process.stdout is not None
-    threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
-    try:
-        text = _read_until(lines, "Press Ctrl-C to stop.")
+def test_started_cli_prints_a_working_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
+    argv = [*EMULATOR, "--jobs", "7", "--speed", "0", "--seed", "3"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with Child(argv, tmp_path, "emulator", env=env) as emulator:
+        emulator.wait_for(READY)
+        text = emulator.output()
         endpoint = _field(text, "account endpoint")
         ca_file = _field(text, "CA file")
         token = requests.post(
@@ -105,68 +77,49 @@ def test_started_cli_prints_a_working_endpoint_and_stops_on_sigterm() -> None:
         assert jobs.status_code == 200
         assert len(jobs.json()["value"]) == 7
         assert f"endpoint: {endpoint}" in text  # the exporter configuration snippet
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-        assert "stopped" in _read_until(lines, "stopped")
+        emulator.signal(signal.SIGTERM)
+        assert emulator.wait(timeout=30) == 0
+        assert "stopped" in emulator.output()  # all of it: the emulator has exited
         assert not Path(ca_file).exists()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
 
 
-def test_faults_from_flags_reach_the_server() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ams_emulator", "--jobs", "1", "--aad-down"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert process.stdout is not None
-    threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
-    try:
-        text = _read_until(lines, "Press Ctrl-C to stop.")
-        url = f"{_field(text, 'authority host')}/{_field(text, 'tenant')}/oauth2/v2.0/token"
+def test_faults_from_flags_reach_the_server(tmp_path: Path) -> None:
+    with Child([*EMULATOR, "--jobs", "1", "--aad-down"], tmp_path, "emulator") as emulator:
         try:
-            requests.post(url, data={}, verify=_field(text, "CA file"), timeout=30)
-            reached = True
-        except requests.exceptions.ConnectionError:
-            reached = False
-        assert not reached, "Azure AD answered although --aad-down was given"
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+            emulator.wait_for(READY)
+            text = emulator.output()
+            url = f"{_field(text, 'authority host')}/{_field(text, 'tenant')}/oauth2/v2.0/token"
+            try:
+                requests.post(url, data={}, verify=_field(text, "CA file"), timeout=30)
+                reached = True
+            except requests.exceptions.ConnectionError:
+                reached = False
+            assert not reached, "Azure AD answered although --aad-down was given"
+        finally:
+            emulator.signal(signal.SIGINT)
+            assert emulator.wait(timeout=30) == 0
 
 
-def test_any_fault_of_the_python_api_can_be_given_on_the_command_line() -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ams_emulator",
-            "--jobs",
-            "1",
-            "--fault",
-            "status,status=429,retry_after=2,count=1,path=Jobs",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert process.stdout is not None
-    threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
-    try:
-        text = _read_until(lines, "Press Ctrl-C to stop.")
-        url = _field(text, "account endpoint") + "Jobs"
-        first = requests.get(url, verify=_field(text, "CA file"), timeout=30)
-        second = requests.get(url, verify=_field(text, "CA file"), timeout=30)
-        assert (first.status_code, first.headers.get("Retry-After")) == (429, "2")
-        assert second.status_code == 401, "count=1: the next request reaches the normal checks"
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+def test_any_fault_of_the_python_api_can_be_given_on_the_command_line(tmp_path: Path) -> None:
+    argv = [
+        *EMULATOR,
+        "--jobs",
+        "1",
+        "--fault",
+        "status,status=429,retry_after=2,count=1,path=Jobs",
+    ]
+    with Child(argv, tmp_path, "emulator") as emulator:
+        try:
+            emulator.wait_for(READY)
+            text = emulator.output()
+            url = _field(text, "account endpoint") + "Jobs"
+            first = requests.get(url, verify=_field(text, "CA file"), timeout=30)
+            second = requests.get(url, verify=_field(text, "CA file"), timeout=30)
+            assert (first.status_code, first.headers.get("Retry-After")) == (429, "2")
+            assert second.status_code == 401, "count=1: the next request reaches the normal checks"
+        finally:
+            emulator.signal(signal.SIGINT)
+            assert emulator.wait(timeout=30) == 0
 
 
 @pytest.mark.parametrize(

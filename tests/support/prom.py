@@ -9,12 +9,9 @@ is a poll bounded both in attempts and in time; nothing sleeps for a fixed delay
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +20,17 @@ from typing import Any, TypeVar
 import requests
 import yaml
 
+from tests.support.process import Child, WaitFailed, free_port, poll
+
 T = TypeVar("T")
 
 READY_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 START_ATTEMPTS = 3
 
 
 class PrometheusError(AssertionError):
-    """Prometheus did not start, answered with an error, or a condition never held."""
+    """Prometheus did not start or answered with an error (a condition that never held is a
+    :class:`~tests.support.process.WaitFailed`)."""
 
 
 def prometheus_binary() -> str:
@@ -43,52 +42,22 @@ def prometheus_binary() -> str:
     return path
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def poll(
-    condition: Callable[[], T | None],
-    *,
-    timeout: float,
-    interval: float,
-    what: str,
-    describe: Callable[[], str] = lambda: "",
-) -> T:
-    """Call ``condition`` until it returns something other than None or False.
-
-    Bounded by ``timeout`` seconds and by ``timeout / interval`` attempts, whichever comes first;
-    fails with ``what`` and ``describe()`` (for example a log tail) otherwise.
-    """
-    attempts = max(1, math.ceil(timeout / interval))
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    for _ in range(attempts):
-        last = condition()
-        if last is not None and last is not False:
-            return last
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval)
-    raise PrometheusError(f"timed out waiting for {what} (last: {last!r})\n{describe()}")
-
-
 @dataclass
 class PrometheusServer:
     """A running Prometheus; methods wrap its HTTP API (``/api/v1/...``)."""
 
     url: str
-    process: subprocess.Popen[bytes]
+    child: Child
     config_file: Path
     data_dir: Path
-    log_file: Path
     session: requests.Session = field(default_factory=requests.Session)
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.child.process
+
     def log_tail(self, lines: int = 40) -> str:
-        text = self.log_file.read_text(encoding="utf-8", errors="replace")
+        text = self.child.output("stdout") + self.child.output("stderr")
         return "prometheus log (tail):\n" + "\n".join(text.splitlines()[-lines:])
 
     def api(self, path: str, **params: str) -> Any:
@@ -184,64 +153,45 @@ def write_config(
     return path
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
-def start(config_file: Path, data_dir: Path, log_file: Path) -> PrometheusServer:
+def start(config_file: Path, data_dir: Path, folder: Path) -> PrometheusServer:
     """Start Prometheus and wait until ``/-/ready``; retry on another port if the port was taken."""
     binary = prometheus_binary()
-    for _ in range(START_ATTEMPTS):
-        port = free_loopback_port()
-        with log_file.open("ab") as log:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config_file}",
-                    f"--storage.tsdb.path={data_dir}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--storage.tsdb.retention.time=1d",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        server = PrometheusServer(
-            f"http://127.0.0.1:{port}", process, config_file, data_dir, log_file
-        )
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()
+        argv = [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={data_dir}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1d",
+        ]
+        child = Child(argv, folder, f"prometheus-{attempt}")
+        server = PrometheusServer(f"http://127.0.0.1:{port}", child, config_file, data_dir)
 
-        def ready(server: PrometheusServer = server) -> bool | str | None:
-            if server.process.poll() is not None:
-                return "exited"
+        def ready(server: PrometheusServer = server) -> bool:
             with contextlib.suppress(requests.RequestException):
-                if server.session.get(f"{server.url}/-/ready", timeout=2).status_code == 200:
-                    return True
-            return None
+                return server.session.get(f"{server.url}/-/ready", timeout=2).status_code == 200
+            return False
 
         try:
-            outcome = poll(
-                ready,
-                timeout=READY_TIMEOUT,
-                interval=0.1,
-                what="prometheus /-/ready",
-                describe=server.log_tail,
-            )
+            child.wait_until(ready, what="prometheus /-/ready", timeout=READY_TIMEOUT)
+        except WaitFailed as failure:
+            exited = child.returncode is not None
+            server.session.close()
+            child.stop()
+            if not exited:
+                raise PrometheusError(str(failure)) from None
+            tail = server.log_tail()
+            if "address already in use" not in tail:
+                raise PrometheusError(
+                    f"prometheus exited with {child.returncode}\n{tail}"
+                ) from None
+            continue
         except BaseException:
             server.session.close()
-            stop(process)
+            child.stop()
             raise
-        if outcome is True:
-            return server
-        server.session.close()
-        tail = server.log_tail()
-        if "address already in use" not in tail:
-            raise PrometheusError(f"prometheus exited with {process.returncode}\n{tail}")
+        return server
     raise PrometheusError(f"prometheus could not bind a loopback port\n{tail}")
 
 
@@ -269,9 +219,9 @@ def running_prometheus(
         )
         data_dir = directory / "data"
         data_dir.mkdir()
-        server = start(config_file, data_dir, directory / "prometheus.log")
+        server = start(config_file, data_dir, directory)
         try:
             yield server
         finally:
             server.session.close()
-            stop(server.process)
+            server.child.stop()
