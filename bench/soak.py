@@ -1,9 +1,10 @@
 """The long soak: ``python bench/soak.py --minutes 10``.
 
-Runs the soak of ``tests/test_soak.py`` (a real exporter process, the living scenario, periodic
-faults) for as long as asked, prints each injected fault as it happens and then the figures as JSON:
-duration, scrapes, fault episodes, upstream requests, resident memory, open file descriptors and
-threads after the warm-up and in the last third. Exits 1 if anything was not as it should be.
+Runs the soak of ``tests/support/soak.py`` (a real exporter process, the living scenario, periodic
+faults), which ``tests/test_soak.py`` runs briefly, for as long as asked; prints each injected
+fault as it happens and then the figures as JSON: duration, scrapes, fault episodes, upstream
+requests, resident memory, open file descriptors and threads after the warm-up and in the last
+third. Exits 1 if anything was not as it should be.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.test_soak import run_soak
+from tests.support.soak import run_soak
 
 
 def main() -> int:
