@@ -23,7 +23,13 @@ from exporter.ams.auth import (
     token_provider_for,
 )
 from exporter.ams.http import RequestCounter, UpstreamSession
-from exporter.config.model import AccountConfig, Credential, Secret
+from exporter.config.model import (
+    AccountConfig,
+    ClientCertificate,
+    ClientSecret,
+    ManagedIdentity,
+    Secret,
+)
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded
 from tests.support.wired import ACCOUNT, USER_AGENT, account_for, settle, wire
@@ -61,16 +67,12 @@ def deadline() -> Deadline:
 
 def certificate_account(emu: Emulator) -> AccountConfig:
     pem = Path(emu.client_certificate_file).read_text()
-    credential = Credential(
-        "client_certificate",
-        certificate_pem=Secret(pem),
-        certificate_file=Path(emu.client_certificate_file),
-    )
+    credential = ClientCertificate(Secret(pem), Path(emu.client_certificate_file))
     return account_for(emu, credential=credential)
 
 
 def managed_identity_account(emu: Emulator, client_id: str | None) -> AccountConfig:
-    account = account_for(emu, credential=Credential("managed_identity"))
+    account = account_for(emu, credential=ManagedIdentity())
     return AccountConfig(**{**account.__dict__, "client_id": client_id, "tenant": None})
 
 
@@ -217,7 +219,7 @@ class TestFailures:
         self, fresh: Emulator, counter: RequestCounter
     ) -> None:
         wrong = "wrong-" + fresh.client_secret
-        account = account_for(fresh, credential=Credential("client_secret", secret=Secret(wrong)))
+        account = account_for(fresh, credential=ClientSecret(Secret(wrong)))
         with pytest.raises(AuthError) as info:
             provider(account, counter).token(deadline())
         assert info.value.code == "invalid_client"

@@ -36,10 +36,12 @@ from exporter.config.durations import format_duration, parse_duration
 from exporter.config.model import (
     CLOUDS,
     AccountConfig,
+    ClientCertificate,
+    ClientSecret,
     Cloud,
     Config,
-    Credential,
     JobsConfig,
+    ManagedIdentity,
     Secret,
 )
 from exporter.config.yamlio import MAX_CONFIG_SIZE
@@ -170,7 +172,7 @@ def test_minimal_account_gets_every_default() -> None:
         resource="https://rest.media.azure.net",
         tenant="contoso.onmicrosoft.com",
         client_id="00000000-0000-0000-0000-000000000001",
-        credential=Credential(kind="client_secret", secret=Secret(SECRET)),
+        credential=ClientSecret(Secret(SECRET)),
         ca_file=None,
         timeout=10.0,
         jobs=JobsConfig(
@@ -268,7 +270,7 @@ def test_endpoint_is_normalized_to_end_with_a_slash(given: str, stored: str) -> 
 def test_managed_identity_needs_no_tenant_and_client_id_is_optional() -> None:
     system = first(managed())
     user = first(managed(client_id="11111111-2222-3333-4444-555555555555"))
-    assert system.credential == Credential(kind="managed_identity")
+    assert system.credential == ManagedIdentity()
     assert (system.tenant, system.client_id) == (None, None)
     assert user.client_id == "11111111-2222-3333-4444-555555555555"
 
@@ -319,7 +321,7 @@ def test_variables_expand_anywhere_in_a_string() -> None:
     )
     assert got.endpoint == "https://prodams.restv2.westeurope.media.azure.net/api/"
     assert got.jobs.name_prefix == "x-prodams.restv2.westeurope.media.azure.net-"
-    assert got.credential.secret == Secret(SECRET)
+    assert got.credential == ClientSecret(Secret(SECRET))
 
 
 def test_missing_variable_names_key_path_and_variable() -> None:
@@ -329,13 +331,15 @@ def test_missing_variable_names_key_path_and_variable() -> None:
 
 def test_double_dollar_is_a_literal_dollar_and_a_lone_dollar_stays() -> None:
     got = first(account(client_secret="pa$$word${AMS_HOST}", jobs={"name_prefix": "a$b"}))
-    assert got.credential.secret == Secret("pa$wordprodams.restv2.westeurope.media.azure.net")
+    assert got.credential == ClientSecret(
+        Secret("pa$wordprodams.restv2.westeurope.media.azure.net")
+    )
     assert got.jobs.name_prefix == "a$b"
 
 
 def test_expanded_values_are_not_expanded_again() -> None:
     got = first(account(client_secret="${AMS_SECRET}"), env={"AMS_SECRET": "${AMS_HOST}$$"})
-    assert got.credential.secret == Secret("${AMS_HOST}$$")
+    assert got.credential == ClientSecret(Secret("${AMS_HOST}$$"))
 
 
 @pytest.mark.parametrize("reference", ["${AMS_SECRET:-x}", "${AMS_SECRET", "${1A}", "${}"])
@@ -587,7 +591,7 @@ def test_no_credential_lists_the_four_kinds() -> None:
 def test_managed_identity_false_counts_as_not_given() -> None:
     message = error(account(client_secret=REMOVE, managed_identity=False))
     assert message.startswith("accounts[0]: no credential:")
-    assert first(account(managed_identity=False)).credential.kind == "client_secret"
+    assert first(account(managed_identity=False)).credential == ClientSecret(Secret(SECRET))
 
 
 def test_two_credentials_name_both() -> None:
@@ -619,9 +623,7 @@ def test_secret_file_is_read_relative_to_the_config_and_newline_stripped(tmp_pat
     (tmp_path / "secrets" / "ams").write_text(SECRET + "\r\n")
     path = write_config(tmp_path, account(client_secret=REMOVE, client_secret_file="secrets/ams"))
     credential = load_config(path, ENV).accounts[0].credential
-    assert credential == Credential(
-        kind="client_secret", secret=Secret(SECRET), secret_file=tmp_path / "secrets" / "ams"
-    )
+    assert credential == ClientSecret(Secret(SECRET), tmp_path / "secrets" / "ams")
 
 
 def test_missing_secret_file_names_key_and_path(tmp_path: Path) -> None:
@@ -651,11 +653,7 @@ def test_certificate_file_is_read_and_checked(tmp_path: Path, pems: Pems) -> Non
     (tmp_path / "cert.pem").write_bytes(pem)
     path = write_config(tmp_path, account(client_secret=REMOVE, client_certificate_file="cert.pem"))
     credential = load_config(path, ENV).accounts[0].credential
-    assert credential.kind == "client_certificate"
-    assert credential.certificate_file == tmp_path / "cert.pem"
-    assert credential.certificate_pem is not None
-    assert credential.certificate_pem.reveal() == pem.decode()
-    assert credential.secret is None
+    assert credential == ClientCertificate(Secret(pem.decode()), tmp_path / "cert.pem")
 
 
 def test_certificate_before_key_is_accepted(tmp_path: Path, pems: Pems) -> None:
@@ -663,7 +661,7 @@ def test_certificate_before_key_is_accepted(tmp_path: Path, pems: Pems) -> None:
     got = first(
         account(client_secret=REMOVE, client_certificate_file="cert.pem"), base_dir=tmp_path
     )
-    assert got.credential.kind == "client_certificate"
+    assert isinstance(got.credential, ClientCertificate)
 
 
 def _cert_error(tmp_path: Path, content: bytes) -> str:
@@ -853,7 +851,7 @@ def test_secret_never_shows_itself() -> None:
     assert str(secret) == "<redacted>"
     assert secret.reveal() == SECRET
     assert secret == Secret(SECRET) and secret != Secret("other")
-    assert SECRET not in repr(Credential(kind="client_secret", secret=secret))
+    assert SECRET not in repr(ClientSecret(secret))
 
 
 def test_describe_shows_every_resolved_value_and_no_secret(tmp_path: Path, pems: Pems) -> None:
@@ -946,8 +944,8 @@ def test_describe_output_is_yaml_that_reads_back_the_values(text: str) -> None:
 def test_example_config_loads() -> None:
     env = {"AMS_PROD_SECRET": "example-secret"}
     config = load_config(REPO / "docs" / "config.example.yml", env)
-    assert [a.credential.kind for a in config.accounts] == ["client_secret", "managed_identity"]
-    assert config.accounts[0].credential.secret == Secret("example-secret")
+    assert [type(a.credential) for a in config.accounts] == [ClientSecret, ManagedIdentity]
+    assert config.accounts[0].credential == ClientSecret(Secret("example-secret"))
 
 
 def test_documentation_mentions_every_accepted_key() -> None:
@@ -1346,7 +1344,7 @@ def test_a_variable_without_braces_that_exists_is_suggested_by_name() -> None:
     ],
 )
 def test_double_dollar_writes_a_literal_dollar_in_a_secret(written: str, secret: str) -> None:
-    assert first(account(client_secret=written)).credential.secret == Secret(secret)
+    assert first(account(client_secret=written)).credential == ClientSecret(Secret(secret))
 
 
 def test_a_lone_dollar_before_a_name_stays_in_other_values() -> None:

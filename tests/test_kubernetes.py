@@ -26,6 +26,7 @@ import yaml
 from exporter import __version__
 from exporter.cli import build_parser
 from exporter.config.accounts import parse_config
+from exporter.config.model import ClientSecret, Secret
 from tests.support.image import IMAGE_CONFIG_FILE, IMAGE_UID, Dockerfile, documented_commands
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,9 +225,9 @@ def test_configmap_config_is_valid_with_the_secret_from_the_deployment() -> None
     assert set(env["valueFrom"]) == {"secretKeyRef"}
     text = resources()["ConfigMap"]["data"][PurePosixPath(IMAGE_CONFIG_FILE).name]
     config = parse_config(text, {env["name"]: "from-the-secret"}, source="configmap.yaml")
-    assert [account.credential.kind for account in config.accounts] == ["client_secret"]
-    assert config.accounts[0].credential.secret is not None
-    assert config.accounts[0].credential.secret.reveal() == "from-the-secret"
+    assert [account.credential for account in config.accounts] == [
+        ClientSecret(Secret("from-the-secret"))
+    ]
 
 
 def test_service_selects_the_pods_and_targets_the_named_port() -> None:

@@ -29,7 +29,13 @@ import requests
 
 from exporter.ams.http import UpstreamSession, transport_reason
 from exporter.ams.odata import excerpt
-from exporter.config.model import CLOUDS, AccountConfig
+from exporter.config.model import (
+    CLOUDS,
+    AccountConfig,
+    ClientCertificate,
+    ClientSecret,
+    ManagedIdentity,
+)
 from exporter.deadline import Deadline
 from exporter.errors import AuthError, DeadlineExceeded, ExporterError
 from exporter.redact import remember, remember_token
@@ -245,24 +251,31 @@ class _MsalTokenProvider(ABC):
 class ConfidentialClientTokenProvider(_MsalTokenProvider):
     """A service principal with a client secret or a client certificate."""
 
+    def __init__(
+        self,
+        account: AccountConfig,
+        session: UpstreamSession,
+        credential: ClientSecret | ClientCertificate,
+    ) -> None:
+        super().__init__(account, session)
+        self._credential = credential
+
     def _build(self) -> Any:
         account = self._account
         host = urlsplit(account.authority_host).hostname
         return msal.ConfidentialClientApplication(
             account.client_id,
-            client_credential=self._credential(),
+            client_credential=self._client_credential(),
             authority=f"{account.authority_host}/{account.tenant}",
             instance_discovery=host in PUBLIC_AUTHORITY_HOSTS,
             http_client=self._session,
         )
 
-    def _credential(self) -> Any:
-        credential = self._account.credential
-        if credential.kind == "client_secret" and credential.secret is not None:
-            return credential.secret.reveal()
-        if credential.kind == "client_certificate" and credential.certificate_pem is not None:
-            return certificate_credential(credential.certificate_pem.reveal())
-        raise AuthError(self._account.name, f"credential {credential.kind} has no value")
+    def _client_credential(self) -> str | dict[str, str]:
+        """The secret, or the key and certificate, as msal takes them."""
+        if isinstance(self._credential, ClientCertificate):
+            return certificate_credential(self._credential.pem.reveal())
+        return self._credential.secret.reveal()
 
     def _acquire(self) -> Any:
         return self._app.acquire_token_for_client(scopes=[f"{self._account.resource}/.default"])
@@ -312,10 +325,11 @@ def certificate_credential(pem: str) -> dict[str, str]:
 
 
 def token_provider_for(account: AccountConfig, session: UpstreamSession) -> TokenProvider:
-    """The token provider for the account's credential kind (nothing is fetched yet)."""
-    if account.credential.kind == "managed_identity":
+    """The token provider for the account's credential (nothing is fetched yet)."""
+    credential = account.credential
+    if isinstance(credential, ManagedIdentity):
         return ManagedIdentityTokenProvider(account, session)
-    return ConfidentialClientTokenProvider(account, session)
+    return ConfidentialClientTokenProvider(account, session, credential)
 
 
 def _lifetime(expires_in: object, default: float = 3600.0) -> float:

@@ -26,9 +26,12 @@ from exporter.config.durations import format_duration
 from exporter.config.model import (
     CLOUDS,
     AccountConfig,
+    ClientCertificate,
+    ClientSecret,
     Config,
     Credential,
     JobsConfig,
+    ManagedIdentity,
     Secret,
     is_host_name,
     is_legacy_root,
@@ -180,21 +183,13 @@ def _credential(ctx: Context, path: str, raw: Mapping[str, Any]) -> Credential:
     key = given[0]
     key_path = join(path, key)
     if key == "managed_identity":
-        return Credential(kind="managed_identity")
+        return ManagedIdentity()
     if key == "client_secret":
-        return Credential(
-            kind="client_secret", secret=Secret(string(ctx, key_path, raw[key], secret=True))
-        )
+        return ClientSecret(Secret(string(ctx, key_path, raw[key], secret=True)))
     file = ctx.resolve(key_path, string(ctx, key_path, raw[key]))
     if key == "client_secret_file":
-        return Credential(
-            kind="client_secret", secret=secret_file(ctx, key_path, file), secret_file=file
-        )
-    return Credential(
-        kind="client_certificate",
-        certificate_pem=certificate_file(ctx, key_path, file),
-        certificate_file=file,
-    )
+        return ClientSecret(secret_file(ctx, key_path, file), file)
+    return ClientCertificate(certificate_file(ctx, key_path, file), file)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,8 +341,8 @@ def _account(ctx: Context, path: str, value: object) -> AccountConfig:
     credential = _credential(ctx, path, raw)
     tenant = section.get("tenant", _tenant, None)
     client_id = section.get("client_id", _client_id, None)
-    if credential.kind != "managed_identity":
-        used = "client_secret" if credential.kind == "client_secret" else "a client certificate"
+    if not isinstance(credential, ManagedIdentity):
+        used = "client_secret" if isinstance(credential, ClientSecret) else "a client certificate"
         for key, got in (("tenant", tenant), ("client_id", client_id)):
             if got is None:
                 ctx.fail(join(path, key), f"required with {used}")

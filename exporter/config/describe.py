@@ -11,7 +11,16 @@ import json
 import yaml
 
 from exporter.config.durations import format_duration
-from exporter.config.model import CLOUDS, AccountConfig, Config, Credential, is_legacy_root
+from exporter.config.model import (
+    CLOUDS,
+    AccountConfig,
+    ClientCertificate,
+    ClientSecret,
+    Config,
+    Credential,
+    ManagedIdentity,
+    is_legacy_root,
+)
 
 __all__ = ["describe_config"]
 
@@ -39,20 +48,21 @@ def _reads_back(text: str) -> bool:
 
 
 def _describe_credential(credential: Credential) -> list[str]:
-    lines = [f"credential: {credential.kind}"]
-    if credential.secret_file is not None:
-        lines.append(
-            f"client_secret_file: {_scalar(credential.secret_file)}  # contents <redacted>"
-        )
-    elif credential.secret is not None:
-        lines.append("client_secret: <redacted>")
-    if credential.certificate_file is not None:
-        lines.append(
-            f"client_certificate_file: {_scalar(credential.certificate_file)}  # key <redacted>"
-        )
-    if credential.kind == "managed_identity":
-        lines.append("managed_identity: true")
-    return lines
+    match credential:
+        case ClientSecret(file=None):
+            return ["credential: client_secret", "client_secret: <redacted>"]
+        case ClientSecret(file=file):
+            return [
+                "credential: client_secret",
+                f"client_secret_file: {_scalar(file)}  # contents <redacted>",
+            ]
+        case ClientCertificate(file=file):
+            return [
+                "credential: client_certificate",
+                f"client_certificate_file: {_scalar(file)}  # key <redacted>",
+            ]
+        case ManagedIdentity():
+            return ["credential: managed_identity", "managed_identity: true"]
 
 
 def _describe_redirect_hosts(account: AccountConfig) -> list[str]:
@@ -70,7 +80,7 @@ def _describe_account(account: AccountConfig) -> list[str]:
     jobs = account.jobs
     ca_file = _scalar(account.ca_file) if account.ca_file else "null  # system trust store"
     client_id = _scalar(account.client_id)
-    if account.client_id is None and account.credential.kind == "managed_identity":
+    if account.client_id is None and isinstance(account.credential, ManagedIdentity):
         client_id += "  # system-assigned identity"
     return [
         f"name: {_scalar(account.name)}",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import TypeAlias
 from urllib.parse import urlsplit
 
 from exporter.redact import forget, remember
@@ -21,10 +21,13 @@ from exporter.redact import forget, remember
 __all__ = [
     "CLOUDS",
     "AccountConfig",
+    "ClientCertificate",
+    "ClientSecret",
     "Cloud",
     "Config",
     "Credential",
     "JobsConfig",
+    "ManagedIdentity",
     "Secret",
     "is_host_name",
     "is_legacy_root",
@@ -117,23 +120,32 @@ class JobsConfig:
     tasks: bool = True
 
 
-CredentialKind = Literal["client_secret", "client_certificate", "managed_identity"]
+@dataclass(frozen=True)
+class ClientSecret:
+    """A service principal's client secret: written in the configuration, or the whole of
+    ``file`` (``client_secret_file``)."""
+
+    secret: Secret
+    file: Path | None = None
 
 
 @dataclass(frozen=True)
-class Credential:
-    """How the account gets its Azure AD token.
+class ClientCertificate:
+    """A service principal's certificate: ``pem`` is the private key and the certificate that
+    belongs to it, PEM text read from ``file``."""
 
-    ``secret`` is set for ``client_secret`` (from the config or from ``secret_file``);
-    ``certificate_pem`` (key and certificate, PEM text) and ``certificate_file`` for
-    ``client_certificate``; nothing for ``managed_identity``.
-    """
+    pem: Secret
+    file: Path
 
-    kind: CredentialKind
-    secret: Secret | None = None
-    certificate_pem: Secret | None = None
-    certificate_file: Path | None = None
-    secret_file: Path | None = None
+
+@dataclass(frozen=True)
+class ManagedIdentity:
+    """The managed identity of the host the exporter runs on: system-assigned, or user-assigned
+    when the account has a ``client_id``."""
+
+
+Credential: TypeAlias = ClientSecret | ClientCertificate | ManagedIdentity
+"""How an account gets its Azure AD token."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from exporter.ams.client import (
     AmsClient,
 )
 from exporter.ams.http import RequestCounter, UpstreamSession
-from exporter.config.model import AccountConfig, Credential, JobsConfig, Secret
+from exporter.config.model import AccountConfig, ClientSecret, Credential, JobsConfig, Secret
 
 ACCOUNT = "acme"
 
@@ -36,7 +36,7 @@ def account_for(
         resource=emu.resource,
         tenant=emu.tenant,
         client_id=emu.client_id,
-        credential=credential or Credential("client_secret", secret=Secret(emu.client_secret)),
+        credential=credential or ClientSecret(Secret(emu.client_secret)),
         ca_file=emu.ca_file,
         timeout=10.0,
         jobs=JobsConfig(),
