@@ -15,9 +15,10 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter.ams.model import Job, JobState, Task
 from exporter.collect.snapshot import AccountResult, Collection
-from exporter.expose.contract import METRICS
-from exporter.expose.reference import build_families
-from exporter.expose.writer import Exposition, _direct_format, negotiate, render
+from exporter.expose.contract import METRICS, Scrape
+from exporter.expose.negotiation import negotiate
+from exporter.expose.reference import Exposition, build_families
+from exporter.expose.writer import _direct_format, render
 
 NOW = 1_764_150_000.25
 HOSTILE = [
@@ -131,7 +132,7 @@ def _reference(
     collection: Collection, accept: str, process: CollectorRegistry, requests=REQUESTS
 ) -> bytes:
     encoder, _ = choose_encoder(accept)
-    return encoder(Exposition(build_families(collection, requests, "1.2.3"), process))
+    return encoder(Exposition(build_families(Scrape(collection, requests, "1.2.3")), process))
 
 
 @pytest.mark.parametrize("accept", DIRECT)

@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator, Fault
-from exporter.expose.writer import negotiate
+from exporter.expose.negotiation import negotiate
 from exporter.web.server import gzip_accepted
 from tests.support.harness import RunningExporter, running_exporter
 

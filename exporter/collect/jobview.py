@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from exporter.ams.model import ERROR_CODES, Job, JobState, Task
 
+# The states whose tasks are read: the poller fetches their tasks, and only theirs are exposed.
+# Queued and Scheduled jobs have made no progress, Finished and Canceled ones have nothing to say.
+TASKS_READ_IN = frozenset({JobState.PROCESSING, JobState.CANCELING, JobState.ERROR})
+
 
 @dataclass(frozen=True, slots=True)
 class JobView:
@@ -19,6 +23,13 @@ class JobView:
     job: Job
     tasks: Sequence[Task] | None
     now: float
+
+    @property
+    def exported_tasks(self) -> Sequence[Task]:
+        """The tasks whose series are exposed: those of a job in a state whose tasks are read."""
+        if self.tasks and self.job.state in TASKS_READ_IN:
+            return self.tasks
+        return ()
 
     @property
     def age_seconds(self) -> float:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from exporter.ams.client import AmsClient, Unreadable
 from exporter.ams.model import ACTIVE_STATES, Job, JobState, Task
 from exporter.ams.scope import in_scope, server_filters
+from exporter.collect.jobview import TASKS_READ_IN
 from exporter.collect.snapshot import AccountResult, Collection
 from exporter.config.model import AccountConfig
 from exporter.deadline import Deadline
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 # Jobs whose tasks are fetched on every collection: the only states in which tasks move.
 # Queued and Scheduled jobs have not started (Progress 0); final jobs never change.
-LIVE_TASK_STATES = frozenset({JobState.PROCESSING, JobState.CANCELING})
 
 # Time a collection may overrun its own deadline before its callers stop waiting for it (never
 # past a caller's deadline).
@@ -222,7 +222,7 @@ class AccountPoller:
         for job_id in known:
             for kind, key in self._final_unreadable.get(job_id, ()):
                 unreadable.add(kind, key, job_id)
-        wanted = [job.id for job in jobs if _needs_tasks(job) and job.id not in known]
+        wanted = [job.id for job in jobs if job.state in TASKS_READ_IN and job.id not in known]
         fetched = self._client.list_tasks_many(wanted, deadline, unreadable) if wanted else {}
         first_error: str | None = None
         tasks = dict(known)
@@ -244,10 +244,6 @@ class AccountPoller:
         self._final_unreadable = {
             job_id: owned for job_id in self._final_tasks if (owned := unreadable.owned_by(job_id))
         }
-
-
-def _needs_tasks(job: Job) -> bool:
-    return job.state in LIVE_TASK_STATES or job.state is JobState.ERROR
 
 
 def _most_relevant(jobs: list[Job], limit: int) -> list[Job]:

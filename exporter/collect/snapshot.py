@@ -32,6 +32,11 @@ class AccountResult:
     dropped: int = 0
     unreadable: Mapping[str, int] = field(default_factory=dict)
 
+    @property
+    def listed(self) -> bool:
+        """Whether the job listing succeeded: only then are there counts to expose."""
+        return bool(self.state_counts)
+
     def views(self, now: float) -> list[JobView]:
         """The exported jobs with their tasks, as seen at ``now``."""
         return [JobView(job, self.tasks.get(job.id), now) for job in self.jobs]

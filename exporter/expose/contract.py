@@ -1,17 +1,31 @@
-"""The metric contract: every metric the exporter exposes, in one table.
+"""The metric contract: every metric the exporter exposes, declared once.
 
-The exposition code (``exporter/expose/reference.py``, ``exporter/expose/writer.py``) reads these entries, and
-``docs/metrics.md`` is generated from them (``python -m exporter.expose.contract``; a test keeps the committed
-file in step), so the names, types, labels and help texts cannot drift apart.
+A declaration holds the name, type, labels and help of a metric and the function that yields its
+samples, side by side (as kube-state-metrics declares its families). Both writers iterate
+:data:`METRICS`: the fast text writer (``exporter/expose/writer.py``) and the ``prometheus_client``
+reference path (``exporter/expose/reference.py``). ``docs/metrics.md`` is generated from the same
+table (``python -m exporter.expose.contract``; a test keeps the committed file in step). Adding a
+metric is one declaration here, added to :data:`METRICS`, and regenerating ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
 import enum
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from exporter.ams.model import ENTITY_KINDS, JobState
+from exporter.collect.jobview import JobView
+from exporter.collect.snapshot import AccountResult, Collection
+
 JOB_LABELS = ("account", "job_id", "job_name")
+STATE_LABELS = tuple((state, state.label) for state in JobState)
+
+# (account, api, code) → requests so far.
+RequestCounts = Mapping[tuple[str, str, str], int]
+# The values of a sample's own labels (those after the scope's common labels), and its value.
+Sample = tuple[tuple[str, ...], float]
 
 
 class Kind(enum.Enum):
@@ -31,8 +45,17 @@ class Group(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Scrape:
+    """Everything one scrape exposes: the collection, the request counters, the version."""
+
+    collection: Collection
+    requests: RequestCounts
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
 class Metric:
-    """One metric of the contract. ``name`` is the exposed name (counters include ``_total``)."""
+    """What every declaration has. ``name`` is the exposed name (counters include ``_total``)."""
 
     name: str
     kind: Kind
@@ -48,142 +71,229 @@ class Metric:
         return self.name
 
 
-JOB_STATE = Metric(
+@dataclass(frozen=True, slots=True)
+class JobValue(Metric):
+    """One series per exported job, labelled :data:`JOB_LABELS`; ``None`` leaves the job out."""
+
+    value: Callable[[JobView], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class JobStateSet(Metric):
+    """A state set per exported job (OpenMetrics' stateset, a gauge in the text format): one
+    series per :class:`JobState`, labelled :data:`JOB_LABELS` and ``state``, 1 for the current
+    state and 0 for the others."""
+
+    state: Callable[[JobView], JobState]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSeries(Metric):
+    """Series per exported job: :data:`JOB_LABELS`, then the labels each sample names."""
+
+    samples: Callable[[JobView], Iterable[Sample]]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSeries(Metric):
+    """Series per account: ``account``, then the labels each sample names."""
+
+    samples: Callable[[AccountResult], Iterable[Sample]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeSeries(Metric):
+    """Series of the whole scrape; each sample names all its labels."""
+
+    samples: Callable[[Scrape], Iterable[Sample]]
+
+
+Declaration = JobValue | JobStateSet | JobSeries | AccountSeries | ScrapeSeries
+
+
+def _error_codes(view: JobView) -> list[Sample]:
+    return [((task_id, code), 1) for task_id, code in view.error_codes]
+
+
+def _task_progress(view: JobView) -> list[Sample]:
+    return [
+        ((task.id, task.name), task.progress / 100.0)
+        for task in view.exported_tasks
+        if task.progress is not None
+    ]
+
+
+def _job_counts(result: AccountResult) -> list[Sample]:
+    if not result.listed:  # zeros after a failed listing would lie
+        return []
+    return [((label,), result.state_counts.get(state, 0)) for state, label in STATE_LABELS]
+
+
+def _unreadable(result: AccountResult) -> list[Sample]:
+    if not result.listed:
+        return []
+    return [((entity,), result.unreadable.get(entity, 0)) for entity in ENTITY_KINDS]
+
+
+def _requests(scrape: Scrape) -> list[Sample]:
+    return [(key, count) for key, count in sorted(scrape.requests.items())]
+
+
+JOB_STATE = JobStateSet(
     "ams_job_state",
     Kind.GAUGE,
     (*JOB_LABELS, "state"),
     "Job state as a state set: 1 for the current state, 0 for the six others.",
     Group.JOB,
+    lambda view: view.job.state,
 )
-JOB_CREATED = Metric(
+JOB_CREATED = JobValue(
     "ams_job_created_timestamp_seconds",
     Kind.GAUGE,
     JOB_LABELS,
     "When the job was created (Created), Unix seconds.",
     Group.JOB,
+    lambda view: view.job.created,
 )
-JOB_START = Metric(
+JOB_START = JobValue(
     "ams_job_start_timestamp_seconds",
     Kind.GAUGE,
     JOB_LABELS,
     "When the job started processing (StartTime), Unix seconds; absent until it starts.",
     Group.JOB,
+    lambda view: view.job.start_time,
 )
-JOB_END = Metric(
+JOB_END = JobValue(
     "ams_job_end_timestamp_seconds",
     Kind.GAUGE,
     JOB_LABELS,
     "When the job finished, failed or was canceled (EndTime), Unix seconds; absent until then.",
     Group.JOB,
+    lambda view: view.job.end_time,
 )
-JOB_AGE = Metric(
+JOB_AGE = JobValue(
     "ams_job_age_seconds",
     Kind.GAUGE,
     JOB_LABELS,
     "Collection time minus Created.",
     Group.JOB,
+    lambda view: view.age_seconds,
 )
-JOB_RUNNING = Metric(
+JOB_RUNNING = JobValue(
     "ams_job_running_duration_seconds",
     Kind.GAUGE,
     JOB_LABELS,
     "RunningDuration in seconds; while Processing with RunningDuration 0, time since StartTime.",
     Group.JOB,
+    lambda view: view.running_seconds,
 )
-JOB_QUEUED = Metric(
+JOB_QUEUED = JobValue(
     "ams_job_queued_duration_seconds",
     Kind.GAUGE,
     JOB_LABELS,
     "StartTime minus Created; while the job has not started, collection time minus Created (EndTime minus Created for a job that ended without starting).",
     Group.JOB,
+    lambda view: view.queued_seconds,
 )
-JOB_PROGRESS = Metric(
+JOB_PROGRESS = JobValue(
     "ams_job_progress_ratio",
     Kind.GAUGE,
     JOB_LABELS,
     "Mean of the tasks' Progress as 0..1 (0 before the job starts, 1 once Finished); absent for Canceled jobs, whose tasks are not read.",
     Group.JOB,
+    lambda view: view.progress_ratio,
 )
-JOB_PRIORITY = Metric(
+JOB_PRIORITY = JobValue(
     "ams_job_priority",
     Kind.GAUGE,
     JOB_LABELS,
     "Job Priority (a higher value runs sooner).",
     Group.JOB,
+    lambda view: view.job.priority,
 )
-JOB_ERROR_INFO = Metric(
+JOB_ERROR_INFO = JobSeries(
     "ams_job_error_info",
     Kind.GAUGE,
     (*JOB_LABELS, "task_id", "code"),
     "1 for each ErrorDetails code of a task of a job in Error (documented codes only).",
     Group.JOB,
+    _error_codes,
 )
-TASK_PROGRESS = Metric(
+TASK_PROGRESS = JobSeries(
     "ams_task_progress_ratio",
     Kind.GAUGE,
     (*JOB_LABELS, "task_id", "task_name"),
     "Task Progress as 0..1, for the tasks of jobs that are Processing, Canceling or in Error (the states whose tasks are read).",
     Group.TASK,
+    _task_progress,
 )
-JOBS = Metric(
+JOBS = AccountSeries(
     "ams_jobs",
     Kind.GAUGE,
     ("account", "state"),
     "In-scope jobs per state, counting jobs beyond max_jobs too; all seven states present whenever the job listing succeeded (absent when it failed, see ams_up).",
     Group.ACCOUNT,
+    _job_counts,
 )
-UP = Metric(
+UP = AccountSeries(
     "ams_up",
     Kind.GAUGE,
     ("account",),
     "1 if the last collection of the account fully succeeded, else 0.",
     Group.ACCOUNT,
+    lambda result: [((), 1 if result.up else 0)],
 )
-SCRAPE_DURATION = Metric(
+SCRAPE_DURATION = AccountSeries(
     "ams_scrape_duration_seconds",
     Kind.GAUGE,
     ("account",),
     "How long the last collection of the account took.",
     Group.ACCOUNT,
+    lambda result: [((), result.duration_seconds)],
 )
-LAST_SUCCESS = Metric(
+LAST_SUCCESS = AccountSeries(
     "ams_last_success_timestamp_seconds",
     Kind.GAUGE,
     ("account",),
     "End of the last fully successful collection of the account, Unix seconds.",
     Group.ACCOUNT,
+    lambda result: [] if result.last_success is None else [((), result.last_success)],
 )
-JOBS_DROPPED = Metric(
+JOBS_DROPPED = AccountSeries(
     "ams_jobs_dropped",
     Kind.GAUGE,
     ("account",),
     "In-scope jobs left without per-job series because of max_jobs; absent when the job listing failed.",
     Group.ACCOUNT,
+    lambda result: [((), result.dropped)] if result.listed else [],
 )
-UNREADABLE_ENTITIES = Metric(
+UNREADABLE_ENTITIES = AccountSeries(
     "ams_unreadable_entities",
     Kind.GAUGE,
     ("account", "entity"),
     "Entities (entity: job or task) skipped in the last collection because a required field (Id, "
     "State, Created) could not be read; absent when the job listing failed.",
     Group.ACCOUNT,
+    _unreadable,
 )
-API_REQUESTS = Metric(
+API_REQUESTS = ScrapeSeries(
     "ams_api_requests_total",
     Kind.COUNTER,
     ("account", "api", "code"),
     "Upstream requests by API (ams or aad) and HTTP status code (error for transport failures).",
     Group.ACCOUNT,
+    _requests,
 )
-BUILD_INFO = Metric(
+BUILD_INFO = ScrapeSeries(
     "ams_exporter_build_info",
     Kind.GAUGE,
     ("version",),
     "Always 1; the exporter's version as a label.",
     Group.EXPORTER,
+    lambda scrape: [((scrape.version,), 1)],
 )
 
-METRICS: tuple[Metric, ...] = (
+METRICS: tuple[Declaration, ...] = (
     JOB_STATE,
     JOB_CREATED,
     JOB_START,

@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from exporter.ams.http import RequestCounter
 from exporter.collect.poller import Poller
 from exporter.deadline import Deadline
-from exporter.expose.writer import negotiate, qvalue, render
+from exporter.expose.negotiation import negotiate, qvalue
+from exporter.expose.writer import render
 from exporter.web.httpserver import (
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
