@@ -49,15 +49,6 @@ def emu() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def fresh(emu: Emulator) -> Iterator[Emulator]:
-    """The shared emulator with no faults and an empty request log, cleaned up after the test."""
-    emu.faults.clear()
-    emu.clear_log()
-    yield emu
-    emu.faults.clear()
-
-
-@pytest.fixture
 def wired(fresh: Emulator) -> Iterator[Wired]:
     w = wire(account_for(fresh))
     yield w

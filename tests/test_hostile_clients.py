@@ -40,7 +40,6 @@ from exporter.web.httpserver import (
 from exporter.web.webconfig import HANDSHAKE_TIMEOUT, WebConfig, parse_web_config
 from exporter.wiring import serving as wired_exporter
 from tests.support.harness import config_for
-from tests.support.pki import Pki, make_pki
 from tests.support.process import Child
 
 # Generous bounds for "answers" and "is closed": the server's own timeouts here are 1 s.
@@ -363,11 +362,6 @@ def test_clients_that_never_read_their_answers_block_no_one_and_are_dropped(emul
 
 # ---------------------------------------------------------------------------------------------
 # TLS
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def test_tls_clients_that_stall_in_the_handshake_block_no_one_and_are_closed(emulator, pki):
