@@ -37,7 +37,8 @@ from exporter.web.httpserver import (
     WORKERS,
     WRITE_TIMEOUT,
 )
-from exporter.web.webconfig import HANDSHAKE_TIMEOUT, WebConfig, parse_web_config
+from exporter.web.protect import HANDSHAKE_TIMEOUT
+from exporter.web.webconfig import WebConfig, parse_web_config
 from exporter.wiring import serving as wired_exporter
 from tests.support.harness import config_for
 from tests.support.process import Child

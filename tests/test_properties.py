@@ -35,8 +35,9 @@ from exporter.ams.odata import (
 from exporter.config.accounts import load_config
 from exporter.config.durations import format_duration, parse_duration
 from exporter.errors import ConfigError
+from exporter.web.protect import BasicAuth
 from exporter.web.server import MAX_SCRAPE_TIMEOUT, collection_budget
-from exporter.web.webconfig import BasicAuth, WebConfigError, parse_web_config
+from exporter.web.webconfig import WebConfigError, parse_web_config
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -302,7 +302,9 @@ basic_auth_users:
         (
             "tls_server_config: {cert_file: server.crt, key_file: server.key, "
             "client_auth_type: Sometimes}\n",
-            "tls_server_config.client_auth_type: 'Sometimes' is not one of",
+            "tls_server_config.client_auth_type: expected one of NoClientCert, RequestClientCert, "
+            "RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert, "
+            "got 'Sometimes'",
         ),
         (
             "tls_server_config: {cert_file: server.crt, key_file: server.key, "
@@ -326,17 +328,19 @@ basic_auth_users:
         ),
         (
             "tls_server_config: {cert_file: server.crt, key_file: server.key, min_version: 1.2}\n",
-            "tls_server_config.min_version: expected a non-empty string, got a number",
+            "tls_server_config.min_version: expected one of TLS10, TLS11, TLS12, TLS13, got a number",
         ),
         (
             "tls_server_config: {cert_file: server.crt, key_file: server.key, "
             "cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}\n",
-            "tls_server_config.cipher_suites[0]: unknown or unsupported cipher suite",
+            "tls_server_config.cipher_suites[0]: expected a supported cipher suite, one of "
+            "TLS_RSA_WITH_AES_128_CBC_SHA, ",
         ),
         (
             "tls_server_config: {cert_file: server.crt, key_file: server.key, "
             "curve_preferences: [CurveP128]}\n",
-            "tls_server_config.curve_preferences[0]: unknown curve 'CurveP128'",
+            "tls_server_config.curve_preferences[0]: expected one of CurveP256, CurveP384, "
+            "CurveP521, X25519, got 'CurveP128'",
         ),
         (
             "http_server_config: {headers: {Server: nginx}}\n",
@@ -355,6 +359,98 @@ def test_configuration_errors_name_the_key(pki, text, message):
         parse_web_config(text, base_dir=pki.folder)
     assert message in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+TLS = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "tls_server_config: {cert_fle: server.crt, key_file: server.key}\n",
+            "tls_server_config.cert_fle: unknown key; did you mean 'cert_file'?",
+        ),
+        (
+            "basic_auth_user:\n  alice: x\n",
+            "basic_auth_user: unknown key; did you mean 'basic_auth_users'?",
+        ),
+        (
+            "http_server_config:\n  header: {X-Frame-Options: deny}\n",
+            "http_server_config.header: unknown key; did you mean 'headers'?",
+        ),
+        (
+            "http_server_config:\n  headers: {X-Frame-Option: deny}\n",
+            "http_server_config.headers.X-Frame-Option: not a header that may be set; "
+            "did you mean 'X-Frame-Options'?",
+        ),
+        (
+            TLS + "  client_auth_type: RequireAndVerifyClientCrt\n",
+            "tls_server_config.client_auth_type: expected one of NoClientCert, RequestClientCert, "
+            "RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert, "
+            "got 'RequireAndVerifyClientCrt'; did you mean 'RequireAndVerifyClientCert'?",
+        ),
+        (
+            TLS + "  min_version: TLS1.2\n",
+            "tls_server_config.min_version: expected one of TLS10, TLS11, TLS12, TLS13, "
+            "got 'TLS1.2'; did you mean 'TLS12'?",
+        ),
+        (
+            TLS + "  curve_preferences: [CurveP256, P384]\n",
+            "tls_server_config.curve_preferences[1]: expected one of CurveP256, CurveP384, "
+            "CurveP521, X25519, got 'P384'; did you mean 'CurveP384'?",
+        ),
+    ],
+)
+def test_misspelt_keys_and_names_get_did_you_mean(pki, text, message):
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(text, base_dir=pki.folder)
+    assert str(caught.value) == message
+
+
+def test_a_misspelt_cipher_suite_gets_did_you_mean_and_an_unsupported_one_does_not(pki):
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(
+            TLS + "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA265]\n", base_dir=pki.folder
+        )
+    assert str(caught.value).startswith(
+        "tls_server_config.cipher_suites[0]: expected a supported cipher suite, one of "
+        "TLS_RSA_WITH_AES_128_CBC_SHA, "
+    )
+    assert str(caught.value).endswith(
+        "got 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA265'; "
+        "did you mean 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256'?"
+    )
+    # Go knows RC4 suites; a suggestion of a suite that merely looks alike would mislead.
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(TLS + "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n", base_dir=pki.folder)
+    assert str(caught.value).endswith(
+        "TLS_CHACHA20_POLY1305_SHA256, got 'TLS_RSA_WITH_RC4_128_SHA'"
+    )
+
+
+def test_a_user_name_with_a_colon_is_refused_without_quoting_it(pki):
+    with pytest.raises(WebConfigError) as caught:
+        parse_web_config(f"basic_auth_users:\n  'alice:hunter2': '{HASH}'\n", base_dir=pki.folder)
+    assert str(caught.value) == (
+        "basic_auth_users: the user name at line 2 contains ':', which basic auth cannot carry "
+        "in a user name"
+    )
+
+
+def test_errors_in_a_loaded_file_name_the_file_once(tmp_path):
+    file = tmp_path / "web.yml"
+    file.write_text("tls_server_confg: {}\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(file)
+    assert str(caught.value) == (
+        f"{file}: tls_server_confg: unknown key; did you mean 'tls_server_config'?"
+    )
+    file.write_text("tls_server_config: {cert_file: [a\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(file)
+    assert str(caught.value).startswith(f"{file}:2:1: invalid YAML: ")
+    assert str(caught.value).count(str(file)) == 1
 
 
 def test_empty_file_means_no_protection(pki):

@@ -12,7 +12,6 @@ checks that every accepted key is mentioned there).
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -37,10 +36,10 @@ from exporter.config.model import (
     is_legacy_root,
 )
 from exporter.config.validate import (
-    UNNAMED_SOURCE,
     Context,
     Section,
     boolean,
+    choice,
     duration,
     join,
     mapping,
@@ -93,6 +92,8 @@ _TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 _GUID = r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}"
 _GUID_RE = re.compile(_GUID)
 _JOB_ID_RE = re.compile(f"nb:jid:UUID:{_GUID}")
+# How a message names text that did not come from a file.
+UNNAMED_SOURCE = "<config>"
 
 # ---------------------------------------------------------------------------------------------
 # URLs
@@ -208,12 +209,7 @@ def _name(ctx: Context, path: str, value: object) -> str:
 
 
 def _cloud(ctx: Context, path: str, value: object) -> str:
-    cloud = string(ctx, path, value)
-    if cloud not in CLOUDS:
-        close = difflib.get_close_matches(cloud, list(CLOUDS), n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        ctx.fail(path, f"expected one of {', '.join(CLOUDS)}, got {ctx.show(path, cloud)}{hint}")
-    return cloud
+    return choice(ctx, path, string(ctx, path, value), list(CLOUDS), cutoff=0.5)
 
 
 def _tenant(ctx: Context, path: str, value: object) -> str:
@@ -431,7 +427,7 @@ def parse_config(
 ) -> Config:
     """Parse configuration text. ``source`` names the file in messages; ``base_dir`` anchors
     relative file names (the current directory when ``None``)."""
-    ctx = Context(source, env, base_dir)
+    ctx = Context(None if source == UNNAMED_SOURCE else source, env, base_dir)
     document = read_yaml(text, source)
     if document is None:
         ctx.fail("", "the configuration is empty; it needs an 'accounts' list")

@@ -1,9 +1,11 @@
 """The validation vocabulary of the configuration files: values read from YAML by key path.
 
-Each reader takes a :class:`Context`, the key path of the value (``accounts[1].jobs.max_jobs``)
-and the value as YAML gave it, and returns it checked or fails with a :class:`ConfigError` that
-names the path: ``accounts[1].jobs.finished_window: expected a duration such as 30s, 5m or 24h,
-got '24 hours'``. Unknown keys get "did you mean" when one is close. A message names types as
+Both files use it, the account configuration and the web configuration. Each reader takes a
+:class:`Context`, the key path of the value (``accounts[1].jobs.max_jobs``,
+``tls_server_config.min_version``) and the value as YAML gave it, and returns it checked or fails
+with the context's error, which names the file and the path: ``accounts[1].jobs.finished_window:
+expected a duration such as 30s, 5m or 24h, got '24 hours'``. An unknown key, or a value that is
+not one of a closed set, gets "did you mean" when one is close. A message names types as
 :func:`type_name` does, and quotes a value only when it was written in the file, never one that
 came from an environment variable.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -23,12 +25,14 @@ from exporter.config.yamlio import YamlMapping, looks_like_key
 from exporter.errors import ConfigError
 
 __all__ = [
-    "UNNAMED_SOURCE",
     "Context",
     "Section",
     "boolean",
+    "choice",
     "duration",
     "join",
+    "key_line",
+    "list_of",
     "mapping",
     "optional_string",
     "required",
@@ -36,12 +40,13 @@ __all__ = [
     "type_name",
 ]
 
-UNNAMED_SOURCE = "<config>"
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _VAR_RE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\})")
 # A "$NAME" left after the ${NAME} and $$ are taken out: a variable written without braces.
 _BARE_VAR_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _ONE_VAR_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+T = TypeVar("T")
 
 _TYPE_NAMES: tuple[tuple[type, str], ...] = (
     (bool, "a boolean"),
@@ -69,23 +74,36 @@ def type_name(value: object) -> str:
 class Context:
     """Where the text came from, for messages, relative paths and ``${VAR}``; and the warnings.
 
+    ``source`` is the file named in front of every message (``None`` for text from elsewhere);
+    ``document`` names the whole text in a message about it as a whole. Without ``env`` the file
+    has no variables and ``$`` is an ordinary character. Errors are raised as ``error``.
+
     ``expanded`` holds, by key path, the text as written of each value that used a variable, so
     that an error names the variable instead of quoting what it held.
     """
 
-    def __init__(self, source: str, env: Mapping[str, str], base_dir: Path | None) -> None:
+    def __init__(
+        self,
+        source: str | None,
+        env: Mapping[str, str] | None = None,
+        base_dir: Path | None = None,
+        *,
+        error: type[ConfigError] = ConfigError,
+        document: str = "configuration",
+    ) -> None:
         self.source = source
         self.env = env
         self.base_dir = base_dir
+        self.error = error
+        self.document = document
         self.expanded: dict[str, str] = {}
         self.warnings: list[str] = []
 
     def _where(self, path: str) -> str:
-        prefix = [self.source] if self.source != UNNAMED_SOURCE else []
-        return ": ".join(part for part in [*prefix, path] if part) or "configuration"
+        return ": ".join(part for part in (self.source, path) if part) or self.document
 
     def fail(self, path: str, reason: str) -> NoReturn:
-        raise ConfigError(f"{self._where(path)}: {reason}")
+        raise self.error(f"{self._where(path)}: {reason}")
 
     def warn(self, path: str, text: str) -> None:
         self.warnings.append(f"{self._where(path)}: {text}")
@@ -108,15 +126,19 @@ class Context:
         return f"the file named by {written if _ONE_VAR_RE.fullmatch(written) else repr(written)}"
 
     def expand(self, path: str, value: str) -> str:
-        """Replace ``${VAR}`` by the variable and ``$$`` by ``$``; a ``$`` otherwise stays as is."""
+        """Replace ``${VAR}`` by the variable and ``$$`` by ``$``; a ``$`` otherwise stays as is.
+        Without ``env``, ``value`` as it is."""
+        env = self.env
+        if env is None:
+            return value
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name is None:
                 return "$"
-            if name not in self.env:
+            if name not in env:
                 self.fail(path, f"environment variable {name} is not set")
-            return self.env[name]
+            return env[name]
 
         self._check_references(path, value)
         if any(match.group(1) for match in _VAR_RE.finditer(value)):
@@ -143,31 +165,44 @@ class Context:
         return file
 
 
-def mapping(ctx: Context, path: str, value: object, allowed: tuple[str, ...]) -> dict[str, Any]:
-    """Check that ``value`` is a mapping whose keys are all among ``allowed``.
+def mapping(
+    ctx: Context,
+    path: str,
+    value: object,
+    allowed: Sequence[str] | None,
+    *,
+    unknown: str = "unknown key",
+) -> dict[str, Any]:
+    """Check that ``value`` is a mapping whose keys are strings, all among ``allowed`` unless
+    that is ``None``; ``unknown`` says what a key that is not allowed is.
 
     A key is quoted only when it looks like one; any other text (a secret pasted as a key, say)
     is pointed at by its line.
     """
     if not isinstance(value, dict):
         ctx.fail(path, f"expected a mapping, got {type_name(value)}")
-    lines: Mapping[Any, int] = value.lines if isinstance(value, YamlMapping) else {}
     for key in value:
-        at_line = f" at line {lines[key]}" if key in lines else ""
         if not isinstance(key, str):
-            shown = f" ({key!r})" if looks_like_key(key) else at_line
+            shown = f" ({key!r})" if looks_like_key(key) else key_line(value, key)
             ctx.fail(path, f"keys must be strings, got {type_name(key)}{shown}")
-        if key in allowed:
+        if allowed is None or key in allowed:
             continue
         known = f"known keys: {', '.join(allowed)}"
         if not looks_like_key(key):
-            ctx.fail(path, f"an unknown key{at_line}; {known}")
+            ctx.fail(path, f"an unknown key{key_line(value, key)}; {known}")
         close = difflib.get_close_matches(key, allowed, n=1)
         ctx.fail(
             join(path, key),
-            f"unknown key; did you mean {close[0]!r}?" if close else f"unknown key; {known}",
+            f"{unknown}; did you mean {close[0]!r}?" if close else f"{unknown}; {known}",
         )
     return value
+
+
+def key_line(value: Mapping[Any, Any], key: object) -> str:
+    """`` at line N`` for a key of a mapping read from YAML, to point at a key that must not be
+    quoted; empty when the line is not known."""
+    lines: Mapping[Any, int] = value.lines if isinstance(value, YamlMapping) else {}
+    return f" at line {lines[key]}" if key in lines else ""
 
 
 def join(path: str, key: str) -> str:
@@ -190,7 +225,7 @@ def string(ctx: Context, path: str, value: object, *, secret: bool = False) -> s
         # The name is shown only when such a variable exists: then it is a reference, not
         # the start of a secret that happens to begin with $.
         name = bare.group(1)
-        example = f"${{{name}}}" if name in ctx.env else "${NAME}"
+        example = f"${{{name}}}" if ctx.env is not None and name in ctx.env else "${NAME}"
         ctx.fail(
             path,
             f"a $ followed by a name is not expanded: write {example} for the environment "
@@ -214,6 +249,38 @@ def optional_string(ctx: Context, path: str, value: object) -> str:
     if _CONTROL_RE.search(text):
         ctx.fail(path, "must not contain control characters (newline, tab, ...)")
     return text
+
+
+def list_of(
+    ctx: Context, path: str, value: object, read: Callable[[Context, str, object], T]
+) -> tuple[T, ...]:
+    """A list whose items are each read by ``read``, at ``path[0]``, ``path[1]`` ..."""
+    if not isinstance(value, list):
+        ctx.fail(path, f"expected a list, got {type_name(value)}")
+    return tuple(read(ctx, f"{path}[{index}]", item) for index, item in enumerate(value))
+
+
+def choice(
+    ctx: Context,
+    path: str,
+    value: object,
+    choices: Sequence[str],
+    *,
+    kind: str = "",
+    cutoff: float = 0.6,
+) -> str:
+    """One of ``choices``, exactly as written; ``kind`` (``"a supported cipher suite"``) leads
+    the list in a message. A near miss (by ``difflib``'s ratio, at least ``cutoff``) is named in
+    a "did you mean"."""
+    expected = f"expected {kind}, one of" if kind else "expected one of"
+    listed = ", ".join(choices)
+    if not isinstance(value, str):
+        ctx.fail(path, f"{expected} {listed}, got {type_name(value)}")
+    if value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1, cutoff=cutoff)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        ctx.fail(path, f"{expected} {listed}, got {ctx.show(path, value)}{hint}")
+    return value
 
 
 def boolean(ctx: Context, path: str, value: object) -> bool:
@@ -241,9 +308,6 @@ def duration(ctx: Context, path: str, value: object) -> float:
             )
         ctx.fail(path, f"{DURATION_HINT}, got {ctx.show(path, text)}{hint}")
     return seconds
-
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)

@@ -159,12 +159,12 @@ def _yaml_problem(exc: yaml.MarkedYAMLError, text: str, index: int | None) -> st
     return problem if isinstance(exc, _DuplicateKeyError) else _without_quotes(problem)
 
 
-def read_yaml(text: str, source: str) -> object:
+def read_yaml(text: str, source: str, error: type[ConfigError] = ConfigError) -> object:
     """Parse YAML, reporting syntax errors by line and column without quoting the text.
 
     PyYAML's own message includes the offending line, which may hold a secret; only its
     problem description and position are kept, and what it quotes from the text is cut out.
-    Mappings come out as dicts that know the line of each key.
+    Mappings come out as dicts that know the line of each key. Errors are raised as ``error``.
     """
     try:
         return yaml.load(text, Loader=_StrictLoader)  # a yaml.SafeLoader: plain data only
@@ -172,17 +172,17 @@ def read_yaml(text: str, source: str) -> object:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = _yaml_problem(exc, text, mark.index if mark else None)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        raise error(f"{where}: invalid YAML: {problem}") from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
-        raise ConfigError(
+        raise error(
             f"{source}:{line}: invalid YAML: the character #x{exc.character:04x} is not "
             "allowed; write it as an escape (\\u....) in a double-quoted string"
         ) from None
     except (yaml.YAMLError, ValueError, OverflowError):
-        raise ConfigError(f"{source}: invalid YAML: a value cannot be read") from None
+        raise error(f"{source}: invalid YAML: a value cannot be read") from None
     except RecursionError:
-        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+        raise error(f"{source}: invalid YAML: nested too deeply") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote
 
-from exporter.web.webconfig import HANDSHAKE_TIMEOUT, Handshake, TlsServerConfig, accept_tls
+from exporter.web.protect import HANDSHAKE_TIMEOUT, Handshake, accept_tls
+from exporter.web.webconfig import TlsServerConfig
 
 log = logging.getLogger(__name__)
 

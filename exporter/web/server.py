@@ -31,8 +31,9 @@ from exporter.web.httpserver import (
     HttpServer,
     Limits,
 )
+from exporter.web.protect import ProtectedApp
 from exporter.web.status_page import render_status_page
-from exporter.web.webconfig import ProtectedApp, WebConfig
+from exporter.web.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ def start_server(
     host, port = parse_listen_address(address)
     served: Callable[..., Any] = app
     if web_config is not None:
-        served = ProtectedApp(app, web_config.authenticator(), web_config.headers)
+        served = ProtectedApp(app, web_config)
     server = HttpServer(
         served,
         (host, port),

@@ -1,4 +1,4 @@
-"""Protection of the exporter's own HTTP endpoint: the exporter-toolkit ``web-config.yml`` format.
+"""The exporter-toolkit ``web-config.yml`` format: what protects the exporter's own HTTP endpoint.
 
 The file a Go exporter takes with ``--web.config.file`` works here too::
 
@@ -25,28 +25,49 @@ so, never silently weakened: ``RequireAnyClientCert`` (a certificate demanded bu
 no equivalent, and only the Go cipher suite names with an OpenSSL counterpart are accepted.
 ``RequestClientCert`` grants the same access as ``NoClientCert`` (a certificate is asked for and
 never checked in Go either) and is served as that.
+
+The file is read once, at start-up, into frozen values, with the account configuration's
+vocabulary (:mod:`exporter.config.validate`): every error names the key path, and an unknown key
+or a misspelt name gets "did you mean". The TLS context is built here too, so that an unusable
+certificate, key or CA stops the start. :mod:`exporter.web.protect` enforces the settings on every
+connection and request.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import enum
-import hashlib
-import logging
 import ssl
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from exporter.config.validate import type_name
+from exporter.config.validate import (
+    Context,
+    Section,
+    boolean,
+    choice,
+    join,
+    key_line,
+    list_of,
+    mapping,
+    string,
+)
 from exporter.config.yamlio import read_file_capped, read_yaml
 from exporter.errors import ConfigError
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "ALLOWED_HEADERS",
+    "CIPHER_SUITES",
+    "CLIENT_AUTH_TYPES",
+    "CURVES",
+    "TLS_VERSIONS",
+    "TlsServerConfig",
+    "WebConfig",
+    "WebConfigError",
+    "load_web_config",
+    "parse_web_config",
+]
 
 TOP_LEVEL_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
 TLS_KEYS = (
@@ -115,14 +136,23 @@ CURVES = {
     "CurveP521": "secp521r1",
     "X25519": "X25519",
 }
-# Successful basic-auth checks remembered, so that a scrape does not pay a bcrypt hash each time.
-_AUTH_CACHE_SIZE = 256
-# Seconds a client has to complete the TLS handshake.
-HANDSHAKE_TIMEOUT = 10.0
+# How a message names text that did not come from a file.
+_UNNAMED_SOURCE = "<web config>"
+# The keys whose empty value is an error rather than the default: a boolean is true or false.
+_BOOLEAN_KEYS = ("prefer_server_cipher_suites", "http2")
 
 
 class WebConfigError(ConfigError):
     """The web configuration file is invalid; the message names the file and the key path."""
+
+
+class _UnusableError(WebConfigError):
+    """A file or setting of ``tls_server_config`` that the ssl module refuses."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: cannot be used: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -183,25 +213,22 @@ class TlsServerConfig:
         return any(san in names for san in self.client_allowed_sans)
 
 
-def _load(key: str, action: Callable[[], object]) -> None:
+def _load(path: str, action: Callable[[], object]) -> None:
     try:
         action()
     except (ssl.SSLError, OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise WebConfigError(f"{key}: cannot be used: {reason}") from None
+        raise _UnusableError(path, reason) from None
 
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The whole file: TLS (optional), extra response headers, basic-auth users."""
+    """The whole file: TLS (optional), extra response headers, basic-auth users and their bcrypt
+    hashes."""
 
     tls: TlsServerConfig | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     basic_auth_users: Mapping[str, bytes] = field(default_factory=dict)
-
-    def authenticator(self) -> BasicAuth | None:
-        """The basic-auth check, or ``None`` when the file has no users."""
-        return BasicAuth(self.basic_auth_users) if self.basic_auth_users else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,351 +243,179 @@ def load_web_config(path: Path) -> WebConfig:
         raise WebConfigError(f"{path}: cannot read the web configuration: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise WebConfigError(f"{path}: the web configuration is not UTF-8 text") from None
-    try:
-        return parse_web_config(text, base_dir=path.parent, source=str(path))
-    except WebConfigError as exc:
-        raise WebConfigError(f"{path}: {exc}") from None
+    return parse_web_config(text, base_dir=path.parent, source=str(path))
 
 
-def parse_web_config(text: str, base_dir: Path, source: str = "<web config>") -> WebConfig:
-    """Validate web configuration text; errors name the key path (``tls_server_config.key_file``)."""
-    try:
-        document = read_yaml(text, source)
-    except ConfigError as exc:
-        raise WebConfigError(str(exc)) from None
+def parse_web_config(text: str, base_dir: Path, source: str = _UNNAMED_SOURCE) -> WebConfig:
+    """Validate web configuration text; errors name the key path (``tls_server_config.key_file``)
+    after ``source``, the file, when one is named."""
+    ctx = Context(
+        None if source == _UNNAMED_SOURCE else source,
+        base_dir=base_dir,
+        error=WebConfigError,
+        document="the web configuration",
+    )
+    document = read_yaml(text, source, WebConfigError)
     if document is None:
         return WebConfig()
-    top = _mapping(document, "the web configuration", TOP_LEVEL_KEYS)
+    top = _given(mapping(ctx, "", document, TOP_LEVEL_KEYS))
+    http = Section(
+        ctx,
+        "http_server_config",
+        _given(mapping(ctx, "http_server_config", top.get("http_server_config", {}), HTTP_KEYS)),
+    )
     tls = top.get("tls_server_config")
-    http = _mapping(top.get("http_server_config") or {}, "http_server_config", HTTP_KEYS)
+    tls_config = None if tls is None else _tls(ctx, tls)
+    http.get("http2", boolean, False)  # accepted and checked; this server speaks HTTP/1.1
     return WebConfig(
-        tls=None if tls is None else _tls(tls, base_dir),
-        headers=MappingProxyType(_headers(http)),
-        basic_auth_users=MappingProxyType(_users(top.get("basic_auth_users"))),
+        tls=tls_config,
+        headers=MappingProxyType(http.get("headers", _headers, {})),
+        basic_auth_users=MappingProxyType(_users(ctx, top.get("basic_auth_users", {}))),
     )
 
 
-def _mapping(value: object, where: str, known: Iterable[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise WebConfigError(f"{where}: expected a mapping, got {type_name(value)}")
-    allowed = tuple(known)
-    for key in value:
-        if key not in allowed:
-            prefix = "" if where == "the web configuration" else f"{where}."
-            raise WebConfigError(
-                f"{prefix}{key}: unknown key; expected one of {', '.join(allowed)}"
-            )
-    return value
+def _given(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a mapping that have a value: an empty one (``key:`` and nothing after it) means
+    the default, as if the key were not there, except for a boolean, which is true or false."""
+    return {key: value for key, value in raw.items() if value is not None or key in _BOOLEAN_KEYS}
 
 
-def _string(value: object, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise WebConfigError(f"{key}: expected a non-empty string, got {type_name(value)}")
-    return value
-
-
-def _strings(value: object, key: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise WebConfigError(f"{key}: expected a list, got {type_name(value)}")
-    return tuple(_string(item, f"{key}[{index}]") for index, item in enumerate(value))
-
-
-def _file(value: object, key: str, base_dir: Path) -> Path:
-    path = Path(_string(value, key))
-    path = path if path.is_absolute() else base_dir / path
-    if not path.is_file():
-        raise WebConfigError(f"{key}: {path} is not a readable file")
-    return path
-
-
-def _choice(value: object, key: str, choices: Iterable[str], default: str) -> str:
-    if value is None:
-        return default
-    allowed = tuple(choices)
-    text = _string(value, key)
-    if text not in allowed:
-        raise WebConfigError(f"{key}: {text!r} is not one of {', '.join(allowed)}")
-    return text
-
-
-def _tls(value: object, base_dir: Path) -> TlsServerConfig:
-    raw = _mapping(value, "tls_server_config", TLS_KEYS)
-    key = "tls_server_config"
-    for required in ("cert_file", "key_file"):
-        if required not in raw:
-            raise WebConfigError(f"{key}.{required}: required when TLS is configured")
-    auth = _client_auth(raw)
-    ca_given = raw.get("client_ca_file") is not None
+def _tls(ctx: Context, value: object) -> TlsServerConfig:
+    path = "tls_server_config"
+    raw = mapping(ctx, path, value, TLS_KEYS)
+    for key in ("cert_file", "key_file"):
+        if key not in raw:
+            ctx.fail(join(path, key), "required when TLS is configured")
+    section = Section(ctx, path, _given(raw))
+    auth = section.get("client_auth_type", _client_auth, "NoClientCert")
+    ca_given = "client_ca_file" in section.raw
     if auth in _VERIFYING_AUTH and not ca_given:
-        raise WebConfigError(f"{key}.client_ca_file: required with client_auth_type {auth}")
+        ctx.fail(join(path, "client_ca_file"), f"required with client_auth_type {auth}")
     if ca_given and auth not in _VERIFYING_AUTH:
-        raise WebConfigError(
-            f"{key}.client_ca_file: client CAs are configured without a client auth policy that "
-            "verifies them; set client_auth_type to RequireAndVerifyClientCert or "
-            "VerifyClientCertIfGiven"
+        ctx.fail(
+            join(path, "client_ca_file"),
+            "client CAs are configured without a client auth policy that verifies them; set "
+            "client_auth_type to RequireAndVerifyClientCert or VerifyClientCertIfGiven",
         )
-    sans = _strings(raw.get("client_allowed_sans"), f"{key}.client_allowed_sans")
+    sans: tuple[str, ...] = section.get("client_allowed_sans", _strings, ())
     if sans and auth != "RequireAndVerifyClientCert":
-        raise WebConfigError(
-            f"{key}.client_allowed_sans: needs client_auth_type RequireAndVerifyClientCert"
+        ctx.fail(
+            join(path, "client_allowed_sans"), "needs client_auth_type RequireAndVerifyClientCert"
         )
     config = TlsServerConfig(
-        cert_file=_file(raw["cert_file"], f"{key}.cert_file", base_dir),
-        key_file=_file(raw["key_file"], f"{key}.key_file", base_dir),
+        cert_file=_file(ctx, join(path, "cert_file"), raw["cert_file"]),
+        key_file=_file(ctx, join(path, "key_file"), raw["key_file"]),
         client_auth_type=auth,
-        client_ca_file=_file(raw["client_ca_file"], f"{key}.client_ca_file", base_dir)
-        if ca_given
-        else None,
+        client_ca_file=section.get("client_ca_file", _file, None),
         client_allowed_sans=sans,
-        min_version=_choice(raw.get("min_version"), f"{key}.min_version", TLS_VERSIONS, "TLS12"),
-        max_version=_choice(raw.get("max_version"), f"{key}.max_version", TLS_VERSIONS, "TLS13"),
-        cipher_suites=_cipher_suites(raw.get("cipher_suites")),
-        prefer_server_cipher_suites=_boolean(
-            raw.get("prefer_server_cipher_suites", True), f"{key}.prefer_server_cipher_suites"
-        ),
-        curve_preferences=_curves(raw.get("curve_preferences")),
+        min_version=section.get("min_version", _tls_version, "TLS12"),
+        max_version=section.get("max_version", _tls_version, "TLS13"),
+        cipher_suites=section.get("cipher_suites", _cipher_suites, ()),
+        prefer_server_cipher_suites=section.get("prefer_server_cipher_suites", boolean, True),
+        curve_preferences=section.get("curve_preferences", _curves, ()),
     )
     if TLS_VERSIONS[config.min_version] > TLS_VERSIONS[config.max_version]:
-        raise WebConfigError(
-            f"{key}.min_version: {config.min_version} is above max_version {config.max_version}"
+        ctx.fail(
+            join(path, "min_version"),
+            f"{config.min_version} is above max_version {config.max_version}",
         )
-    config.context()  # refuse unusable certificates, keys and CAs at start-up
+    try:
+        config.context()  # refuse unusable certificates, keys and CAs at start-up
+    except _UnusableError as exc:
+        ctx.fail(exc.path, f"cannot be used: {exc.reason}")
     return config
 
 
-def _client_auth(raw: Mapping[str, Any]) -> str:
-    key = "tls_server_config.client_auth_type"
-    auth = _choice(raw.get("client_auth_type"), key, CLIENT_AUTH_TYPES, "NoClientCert")
+def _file(ctx: Context, path: str, value: object) -> Path:
+    """An existing file; a relative name is relative to the web configuration's folder (as in
+    exporter-toolkit, ``~`` is not expanded)."""
+    file = Path(string(ctx, path, value))
+    if not file.is_absolute() and ctx.base_dir is not None:
+        file = ctx.base_dir / file
+    if not file.is_file():
+        ctx.fail(path, f"{file} is not a readable file")
+    return file
+
+
+def _strings(ctx: Context, path: str, value: object) -> tuple[str, ...]:
+    return list_of(ctx, path, value, string)
+
+
+def _client_auth(ctx: Context, path: str, value: object) -> str:
+    auth = choice(ctx, path, value, CLIENT_AUTH_TYPES)
     if auth == "RequireAnyClientCert":
-        raise WebConfigError(
-            f"{key}: RequireAnyClientCert (a certificate demanded but not verified) is not "
-            "possible with Python's ssl module; use RequireAndVerifyClientCert with client_ca_file"
+        ctx.fail(
+            path,
+            "RequireAnyClientCert (a certificate demanded but not verified) is not possible with "
+            "Python's ssl module; use RequireAndVerifyClientCert with client_ca_file",
         )
     return "NoClientCert" if auth == "RequestClientCert" else auth
 
 
-def _boolean(value: object, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise WebConfigError(f"{key}: expected true or false, got {type_name(value)}")
-    return value
+def _tls_version(ctx: Context, path: str, value: object) -> str:
+    return choice(ctx, path, value, list(TLS_VERSIONS))
 
 
-def _cipher_suites(value: object) -> tuple[str, ...]:
-    key = "tls_server_config.cipher_suites"
-    names = _strings(value, key)
-    for index, name in enumerate(names):
-        if name not in CIPHER_SUITES and name not in TLS13_SUITES:
-            raise WebConfigError(
-                f"{key}[{index}]: unknown or unsupported cipher suite {name!r}; supported: "
-                + ", ".join([*CIPHER_SUITES, *TLS13_SUITES])
-            )
-    return names
+def _cipher_suites(ctx: Context, path: str, value: object) -> tuple[str, ...]:
+    return list_of(ctx, path, value, _cipher_suite)
 
 
-def _curves(value: object) -> tuple[str, ...]:
-    key = "tls_server_config.curve_preferences"
-    names = _strings(value, key)
-    for index, name in enumerate(names):
-        if name not in CURVES:
-            raise WebConfigError(
-                f"{key}[{index}]: unknown curve {name!r}; expected one of {', '.join(CURVES)}"
-            )
-    return names
+def _cipher_suite(ctx: Context, path: str, value: object) -> str:
+    # The names differ in few letters (AES_128/AES_256, RSA/ECDSA): only a typo gets a suggestion.
+    return choice(
+        ctx,
+        path,
+        value,
+        [*CIPHER_SUITES, *TLS13_SUITES],
+        kind="a supported cipher suite",
+        cutoff=0.9,
+    )
 
 
-def _headers(http: Mapping[str, Any]) -> dict[str, str]:
-    if "http2" in http:
-        _boolean(http["http2"], "http_server_config.http2")
-    raw = http.get("headers") or {}
-    if not isinstance(raw, dict):
-        raise WebConfigError(
-            f"http_server_config.headers: expected a mapping, got {type_name(raw)}"
-        )
-    headers = {}
-    for name, value in raw.items():
-        if name not in ALLOWED_HEADERS:
-            raise WebConfigError(
-                f"http_server_config.headers.{name}: not a header that may be set; expected one "
-                f"of {', '.join(ALLOWED_HEADERS)}"
-            )
-        text = _string(value, f"http_server_config.headers.{name}")
-        if any(ord(char) < 32 for char in text):
-            raise WebConfigError(f"http_server_config.headers.{name}: control characters")
-        headers[name] = text
-    return headers
+def _curves(ctx: Context, path: str, value: object) -> tuple[str, ...]:
+    return list_of(ctx, path, value, _curve)
 
 
-def _users(value: object) -> dict[str, bytes]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise WebConfigError(f"basic_auth_users: expected a mapping, got {type_name(value)}")
+def _curve(ctx: Context, path: str, value: object) -> str:
+    return choice(ctx, path, value, list(CURVES))
+
+
+def _headers(ctx: Context, path: str, value: object) -> dict[str, str]:
+    raw = mapping(ctx, path, value, ALLOWED_HEADERS, unknown="not a header that may be set")
+    return {name: string(ctx, join(path, name), text) for name, text in raw.items()}
+
+
+def _users(ctx: Context, value: object) -> dict[str, bytes]:
+    path = "basic_auth_users"
+    raw = mapping(ctx, path, value, None)
     users = {}
-    for name, hashed in value.items():
-        if not isinstance(name, str) or not name or ":" in name:
-            raise WebConfigError(f"basic_auth_users: {name!r} is not a valid user name")
-        text = _string(hashed, f"basic_auth_users.{name}")
+    for name, hashed in raw.items():
+        # A name is not quoted here: "user:password" written as a name would show a password.
+        if name == "":
+            ctx.fail(path, f"the user name{key_line(raw, name)} is empty")
+        if ":" in name:
+            ctx.fail(
+                path,
+                f"the user name{key_line(raw, name)} contains ':', which basic auth cannot carry "
+                "in a user name",
+            )
+        user_path = join(path, name)
+        text = string(ctx, user_path, hashed)
         # Never quote the value: a plain-text password put here by mistake must not be printed.
         if not text.startswith(("$2a$", "$2b$", "$2y$")) or len(text) != 60:
-            raise WebConfigError(
-                f"basic_auth_users.{name}: expected a bcrypt hash ($2b$..., 60 characters)"
-            )
+            ctx.fail(user_path, "expected a bcrypt hash ($2b$..., 60 characters)")
         users[name] = text.encode("ascii", "replace")
     if users:
-        _require_bcrypt()
+        _require_bcrypt(ctx)
     return users
 
 
-def _require_bcrypt() -> None:
+def _require_bcrypt(ctx: Context) -> None:
     try:
         import bcrypt  # noqa: F401
     except ImportError:
-        raise WebConfigError(
-            "basic_auth_users: checking bcrypt hashes needs the bcrypt package; install "
-            "ams-exporter[bcrypt] (pip install 'ams-exporter[bcrypt]')"
-        ) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking requests
-
-
-class BasicAuth:
-    """Checks an ``Authorization: Basic`` header against bcrypt hashes.
-
-    bcrypt is slow on purpose (tens of milliseconds); successful checks are remembered under a
-    SHA-256 of user, password and hash so that every scrape does not pay it again. An unknown
-    user is checked against a fixed hash so that timing does not tell which users exist.
-    """
-
-    def __init__(self, users: Mapping[str, bytes]) -> None:
-        import bcrypt
-
-        self._bcrypt = bcrypt
-        self._users = dict(users)
-        # The dummy costs as much as the users' hashes, so an unknown user takes as long.
-        rounds = max(
-            (int(hashed[4:6]) for hashed in users.values() if hashed[4:6].isdigit()), default=10
+        ctx.fail(
+            "basic_auth_users",
+            "checking bcrypt hashes needs the bcrypt package; install ams-exporter[bcrypt] "
+            "(pip install 'ams-exporter[bcrypt]')",
         )
-        self._dummy = bcrypt.hashpw(
-            b"not a password", bcrypt.gensalt(rounds=min(max(rounds, 4), 16))
-        )
-        self._good: dict[bytes, None] = {}
-        self._lock = threading.Lock()
-
-    def check(self, header: str | None) -> bool:
-        """Whether the ``Authorization`` header value names a user with the right password."""
-        credentials = _basic_credentials(header)
-        if credentials is None:
-            return False
-        user, password = credentials
-        hashed = self._users.get(user)
-        key = hashlib.sha256(b"\0".join((user.encode(), password, hashed or b""))).digest()
-        with self._lock:
-            if hashed is not None and key in self._good:
-                return True
-        try:
-            ok = self._bcrypt.checkpw(password, hashed or self._dummy) and hashed is not None
-        except ValueError:  # a hash bcrypt cannot read; validated at load, so unexpected
-            return False
-        if ok:
-            with self._lock:
-                if len(self._good) >= _AUTH_CACHE_SIZE:
-                    self._good.clear()
-                self._good[key] = None
-        return ok
-
-
-def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:
-    if not header:
-        return None
-    scheme, _, encoded = header.strip().partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, sep, password = decoded.partition(b":")
-    if not sep:
-        return None
-    try:
-        return user.decode("utf-8"), password
-    except UnicodeDecodeError:
-        return None
-
-
-StartResponse = Callable[..., Any]
-
-
-class ProtectedApp:
-    """WSGI middleware: basic auth on every path (as exporter-toolkit does) and extra headers.
-
-    ``/healthz`` and ``/readyz`` are protected too: a Kubernetes probe sends the header with
-    ``httpHeaders``. A 401 carries ``WWW-Authenticate`` and nothing about the configured users.
-    """
-
-    def __init__(
-        self,
-        app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
-        auth: BasicAuth | None,
-        headers: Mapping[str, str],
-    ) -> None:
-        self._app = app
-        self._auth = auth
-        self._headers = list(headers.items())
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if self._auth is not None and not self._auth.check(environ.get("HTTP_AUTHORIZATION")):
-            body = b"Unauthorized\n"
-            start_response(
-                "401 Unauthorized",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("WWW-Authenticate", 'Basic realm="ams-exporter", charset="UTF-8"'),
-                    ("Content-Length", str(len(body))),
-                    *self._headers,
-                ],
-            )
-            return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
-
-        def with_headers(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            return start_response(status, [*headers, *self._headers], *exc)
-
-        return self._app(environ, with_headers)
-
-
-class Handshake(enum.Enum):
-    """Where the server side of a TLS handshake stands after a step of :func:`accept_tls`."""
-
-    DONE = "done"
-    WANT_READ = "want read"
-    WANT_WRITE = "want write"
-    REFUSED = "refused"
-
-
-def accept_tls(config: TlsServerConfig, secured: ssl.SSLSocket, peer: object) -> Handshake:
-    """One step of the server side of the TLS handshake on a non-blocking connection.
-
-    ``secured`` is an accepted, non-blocking socket wrapped by ``config.context()`` without the
-    handshake (``do_handshake_on_connect=False``); the caller steps again when the socket is
-    readable or writable as asked, and bounds the whole (``HANDSHAKE_TIMEOUT``). A completed
-    handshake has a client certificate verified by the context; the SANs are checked here.
-    ``REFUSED`` (plain HTTP, no or an untrusted certificate, a SAN not allowed) goes to the
-    debug log with its reason, and the caller closes the connection.
-    """
-    try:
-        secured.do_handshake()
-    except ssl.SSLWantReadError:
-        return Handshake.WANT_READ
-    except ssl.SSLWantWriteError:
-        return Handshake.WANT_WRITE
-    except (ssl.SSLError, OSError) as exc:
-        log.debug("TLS handshake with %s failed: %s", peer, exc)
-        return Handshake.REFUSED
-    if not config.allows_peer(secured.getpeercert()):
-        log.debug("TLS client %s refused: no allowed subject alternative name", peer)
-        return Handshake.REFUSED
-    return Handshake.DONE
