@@ -44,14 +44,6 @@ def emu() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def fresh(emu: Emulator) -> Iterator[Emulator]:
-    emu.faults.clear()
-    emu.clear_log()
-    yield emu
-    emu.faults.clear()
-
-
-@pytest.fixture
 def counter() -> RequestCounter:
     return RequestCounter()
 

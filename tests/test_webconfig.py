@@ -27,17 +27,13 @@ from ams_emulator import Emulator
 from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
 from exporter.wiring import serving
 from tests.support.harness import config_for
-from tests.support.pki import Pki, make_pki
+from tests.support.pki import Pki
+from tests.support.process import Child
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 # Low cost keeps the tests fast; the exporter accepts any bcrypt cost.
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
@@ -511,32 +507,16 @@ def test_cli_serves_the_demo_behind_tls_and_basic_auth(tmp_path, pki):
         f"  key_file: {pki.server_key}\n"
         f"basic_auth_users:\n  prometheus: '{HASH}'\n"
     )
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "exporter", "--demo", "--demo.jobs=20"),
-            *("--web.listen-address=127.0.0.1:0", f"--web.config.file={file}"),
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        port = None
-        for _ in range(50):
-            line = process.stderr.readline()
-            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if found:
-                port = int(found.group(1))
-                break
-        assert port, "the exporter did not report its port"
+    argv = [
+        *(sys.executable, "-m", "exporter", "--demo", "--demo.jobs=20"),
+        *("--web.listen-address=127.0.0.1:0", f"--web.config.file={file}"),
+    ]
+    with Child(argv, tmp_path, "exporter", cwd=REPO) as exporter:
+        _, port = exporter.listening_address()
         url = f"https://127.0.0.1:{port}/metrics"
         assert get(url, pki).status_code == 401
         response = get(url, pki, auth=("prometheus", PASSWORD))
         assert response.status_code == 200 and "ams_up" in response.text
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_cli_refuses_an_invalid_web_config(tmp_path):
