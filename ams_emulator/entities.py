@@ -177,6 +177,44 @@ class EmuJob:
         return dup
 
 
+def queued_job(
+    job_id: str, name: str | None, created: datetime, priority: int, template_id: str | None
+) -> EmuJob:
+    """A job as it is submitted: Queued, last modified when created, nothing started, no tasks."""
+    return EmuJob(
+        id=job_id,
+        name=name,
+        created=created,
+        last_modified=created,
+        start_time=None,
+        end_time=None,
+        priority=priority,
+        running_duration_ms=0.0,
+        state=JobState.QUEUED,
+        template_id=template_id,
+    )
+
+
+def queued_task(
+    job: EmuJob, task_id: str, name: str, configuration: str, task_body: str = ""
+) -> EmuTask:
+    """A task of ``job`` as it is submitted: Queued, nothing started, the job's priority."""
+    return EmuTask(
+        id=task_id,
+        job_id=job.id,
+        name=name,
+        configuration=configuration,
+        media_processor_id=MES_PROCESSOR_ID,
+        state=JobState.QUEUED,
+        progress=0.0,
+        running_duration_ms=0.0,
+        start_time=None,
+        end_time=None,
+        priority=job.priority,
+        task_body=task_body,
+    )
+
+
 class Kind(enum.Enum):
     """The EDM kind of a property, which decides how it is filtered and serialized."""
 

@@ -26,12 +26,13 @@ from ams_emulator.entities import (
     JOB_ID_PREFIX,
     MAX_JOB_NAME_LENGTH,
     MAX_TASKS_PER_JOB,
-    MES_PROCESSOR_ID,
     TASK_ID_PREFIX,
     EmuJob,
     EmuTask,
     JobState,
     new_guid,
+    queued_job,
+    queued_task,
 )
 from ams_emulator.lifecycle import at_ms
 
@@ -245,18 +246,7 @@ class Generator:
     def entity(self, draw: JobDraw, plan: Plan, created: float) -> EmuJob:
         """A new Queued job with one Queued task per planned task."""
         when = at_ms(created)
-        job = EmuJob(
-            id=draw.job_id,
-            name=draw.name,
-            created=when,
-            last_modified=when,
-            start_time=None,
-            end_time=None,
-            priority=draw.priority,
-            running_duration_ms=0.0,
-            state=JobState.QUEUED,
-            template_id=draw.template_id,
-        )
+        job = queued_job(draw.job_id, draw.name, when, draw.priority, draw.template_id)
         job.tasks = [self._task(job, index) for index in range(len(plan.durations))]
         if draw.subscription is not None:
             # A subscribed job is watched at both levels, the tasks with their progress.
@@ -276,20 +266,7 @@ class Generator:
 
     def _task(self, job: EmuJob, index: int) -> EmuTask:
         name, configuration, body = _TASK_TEMPLATES[index]
-        return EmuTask(
-            id=TASK_ID_PREFIX + new_guid(self.rng),
-            job_id=job.id,
-            name=name,
-            configuration=configuration,
-            media_processor_id=MES_PROCESSOR_ID,
-            state=JobState.QUEUED,
-            progress=0.0,
-            running_duration_ms=0.0,
-            start_time=None,
-            end_time=None,
-            priority=job.priority,
-            task_body=body,
-        )
+        return queued_task(job, TASK_ID_PREFIX + new_guid(self.rng), name, configuration, body)
 
 
 def complete_history(job: EmuJob, plan: Plan, started: float, *, canceled: bool) -> None:

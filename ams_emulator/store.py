@@ -31,12 +31,13 @@ from ams_emulator.entities import (
     JOB_ID_PREFIX,
     MAX_JOB_NAME_LENGTH,
     MAX_TASKS_PER_JOB,
-    MES_PROCESSOR_ID,
     TASK_ID_PREFIX,
     EmuJob,
     EmuTask,
     JobState,
     new_guid,
+    queued_job,
+    queued_task,
 )
 from ams_emulator.filter_parser import Predicate
 from ams_emulator.query import MAX_PAGE, OrderKey, QueryOptions
@@ -411,18 +412,7 @@ class JobStore:
             if not new_id.startswith(JOB_ID_PREFIX) or new_id in self._index.jobs:
                 raise ValueError(f"job Id {new_id!r} must start {JOB_ID_PREFIX!r} and be unique")
             when = times.created_or(now)
-            job = EmuJob(
-                id=new_id,
-                name=name,
-                created=when,
-                last_modified=when,
-                start_time=None,
-                end_time=None,
-                priority=priority,
-                running_duration_ms=0.0,
-                state=JobState.QUEUED,
-                template_id=template_id,
-            )
+            job = queued_job(new_id, name, when, priority, template_id)
             job.tasks = [self._new_task(job, i) for i in range(tasks)]
             lifecycle.force_state(job, target, max(when, now).timestamp(), error_code)
             if progress is not None:
@@ -433,19 +423,8 @@ class JobStore:
             return new_id
 
     def _new_task(self, job: EmuJob, index: int) -> EmuTask:
-        return EmuTask(
-            id=TASK_ID_PREFIX + new_guid(self._manual_rng),
-            job_id=job.id,
-            name=f"Task {index + 1}",
-            configuration="Adaptive Streaming",
-            media_processor_id=MES_PROCESSOR_ID,
-            state=JobState.QUEUED,
-            progress=0.0,
-            running_duration_ms=0.0,
-            start_time=None,
-            end_time=None,
-            priority=job.priority,
-        )
+        task_id = TASK_ID_PREFIX + new_guid(self._manual_rng)
+        return queued_task(job, task_id, f"Task {index + 1}", "Adaptive Streaming")
 
     def set_job_state(
         self, job_id: str, state: JobState | int, error_code: str | None = None
