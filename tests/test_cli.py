@@ -20,20 +20,13 @@ from exporter import __version__
 from exporter.cli import build_parser
 from exporter.wiring import DEMO_MAX_JOBS, start_demo
 from tests.support.harness import account_yaml
-from tests.support.process import Child
+from tests.support.process import Child, run
 
 EXPORTER = [sys.executable, "-m", "exporter"]
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*EXPORTER, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
+    return run([*EXPORTER, *args], env={**os.environ, **(env or {})})
 
 
 def test_version():
@@ -149,13 +142,22 @@ def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 RESERVED = "the paths /, /healthz, /readyz, /-/healthy, /-/ready, /-/reload, /probe are reserved"
 
 
-def test_telemetry_path_without_a_slash_is_a_usage_error():
-    result = _run("--demo", "--web.telemetry-path", "metrics")
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ("--web.telemetry-path", "metrics"),
+            "argument --web.telemetry-path: must start with /, got 'metrics'",
+        ),
+        (("--demo.jobs", "-5"), "argument --demo.jobs: must be from 1 to 1000000, got -5"),
+    ],
+    ids=["telemetry-path-without-a-slash", "negative-demo-jobs"],
+)
+def test_a_bad_flag_stops_the_process_with_a_usage_error(argv: tuple[str, ...], message: str):
+    result = _run("--demo", *argv)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == (
-        "ams-exporter: error: argument --web.telemetry-path: must start with /, got 'metrics'"
-    )
+    assert result.stderr.splitlines()[-1] == f"ams-exporter: error: {message}"
 
 
 @pytest.mark.parametrize(
@@ -179,15 +181,6 @@ def test_telemetry_path_that_no_request_can_reach_is_a_usage_error(capsys, path:
 @pytest.mark.parametrize("path", ["/metrics", "/x/metrics", "/healthz/metrics", "/Healthz"])
 def test_telemetry_path_elsewhere_is_accepted(path: str):
     assert build_parser().parse_args(["--web.telemetry-path", path]).telemetry_path == path
-
-
-def test_negative_demo_jobs_is_a_usage_error():
-    result = _run("--demo", "--demo.jobs", "-5")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == (
-        "ams-exporter: error: argument --demo.jobs: must be from 1 to 1000000, got -5"
-    )
 
 
 @pytest.mark.parametrize(
@@ -226,12 +219,17 @@ LEGACY_WARNING = (
 )
 
 
+def _refused(config: Path, *argv: str) -> str:
+    """What ``--config.check`` of ``config`` (and ``argv``) writes on stderr; it must exit 2."""
+    result = _run("--config.check", "--config.file", str(config), *argv)
+    assert result.returncode == 2
+    return result.stderr
+
+
 def test_config_file_over_1_mib_is_refused(tmp_path: Path):
     config = tmp_path / "config.yml"
     config.write_bytes(MANAGED.encode() + b"#" * (2 * 2**20 - len(MANAGED)))
-    result = _run("--config.check", "--config.file", str(config))
-    assert result.returncode == 2
-    assert result.stderr == (
+    assert _refused(config) == (
         f"ams-exporter: configuration error: {config}: the configuration file is 2 MiB "
         "(2,097,152 bytes), over the 1 MiB limit\n"
     )
@@ -243,9 +241,7 @@ def test_web_config_file_over_1_mib_is_refused(tmp_path: Path):
     web = tmp_path / "web.yml"
     with web.open("wb") as file:
         file.truncate(3 * 2**20)
-    result = _run("--config.check", "--config.file", str(config), "--web.config.file", str(web))
-    assert result.returncode == 2
-    assert result.stderr == (
+    assert _refused(config, "--web.config.file", str(web)) == (
         f"ams-exporter: configuration error: {web}: the web configuration is 3 MiB "
         "(3,145,728 bytes), over the 1 MiB limit\n"
     )
@@ -254,9 +250,7 @@ def test_web_config_file_over_1_mib_is_refused(tmp_path: Path):
 def test_a_tab_in_the_config_is_named_as_a_tab(tmp_path: Path):
     config = tmp_path / "config.yml"
     config.write_text(MANAGED + "\ttimeout: 5s\n")
-    result = _run("--config.check", "--config.file", str(config))
-    assert result.returncode == 2
-    assert result.stderr == (
+    assert _refused(config) == (
         f"ams-exporter: configuration error: {config}:5:1: invalid YAML: "
         "tabs cannot indent YAML; use spaces\n"
     )

@@ -1,4 +1,5 @@
-"""Helpers for the emulator's own tests: an HTTPS client for the AMS API and real MSAL apps."""
+"""Helpers for the emulator's own tests: an HTTPS client for the AMS API, token requests and real
+MSAL apps."""
 
 from __future__ import annotations
 
@@ -67,6 +68,23 @@ def secret_token(emulator: Emulator, session: requests.Session | None = None) ->
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
+
+
+def post_token(
+    emulator: Emulator,
+    data: dict[str, str],
+    path: str = "oauth2/v2.0/token",
+    tenant: str | None = None,
+    **kwargs: Any,
+) -> requests.Response:
+    """POST ``data`` to a token endpoint of the emulator's Azure AD (default: its tenant's v2.0)."""
+    return requests.post(
+        f"{emulator.authority_host}/{tenant or emulator.tenant}/{path}",
+        data=data,
+        verify=str(emulator.ca_file),
+        timeout=30,
+        **kwargs,
+    )
 
 
 class VerifyingSession(requests.Session):

@@ -3,7 +3,6 @@ tokens accepted and refused by AMS, and Azure AD's error shape."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import time
 import uuid
@@ -14,18 +13,26 @@ import msal
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from ams_emulator import Emulator
-from tests.emulator.helpers import AmsClient, VerifyingSession, msal_app
+from tests.emulator.helpers import AmsClient, VerifyingSession, msal_app, post_token
+from tests.support.pki import certificate, private_key_pem
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def _scope(emu: Emulator) -> list[str]:
     return [f"{emu.resource}/.default"]
+
+
+def _msal_token(emu: Emulator, credential: Any, tenant: str | None = None) -> dict[str, Any]:
+    """What a real MSAL confidential client with ``credential`` gets for the AMS scope."""
+    result: dict[str, Any] = msal_app(emu, credential, tenant).acquire_token_for_client(
+        scopes=_scope(emu)
+    )
+    return result
 
 
 def _ams_status(emu: Emulator, token: str) -> int:
@@ -36,18 +43,6 @@ def _ams_status(emu: Emulator, token: str) -> int:
         ).status_code
     finally:
         ams.close()
-
-
-def _post_token(
-    emu: Emulator, data: dict[str, str], path: str = "oauth2/v2.0/token", **kwargs: Any
-) -> requests.Response:
-    return requests.post(
-        f"{emu.authority_host}/{emu.tenant}/{path}",
-        data=data,
-        verify=str(emu.ca_file),
-        timeout=30,
-        **kwargs,
-    )
 
 
 def _assert_aad_error(body: dict[str, Any], error: str, code: int) -> None:
@@ -62,22 +57,8 @@ def _assert_aad_error(body: dict[str, Any], error: str, code: int) -> None:
 def _other_certificate() -> tuple[str, str]:
     """A key and self-signed certificate Azure AD has never seen (PEM key, PEM certificate)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stranger")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+    cert = certificate("stranger", key, None)
+    return private_key_pem(key).decode(), cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _assertion(emu: Emulator, **claims: Any) -> str:
@@ -98,6 +79,34 @@ def _assertion(emu: Emulator, **claims: Any) -> str:
     )
     x5t = jwt.utils.base64url_encode(hashlib.sha1(der).digest()).decode()
     return jwt.encode(payload, emu.client_private_key_pem, algorithm="RS256", headers={"x5t": x5t})
+
+
+def _post_assertion(emu: Emulator, **claims: Any) -> requests.Response:
+    """A token request that authenticates with :func:`_assertion` (``claims`` passed on)."""
+    return post_token(
+        emu,
+        {
+            "grant_type": "client_credentials",
+            "client_id": emu.client_id,
+            "scope": _scope(emu)[0],
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": _assertion(emu, **claims),
+        },
+    )
+
+
+def _managed_identity_token(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, header: str
+) -> dict[str, Any]:
+    """What MSAL's managed identity client gets from the emulator's App Service endpoint when
+    ``IDENTITY_HEADER`` is ``header``."""
+    monkeypatch.setenv("IDENTITY_ENDPOINT", emu.managed_identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", header)
+    client = msal.ManagedIdentityClient(
+        msal.SystemAssignedManagedIdentity(), http_client=VerifyingSession(str(emu.ca_file))
+    )
+    result: dict[str, Any] = client.acquire_token_for_client(resource=emu.resource)
+    return result
 
 
 # ---- discovery -----------------------------------------------------------------------------------
@@ -122,11 +131,8 @@ def test_unknown_tenant_fails_discovery_and_token_requests(emu: Emulator) -> Non
         msal_app(emu, emu.client_secret, tenant="nobody.onmicrosoft.com")
     discovery = [r for r in emu.request_log if r.path.endswith("openid-configuration")]
     assert [r.status for r in discovery] == [400]
-    response = requests.post(
-        f"{emu.authority_host}/nobody.onmicrosoft.com/oauth2/v2.0/token",
-        data={"grant_type": "client_credentials"},
-        verify=str(emu.ca_file),
-        timeout=30,
+    response = post_token(
+        emu, {"grant_type": "client_credentials"}, tenant="nobody.onmicrosoft.com"
     )
     assert response.status_code == 400
     _assert_aad_error(response.json(), "invalid_request", 90002)
@@ -136,7 +142,7 @@ def test_unknown_tenant_fails_discovery_and_token_requests(emu: Emulator) -> Non
 
 
 def test_msal_client_secret_token_is_accepted_by_ams(emu: Emulator) -> None:
-    result = msal_app(emu, emu.client_secret).acquire_token_for_client(scopes=_scope(emu))
+    result = _msal_token(emu, emu.client_secret)
     assert "access_token" in result, result
     assert result["token_type"] == "Bearer"
     assert result["expires_in"] == 3600
@@ -144,16 +150,12 @@ def test_msal_client_secret_token_is_accepted_by_ams(emu: Emulator) -> None:
 
 
 def test_tenant_id_works_as_the_authority_too(emu: Emulator) -> None:
-    result = msal_app(emu, emu.client_secret, tenant=emu.tenant_id).acquire_token_for_client(
-        scopes=_scope(emu)
-    )
+    result = _msal_token(emu, emu.client_secret, tenant=emu.tenant_id)
     assert _ams_status(emu, result["access_token"]) == 200
 
 
 def test_token_carries_the_documented_claims(emu: Emulator) -> None:
-    token = msal_app(emu, emu.client_secret).acquire_token_for_client(scopes=_scope(emu))[
-        "access_token"
-    ]
+    token = _msal_token(emu, emu.client_secret)["access_token"]
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["aud"] == emu.resource
     assert claims["tid"] == emu.tenant_id
@@ -164,14 +166,12 @@ def test_token_carries_the_documented_claims(emu: Emulator) -> None:
 
 def test_token_lifetime_is_configurable() -> None:
     with Emulator(jobs=1, seed=1, speed=0, token_lifetime=120) as emulator:
-        result = msal_app(emulator, emulator.client_secret).acquire_token_for_client(
-            scopes=_scope(emulator)
-        )
+        result = _msal_token(emulator, emulator.client_secret)
         assert result["expires_in"] == 120
 
 
 def test_v1_endpoint_with_resource(emu: Emulator) -> None:
-    response = _post_token(
+    response = post_token(
         emu,
         {
             "grant_type": "client_credentials",
@@ -190,7 +190,7 @@ def test_v1_endpoint_with_resource(emu: Emulator) -> None:
 
 
 def test_client_secret_in_http_basic(emu: Emulator) -> None:
-    response = _post_token(
+    response = post_token(
         emu,
         {"grant_type": "client_credentials", "scope": _scope(emu)[0]},
         auth=(emu.client_id, emu.client_secret),
@@ -200,14 +200,14 @@ def test_client_secret_in_http_basic(emu: Emulator) -> None:
 
 
 def test_wrong_secret_is_invalid_client_401(emu: Emulator) -> None:
-    result = msal_app(emu, "not-the-secret").acquire_token_for_client(scopes=_scope(emu))
+    result = _msal_token(emu, "not-the-secret")
     assert "access_token" not in result
     _assert_aad_error(result, "invalid_client", 7000215)
     assert [r.status for r in emu.request_log if r.path.endswith("/token")] == [401]
 
 
 def test_unknown_client_id_is_unauthorized_client_400(emu: Emulator) -> None:
-    response = _post_token(
+    response = post_token(
         emu,
         {
             "grant_type": "client_credentials",
@@ -236,10 +236,10 @@ def test_wrong_scope_is_refused(emu: Emulator, scope: str, error: str, code: int
 
 
 def test_missing_grant_type_and_other_grants(emu: Emulator) -> None:
-    missing = _post_token(emu, {"client_id": emu.client_id})
+    missing = post_token(emu, {"client_id": emu.client_id})
     assert missing.status_code == 400
     _assert_aad_error(missing.json(), "invalid_request", 900144)
-    other = _post_token(emu, {"grant_type": "password", "client_id": emu.client_id})
+    other = post_token(emu, {"grant_type": "password", "client_id": emu.client_id})
     _assert_aad_error(other.json(), "unsupported_grant_type", 70003)
 
 
@@ -268,25 +268,22 @@ def test_token_for_another_resource_is_refused_by_ams(emu: Emulator) -> None:
 # ---- certificate credentials ---------------------------------------------------------------------
 
 
-def test_msal_certificate_credential_with_ps256(emu: Emulator) -> None:
-    credential = {
-        "private_key": emu.client_private_key_pem,
+@pytest.mark.parametrize(
+    "proof",
+    ["public_certificate", "thumbprint"],
+    ids=["ps256-with-the-certificate", "rs256-with-the-sha1-thumbprint"],
+)
+def test_msal_certificate_credential_token_is_accepted_by_ams(emu: Emulator, proof: str) -> None:
+    """MSAL signs with PS256 when it has the certificate, with RS256 when it has a thumbprint."""
+    shown = {
         "public_certificate": emu.client_certificate_pem,
-    }
-    result = msal_app(emu, credential).acquire_token_for_client(scopes=_scope(emu))
+        "thumbprint": emu.client_certificate_thumbprint,
+    }[proof]
+    result = _msal_token(emu, {"private_key": emu.client_private_key_pem, proof: shown})
     assert "access_token" in result, result
     assert _ams_status(emu, result["access_token"]) == 200
     claims = jwt.decode(result["access_token"], options={"verify_signature": False})
     assert claims["appidacr"] == "2"
-
-
-def test_msal_certificate_credential_with_rs256_and_sha1_thumbprint(emu: Emulator) -> None:
-    credential = {
-        "private_key": emu.client_private_key_pem,
-        "thumbprint": emu.client_certificate_thumbprint,
-    }
-    result = msal_app(emu, credential).acquire_token_for_client(scopes=_scope(emu))
-    assert "access_token" in result, result
 
 
 def test_certificate_file_holds_the_registered_key_and_certificate(emu: Emulator) -> None:
@@ -294,17 +291,13 @@ def test_certificate_file_holds_the_registered_key_and_certificate(emu: Emulator
     assert "PRIVATE KEY" in text and "BEGIN CERTIFICATE" in text
     key_pem = text[: text.index("-----BEGIN CERTIFICATE-----")]
     cert_pem = text[text.index("-----BEGIN CERTIFICATE-----") :]
-    result = msal_app(
-        emu, {"private_key": key_pem, "public_certificate": cert_pem}
-    ).acquire_token_for_client(scopes=_scope(emu))
+    result = _msal_token(emu, {"private_key": key_pem, "public_certificate": cert_pem})
     assert "access_token" in result, result
 
 
 def test_unregistered_certificate_is_refused(emu: Emulator) -> None:
     key_pem, cert_pem = _other_certificate()
-    result = msal_app(
-        emu, {"private_key": key_pem, "public_certificate": cert_pem}
-    ).acquire_token_for_client(scopes=_scope(emu))
+    result = _msal_token(emu, {"private_key": key_pem, "public_certificate": cert_pem})
     _assert_aad_error(result, "invalid_client", 700027)
     assert "key was not found" in result["error_description"]
 
@@ -312,7 +305,7 @@ def test_unregistered_certificate_is_refused(emu: Emulator) -> None:
 def test_assertion_signed_by_another_key_fails_signature_validation(emu: Emulator) -> None:
     key_pem, _ = _other_certificate()
     credential = {"private_key": key_pem, "thumbprint": emu.client_certificate_thumbprint}
-    result = msal_app(emu, credential).acquire_token_for_client(scopes=_scope(emu))
+    result = _msal_token(emu, credential)
     _assert_aad_error(result, "invalid_client", 700027)
     assert "signature is invalid" in result["error_description"]
 
@@ -327,36 +320,18 @@ def test_assertion_signed_by_another_key_fails_signature_validation(emu: Emulato
     ids=["wrong-audience", "wrong-issuer", "expired"],
 )
 def test_assertion_claims_are_checked(emu: Emulator, claims: dict[str, Any], code: int) -> None:
-    response = _post_token(
-        emu,
-        {
-            "grant_type": "client_credentials",
-            "client_id": emu.client_id,
-            "scope": _scope(emu)[0],
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": _assertion(emu, **claims),
-        },
-    )
+    response = _post_assertion(emu, **claims)
     assert response.status_code == 401
     _assert_aad_error(response.json(), "invalid_client", code)
 
 
 def test_valid_handmade_assertion_is_accepted(emu: Emulator) -> None:
-    response = _post_token(
-        emu,
-        {
-            "grant_type": "client_credentials",
-            "client_id": emu.client_id,
-            "scope": _scope(emu)[0],
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": _assertion(emu),
-        },
-    )
+    response = _post_assertion(emu)
     assert response.status_code == 200, response.text
 
 
 def test_no_credential_at_all_is_invalid_client(emu: Emulator) -> None:
-    response = _post_token(
+    response = post_token(
         emu,
         {"grant_type": "client_credentials", "client_id": emu.client_id, "scope": _scope(emu)[0]},
     )
@@ -370,12 +345,7 @@ def test_no_credential_at_all_is_invalid_client(emu: Emulator) -> None:
 def test_msal_managed_identity_through_the_app_service_protocol(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("IDENTITY_ENDPOINT", emu.managed_identity_endpoint)
-    monkeypatch.setenv("IDENTITY_HEADER", emu.managed_identity_header)
-    client = msal.ManagedIdentityClient(
-        msal.SystemAssignedManagedIdentity(), http_client=VerifyingSession(str(emu.ca_file))
-    )
-    result = client.acquire_token_for_client(resource=emu.resource)
+    result = _managed_identity_token(emu, monkeypatch, emu.managed_identity_header)
     assert "access_token" in result, result
     assert _ams_status(emu, result["access_token"]) == 200
     record = next(r for r in emu.request_log if r.path == "/msi/token")
@@ -386,12 +356,7 @@ def test_msal_managed_identity_through_the_app_service_protocol(
 def test_managed_identity_with_a_wrong_header_is_refused(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("IDENTITY_ENDPOINT", emu.managed_identity_endpoint)
-    monkeypatch.setenv("IDENTITY_HEADER", "wrong")
-    client = msal.ManagedIdentityClient(
-        msal.SystemAssignedManagedIdentity(), http_client=VerifyingSession(str(emu.ca_file))
-    )
-    result = client.acquire_token_for_client(resource=emu.resource)
+    result = _managed_identity_token(emu, monkeypatch, "wrong")
     assert "access_token" not in result
     assert [r.status for r in emu.request_log if r.path == "/msi/token"] == [401]
 
@@ -412,10 +377,10 @@ def test_managed_identity_for_an_unknown_resource_is_400(emu: Emulator) -> None:
 
 
 def test_request_log_holds_no_secret_or_token(emu: Emulator) -> None:
-    result = msal_app(emu, emu.client_secret).acquire_token_for_client(scopes=_scope(emu))
+    result = _msal_token(emu, emu.client_secret)
     token = result["access_token"]
     _ams_status(emu, token)
-    _post_token(emu, {"grant_type": "client_credentials"}, auth=(emu.client_id, emu.client_secret))
+    post_token(emu, {"grant_type": "client_credentials"}, auth=(emu.client_id, emu.client_secret))
     text = repr(emu.request_log)
     assert emu.client_secret not in text
     assert token not in text and token.split(".")[2] not in text

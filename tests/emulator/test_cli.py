@@ -13,20 +13,14 @@ import pytest
 import requests
 
 from ams_emulator.__main__ import build_parser
-from tests.support.process import Child
+from tests.support.process import Child, run
 
 EMULATOR = [sys.executable, "-m", "ams_emulator"]
 READY = r"^Press Ctrl-C to stop\."
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*EMULATOR, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run([*EMULATOR, *args])
 
 
 def _field(text: str, name: str) -> str:

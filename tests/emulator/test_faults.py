@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from ams_emulator import Emulator, Fault
-from tests.emulator.helpers import AmsClient, msal_app, secret_token
+from tests.emulator.helpers import AmsClient, msal_app, post_token, secret_token
 
 BUSY = re.compile(r"^Server is busy\. (Previous runs|More than \d+ requests)")
 
@@ -93,12 +93,7 @@ def test_ratio_faults_are_reproducible_for_a_seed() -> None:
 
 def test_aad_status_fault_uses_the_azure_ad_error_shape(emu: Emulator) -> None:
     emu.faults.add(Fault("status", api="aad", status=503, path="token$", count=1))
-    response = requests.post(
-        f"{emu.authority_host}/{emu.tenant}/oauth2/v2.0/token",
-        data={"grant_type": "client_credentials"},
-        verify=str(emu.ca_file),
-        timeout=30,
-    )
+    response = post_token(emu, {"grant_type": "client_credentials"})
     assert response.status_code == 503
     body = response.json()
     assert body["error"] == "temporarily_unavailable"

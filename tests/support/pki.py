@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 
@@ -27,7 +28,8 @@ class Pki:
     stranger: tuple[str, str]  # self-signed, not from the client CA
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def private_key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+    """``key`` as unencrypted PKCS #8 PEM."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -35,14 +37,16 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _certificate(
+def certificate(
     name: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    key: CertificateIssuerPrivateKeyTypes,
+    issuer: tuple[x509.Name, CertificateIssuerPrivateKeyTypes] | None,
     *,
     ca: bool = False,
     san: x509.GeneralName | None = None,
 ) -> x509.Certificate:
+    """A certificate for ``key`` with common name ``name``, valid from an hour ago for a day,
+    signed by ``issuer`` (its name and key) or, without one, by ``key`` itself."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     issuer_name, issuer_key = issuer or (subject, key)
     now = dt.datetime.now(dt.timezone.utc)
@@ -64,27 +68,27 @@ def _certificate(
 def _write(folder: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey):
     cert_file, key_file = folder / f"{name}.crt", folder / f"{name}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(_key_pem(key))
+    key_file.write_bytes(private_key_pem(key))
     return str(cert_file), str(key_file)
 
 
 def make_pki(folder: Path) -> Pki:
     keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("sca", "srv", "cca", "c1")}
     keys.update({name: ec.generate_private_key(ec.SECP256R1()) for name in ("c2", "x")})
-    server_ca = _certificate("server CA", keys["sca"], None, ca=True)
-    client_ca = _certificate("client CA", keys["cca"], None, ca=True)
-    server = _certificate(
+    server_ca = certificate("server CA", keys["sca"], None, ca=True)
+    client_ca = certificate("client CA", keys["cca"], None, ca=True)
+    server = certificate(
         "127.0.0.1",
         keys["srv"],
         (server_ca.subject, keys["sca"]),
         san=x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     )
     by_client_ca = (client_ca.subject, keys["cca"])
-    client = _certificate(
+    client = certificate(
         "prometheus", keys["c1"], by_client_ca, san=x509.DNSName("prometheus.test")
     )
-    other = _certificate("intruder", keys["c2"], by_client_ca, san=x509.DNSName("intruder.test"))
-    stranger = _certificate("stranger", keys["x"], None, san=x509.DNSName("prometheus.test"))
+    other = certificate("intruder", keys["c2"], by_client_ca, san=x509.DNSName("intruder.test"))
+    stranger = certificate("stranger", keys["x"], None, san=x509.DNSName("prometheus.test"))
     server_ca_file, _ = _write(folder, "server-ca", server_ca, keys["sca"])
     client_ca_file, _ = _write(folder, "client-ca", client_ca, keys["cca"])
     server_cert, server_key = _write(folder, "server", server, keys["srv"])

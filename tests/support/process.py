@@ -61,6 +61,23 @@ def poll(
     raise WaitFailed(f"timed out waiting for {what} (last: {last!r})\n{describe()}")
 
 
+def run(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` run to its end, its output captured as text; a non-zero exit code is returned.
+
+    ``env`` replaces the environment when given, as for :class:`Child`.
+    """
+    return subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if env is None else dict(env),
+    )
+
+
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago, for a child that cannot bind port 0."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
