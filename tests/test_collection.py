@@ -11,7 +11,14 @@ import pytest
 
 from ams_emulator import Emulator, Fault
 from tests.support import expected
-from tests.support.harness import running_exporter
+from tests.support.harness import RunningExporter, Scrape, running_exporter
+
+
+def _collect_once(exporter: RunningExporter, *emulators: Emulator) -> None:
+    """One collection, then the emulators' request logs are cleared: they hold only what follows."""
+    exporter.scrape()
+    for emulator in emulators:
+        emulator.clear_log()
 
 
 def _job_pages(emulator: Emulator) -> list[dict[str, str]]:
@@ -159,8 +166,7 @@ def test_scrape_timeout_header_bounds_the_collection():
 def test_concurrent_scrapes_share_one_collection():
     with Emulator(jobs=200, seed=4, speed=0) as emulator:
         with running_exporter({"a": emulator}) as exporter:
-            exporter.scrape()
-            emulator.clear_log()
+            _collect_once(exporter, emulator)
             emulator.faults.add(Fault(kind="latency", latency=0.5))
             with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
                 scrapes = list(pool.map(lambda _: exporter.scrape(), range(10)))
@@ -173,20 +179,11 @@ def test_concurrent_scrapes_share_one_collection():
 def test_a_caller_with_a_shorter_deadline_joining_a_collection_keeps_the_finished_accounts():
     with Emulator(jobs=30, seed=1, speed=0) as fast, Emulator(jobs=30, seed=2, speed=0) as slow:
         with running_exporter({"fast": fast, "slow": slow}) as exporter:
-            exporter.scrape()
-            slow.clear_log()
-            fast.clear_log()
+            _collect_once(exporter, slow, fast)
             slow.faults.add(Fault(kind="latency", latency=4.0))
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                # A patient caller (a status page, a scrape with a long timeout) starts it ...
-                patient = pool.submit(
-                    exporter.scrape, {"X-Prometheus-Scrape-Timeout-Seconds": "30"}
-                )
-                # (the fast account has listed its jobs: the collection is under way) ...
-                _wait_until_listing_started(fast)
-                # ... and Prometheus, with a 2 s timeout, joins it.
-                hurried = exporter.scrape(headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"})
-                patient_scrape = patient.result(timeout=60)
+            # A patient caller (a status page, a scrape with a long timeout) starts a collection;
+            # once the fast account has listed its jobs, Prometheus, with a 2 s timeout, joins it.
+            patient_scrape, hurried = _start_then_join(exporter, fast, starts="30", joins="2")
         fast_listings = _job_pages(fast)
     assert hurried.value("ams_up", account="fast") == 1
     assert hurried.by_job("ams_job_priority", "fast")
@@ -199,22 +196,28 @@ def test_a_tiny_scrape_timeout_cannot_shorten_the_collection_that_others_join():
     """An unauthenticated client with a 60 ms budget starts the collection; Prometheus joins it."""
     with Emulator(jobs=30, seed=6, speed=0) as emulator:
         with running_exporter({"a": emulator}) as exporter:
-            exporter.scrape()
-            emulator.clear_log()
+            _collect_once(exporter, emulator)
             emulator.faults.add(Fault(kind="latency", latency=0.3))
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                hostile = pool.submit(
-                    exporter.scrape, {"X-Prometheus-Scrape-Timeout-Seconds": "0.06"}
-                )
-                _wait_until_listing_started(emulator)
-                patient = exporter.scrape(headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"})
-                hurried = hostile.result(timeout=60)
+            hurried, patient = _start_then_join(exporter, emulator, starts="0.06", joins="10")
         listings = _job_pages(emulator)
         inside, _ = expected.split_scope(emulator.jobs(), time.time(), 24 * 3600.0)
     assert hurried.value("ams_up", account="a") == 0
     assert patient.value("ams_up", account="a") == 1
     assert {job.id for job in inside} <= set(patient.by_job("ams_job_priority", "a"))
     assert len(listings) == 1, "the patient caller joined the collection the hurried one started"
+
+
+def _start_then_join(
+    exporter: RunningExporter, listing: Emulator, *, starts: str, joins: str
+) -> tuple[Scrape, Scrape]:
+    """A scrape with timeout ``starts`` starts a collection; once ``listing`` has answered a job
+    listing (the collection is under way), a scrape with timeout ``joins`` joins it. Both scrapes,
+    the starter's first."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        starter = pool.submit(exporter.scrape, {"X-Prometheus-Scrape-Timeout-Seconds": starts})
+        _wait_until_listing_started(listing)
+        joiner = exporter.scrape(headers={"X-Prometheus-Scrape-Timeout-Seconds": joins})
+        return starter.result(timeout=60), joiner
 
 
 def _wait_until_listing_started(emulator: Emulator) -> None:
@@ -230,8 +233,7 @@ def test_a_filter_that_ams_refuses_costs_one_request_per_collection():
     with Emulator(jobs=30, seed=1, speed=0) as emulator:
         emulator.faults.add(Fault(kind="status", status=400, path="/Jobs"))
         with running_exporter({"a": emulator}) as exporter:
-            exporter.scrape()
-            emulator.clear_log()
+            _collect_once(exporter, emulator)
             scrape = exporter.scrape()
         listings = _job_pages(emulator)
     assert scrape.value("ams_up", account="a") == 0
@@ -310,8 +312,7 @@ def test_concurrent_401s_after_a_revocation_cost_one_new_token():
         moving = sum(1 for job in emulator.jobs() if job.state in (2, 6))
         assert moving >= 3, "the scenario should have several jobs whose tasks are read"
         with running_exporter({"a": emulator}) as exporter:
-            exporter.scrape()
-            emulator.clear_log()
+            _collect_once(exporter, emulator)
             emulator.faults.add(Fault(kind="latency", path="/Tasks", latency=1.0))
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 scrape = pool.submit(exporter.scrape)

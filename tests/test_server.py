@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -22,15 +23,10 @@ from tests.support.harness import RunningExporter, running_exporter
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Emulator:
+def exporter() -> Iterator[RunningExporter]:
     with Emulator(jobs=200, seed=11, speed=0) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def exporter(emulator: Emulator) -> RunningExporter:
-    with running_exporter({"main": emulator}) as running:
-        yield running
+        with running_exporter({"main": emulator}) as running:
+            yield running
 
 
 def test_promtool_accepts_the_exposition_without_warnings(exporter):

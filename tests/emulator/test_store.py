@@ -332,14 +332,24 @@ def test_add_job_refuses_bad_input(
     assert jobs.count() == 50
 
 
+def _one_in(jobs: JobStore, state: JobState) -> EmuJob:
+    """The first job of the store in ``state``."""
+    return next(j for j in jobs.snapshot() if j.state == state)
+
+
+def _forced(jobs: JobStore, job: EmuJob, state: JobState, error_code: str | None = None) -> EmuJob:
+    """``job`` as the store holds it after ``set_job_state``, which must have put it in ``state``."""
+    jobs.set_job_state(job.id, state, error_code=error_code)
+    after = jobs.get_job(job.id)
+    assert after is not None and after.state == state
+    return after
+
+
 def test_set_job_state_to_error_fails_the_running_task(store: tuple[JobStore, Clock]) -> None:
     jobs, clock = store
-    job = next(j for j in jobs.snapshot() if j.state == JobState.PROCESSING)
+    job = _one_in(jobs, JobState.PROCESSING)
     clock.advance(5)
-    jobs.set_job_state(job.id, JobState.ERROR, error_code="ErrorUploadingOutputAsset")
-    after = jobs.get_job(job.id)
-    assert after is not None
-    assert after.state == JobState.ERROR
+    after = _forced(jobs, job, JobState.ERROR, error_code="ErrorUploadingOutputAsset")
     assert after.end_time == clock.now() == after.last_modified
     assert after.running_duration_ms > 0
     failed = [t for t in after.tasks if t.state == JobState.ERROR]
@@ -350,23 +360,16 @@ def test_set_job_state_to_error_fails_the_running_task(store: tuple[JobStore, Cl
 
 def test_set_job_state_to_finished_completes_every_task(store: tuple[JobStore, Clock]) -> None:
     jobs, _ = store
-    job = next(j for j in jobs.snapshot() if j.state == JobState.QUEUED)
-    jobs.set_job_state(job.id, JobState.FINISHED)
-    after = jobs.get_job(job.id)
-    assert after is not None and after.state == JobState.FINISHED
+    after = _forced(jobs, _one_in(jobs, JobState.QUEUED), JobState.FINISHED)
     assert all(t.state == JobState.FINISHED and t.progress == 100.0 for t in after.tasks)
 
 
 def test_set_job_state_cancel_then_canceled(store: tuple[JobStore, Clock]) -> None:
     jobs, _ = store
-    job = next(j for j in jobs.snapshot() if j.state == JobState.PROCESSING)
-    jobs.set_job_state(job.id, JobState.CANCELING)
-    canceling = jobs.get_job(job.id)
-    assert canceling is not None and canceling.state == JobState.CANCELING
+    job = _one_in(jobs, JobState.PROCESSING)
+    canceling = _forced(jobs, job, JobState.CANCELING)
     assert JobState.PROCESSING not in {t.state for t in canceling.tasks}
-    jobs.set_job_state(job.id, JobState.CANCELED)
-    canceled = jobs.get_job(job.id)
-    assert canceled is not None and canceled.state == JobState.CANCELED
+    canceled = _forced(jobs, job, JobState.CANCELED)
     assert canceled.end_time is not None
 
 
@@ -381,7 +384,7 @@ def test_set_job_state_refuses_unknown_jobs_and_codes(store: tuple[JobStore, Clo
 
 def test_set_task_progress(store: tuple[JobStore, Clock]) -> None:
     jobs, clock = store
-    job = next(j for j in jobs.snapshot() if j.state == JobState.PROCESSING)
+    job = _one_in(jobs, JobState.PROCESSING)
     jobs.set_task_progress(job.id, 0, 12.5)
     clock.advance(600)
     after = jobs.get_job(job.id)
@@ -449,7 +452,7 @@ def test_id_filters_find_exactly_those_jobs(big: JobStore) -> None:
 def test_concurrent_readers_and_writers_see_consistent_answers() -> None:
     clock = Clock(START, speed=600.0)  # ten simulated minutes per second, so the scenario moves
     jobs = JobStore(ScenarioConfig(seed=23, jobs=300), clock)
-    target = next(j for j in jobs.snapshot() if j.state == JobState.PROCESSING)
+    target = _one_in(jobs, JobState.PROCESSING)
     failures: list[BaseException] = []
     processing = parse_query({"$filter": "State eq 2"}, "Jobs")
 
