@@ -1,22 +1,432 @@
-"""Numbers the docs state about the code are the code's numbers."""
+"""Numbers the docs state about the code are the code's numbers.
+
+Every number (or duration, size, count) in the hand-written docs that restates a value defined in
+the code is a row of ``FACTS``: the doc, a regular expression whose one group captures the number
+as the doc writes it, in its sentence, what the number restates, and the value the code gives, in
+the doc's unit. A doc that drifts fails with both values; a sentence reworded so that its row no
+longer finds it fails too, so that the row is updated with the sentence, never silently dropped.
+
+Not covered here: docs/metrics.md and docs/dashboard.md (generated, checked by their own tests),
+docs/architecture.md, the fault matrix's generated rows in docs/reliability.md (checked by
+tests/test_fault_matrix.py) apart from the two sizes below, the alert thresholds of the table in
+docs/alerting.md (tests/test_rules.py), and the benchmark's measured figures.
+"""
 
 from __future__ import annotations
 
+import inspect
+import math
 import re
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from exporter.ams.client import PAGE_WINDOW, TASK_CONCURRENCY
+import pytest
+import yaml
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+from ams_emulator.__main__ import build_parser as emulator_parser
+from ams_emulator.scenario import RECENT_WINDOW, ScenarioConfig
+from bench import baseline, report
+from bench.scrape import build_parser as bench_parser
+from exporter import __version__
+from exporter.ams.client import (
+    API_VERSION,
+    MAX_REDIRECTS,
+    PAGE_SIZE,
+    PAGE_WINDOW,
+    TASK_CONCURRENCY,
+)
+from exporter.ams.http import DEFAULT_MAX_BODY_BYTES
+from exporter.ams.model import JobState
+from exporter.ams.odata import _MAX_RUNNING_MS, MAX_NAME_CHARS
+from exporter.ams.scope import IDS_PER_FILTER
+from exporter.cli import DEFAULT_LISTEN_ADDRESS, build_parser
+from exporter.config.accounts import DEFAULT_TIMEOUT, MAX_TIMEOUT, MAX_WINDOW, parse_config
+from exporter.config.credentials import MAX_PEM_SIZE, MAX_SECRET_SIZE
+from exporter.config.durations import parse_duration
+from exporter.config.model import JobsConfig
+from exporter.config.yamlio import MAX_CONFIG_SIZE
+from exporter.errors import ConfigError
+from exporter.redact import _MIN_NEEDLE
+from exporter.web.httpserver import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    WORKERS,
+    WRITE_TIMEOUT,
+)
+from exporter.web.protect import HANDSHAKE_TIMEOUT
+from exporter.web.status_page import render_status_page
+from exporter.web.webconfig import _VERIFYING_AUTH, ALLOWED_HEADERS
+from exporter.wiring import DEMO_MAX_JOBS
+from tests.support import soak
+
+ROOT = Path(__file__).resolve().parent.parent
+KiB, MiB = 2**10, 2**20
+MINUTE, HOUR = 60.0, 3600.0
+YEAR = parse_duration("1y")
+JOBS_DEFAULTS = JobsConfig()
+SCENARIO = ScenarioConfig()  # the emulator's default scenario
+PORT = int(DEFAULT_LISTEN_ADDRESS.rpartition(":")[2])
+WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "seven": 7, "ten": 10, "sixteen": 16}
 
 
-def _prose(name: str) -> str:
-    return re.sub(r"\s+", " ", (DOCS / name).read_text(encoding="utf-8"))
+def _prose(doc: str) -> str:
+    return re.sub(r"\s+", " ", (ROOT / doc).read_text(encoding="utf-8"))
 
 
-def test_scaling_states_how_many_requests_are_in_flight() -> None:
-    stated = re.search(
-        r"read at most (\d+) at a time, the job pages at most (\d+) at a time", _prose("scaling.md")
+# ---------------------------------------------------------------------------------------------
+# Values that no single constant holds: read from the files that define them, or probed.
+
+
+@cache
+def _yaml(path: str) -> Any:
+    return yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))
+
+
+def _alert(name: str) -> dict[str, Any]:
+    rules = [rule for group in _yaml("prometheus/alerts.yml")["groups"] for rule in group["rules"]]
+    return next(rule for rule in rules if rule.get("alert") == name)
+
+
+def _alert_for(name: str) -> float:
+    """The alert's `for:`, in minutes."""
+    return parse_duration(_alert(name)["for"]) / MINUTE
+
+
+def _alert_expr(name: str, pattern: str) -> float:
+    """The number ``pattern`` captures in the alert's expr (its ``a * b`` multiplied out)."""
+    found = re.search(pattern, " ".join(_alert(name)["expr"].split()))
+    assert found, f"prometheus/alerts.yml: {name}'s expr has no {pattern!r}"
+    return math.prod(float(factor) for factor in found.group(1).split("*"))
+
+
+def _lookback(success: bool) -> float:
+    """Minutes of the ``last_over_time`` windows of the rule files: the one that bridges failed
+    collections, or (``success``) the one of ams_last_success_timestamp_seconds."""
+    text = _prose("prometheus/alerts.yml") + _prose("prometheus/rules.yml")
+    windows = {
+        parse_duration(window) / MINUTE
+        for metric, window in re.findall(r"last_over_time\((\w+)(?:\{[^}]*\})?\[(\w+)\]", text)
+        if (metric == "ams_last_success_timestamp_seconds") == success
+    }
+    assert len(windows) == 1, f"the rule files' last_over_time windows differ: {windows}"
+    return windows.pop()
+
+
+def _hour_window() -> float:
+    """The window of the hourly recording rules, in hours."""
+    rules = [rule for group in _yaml("prometheus/rules.yml")["groups"] for rule in group["rules"]]
+    count = next(rule for rule in rules if rule.get("record") == "account:ams_jobs_failed:count1h")
+    found = re.search(r"<= (\d+)", count["expr"])
+    assert found, "account:ams_jobs_failed:count1h has no '<= N' window"
+    return int(found.group(1)) / HOUR
+
+
+def _image_uid() -> int:
+    found = re.search(r"^USER (\d+):\d+$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert found, "the Dockerfile has no USER uid:gid"
+    return int(found.group(1))
+
+
+def _k8s_resources() -> dict[str, dict[str, str]]:
+    deployment = _yaml("deploy/kubernetes/deployment.yaml")
+    resources: dict[str, dict[str, str]] = deployment["spec"]["template"]["spec"]["containers"][0][
+        "resources"
+    ]
+    return resources
+
+
+def _longest(accepted: Callable[[int], bool]) -> int:
+    """The largest n the code accepts, for a predicate that holds up to a limit (below 4096)."""
+    low, high = 1, 4096
+    assert accepted(low) and not accepted(high), "no limit between 1 and 4096"
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if accepted(middle) else (low, middle)
+    return low
+
+
+def _config_error(name: str = "a", extra: str = "") -> str | None:
+    text = (
+        f"accounts:\n  - name: {name}\n    endpoint: https://a.restv2.westeurope.media.azure.net/api/\n"
+        "    tenant: t.onmicrosoft.com\n    client_id: 00000000-0000-0000-0000-000000000000\n"
+        f"    client_secret: s\n{extra}"
     )
-    assert stated is not None, "docs/scaling.md no longer states the request concurrency"
-    assert (int(stated.group(1)), int(stated.group(2))) == (TASK_CONCURRENCY, PAGE_WINDOW)
+    try:
+        parse_config(text, {})
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+def _longest_name() -> int:
+    return _longest(lambda n: _config_error(name="a" * n) is None)
+
+
+def _longest_quoted_key() -> int:
+    return _longest(lambda n: "k" * n in (_config_error(extra=f"    {'k' * n}: 1\n") or ""))
+
+
+def _fewest_wildcard_labels() -> int:
+    """The fewest labels after ``*.`` that a ``redirect_hosts`` entry may have."""
+    hosts = {n: "*." + "a." * (n - 1) + "net" for n in range(1, 9)}
+    return next(
+        n
+        for n, host in hosts.items()
+        if _config_error(extra=f"    redirect_hosts: ['{host}']\n") is None
+    )
+
+
+def _python_floor() -> str:
+    found = re.search(
+        r'^requires-python = ">=([\d.]+)"$', (ROOT / "pyproject.toml").read_text(), re.M
+    )
+    assert found, "pyproject.toml has no requires-python"
+    return found.group(1)
+
+
+def _status_page_refresh() -> int:
+    default: int = inspect.signature(render_status_page).parameters["refresh_seconds"].default
+    return default
+
+
+# ---------------------------------------------------------------------------------------------
+# The facts
+
+
+class Fact(NamedTuple):
+    doc: str
+    pattern: str  # group 1 is the number as written: digits (1,000 allowed), a word, or text
+    source: str  # what the number restates, for the failure message
+    value: float | str | Callable[[], float | str]  # in the doc's unit; text is compared as is
+
+
+# One row per number a doc states about the code. Each guards that the sentence still exists and
+# that its number is the code's: a changed constant, a drifted doc or a reworded sentence fails.
+# fmt: off
+FACTS = [
+    # -- README.md
+    Fact("README.md", r"\(Python ≥ ([\d.]+)\)", "pyproject.toml requires-python", _python_floor),
+    Fact("README.md", r"ams-exporter:(\d+\.\d+\.\d+)", "exporter.__version__", __version__),
+    Fact("README.md", r"newTag: (\S+)", "exporter.__version__", __version__),
+    Fact("README.md", r"`--web\.listen-address` \| `:(\d+)`", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
+    Fact("README.md", r"http://(?:localhost|127\.0\.0\.1):(\d+)/(?:metrics|healthz)?(?![\w/])", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
+    Fact("README.md", r'targets: \["localhost:(\d+)"\]', "cli.DEFAULT_LISTEN_ADDRESS", PORT),
+    Fact("README.md", r"-p \d+:(\d+) ", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
+    Fact("README.md", r"`--web\.max-connections` \| `(\d+)`", "httpserver.MAX_CONNECTIONS", MAX_CONNECTIONS),
+    Fact("README.md", r"`--demo\.jobs` \| `(\d+)`", "cli: --demo.jobs default", lambda: build_parser().get_default("demo_jobs")),
+    Fact("README.md", r"jobs in the emulated account, 1 to ([\d,]+) \|", "wiring.DEMO_MAX_JOBS", DEMO_MAX_JOBS),
+    Fact("README.md", r"`finished_window` \(default (\d+) h\)", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("README.md", r"⌊jobs in scope ÷ (\d+)⌋", "client.PAGE_SIZE", PAGE_SIZE),
+    Fact("README.md", r"AMS pages hold (\d+) jobs", "client.PAGE_SIZE", PAGE_SIZE),
+    Fact("README.md", r"the accounts' `timeout` \(default (\d+)s\)", "accounts.DEFAULT_TIMEOUT", DEFAULT_TIMEOUT),
+    Fact("README.md", r"it refreshes itself every (\d+) s", "render_status_page(refresh_seconds)", _status_page_refresh),
+    Fact("README.md", r"runs as uid/gid (\d+)", "Dockerfile USER", _image_uid),
+    Fact("README.md", r"Prometheus scrapes every (\w+) in this stack", "deploy/compose/prometheus.yml scrape_interval", lambda: _yaml("deploy/compose/prometheus.yml")["global"]["scrape_interval"]),
+    # -- docs/deployment.md (the README's Docker and Kubernetes sections)
+    Fact("docs/deployment.md", r"ams-exporter:(\d+\.\d+\.\d+)", "exporter.__version__", __version__),
+    Fact("docs/deployment.md", r"newTag: (\S+)", "exporter.__version__", __version__),
+    Fact("docs/deployment.md", r"http://(?:localhost|127\.0\.0\.1):(\d+)/(?:metrics|healthz)?(?![\w/])", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
+    Fact("docs/deployment.md", r"-p \d+:(\d+) ", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
+    Fact("docs/deployment.md", r"runs as uid/gid (\d+)", "Dockerfile USER", _image_uid),
+    Fact("docs/deployment.md", r"Prometheus scrapes every (\w+) in this stack", "deploy/compose/prometheus.yml scrape_interval", lambda: _yaml("deploy/compose/prometheus.yml")["global"]["scrape_interval"]),
+    # -- docs/configuration.md
+    Fact("docs/configuration.md", r"`name` \| yes \| \| The `account` label value\. 1 to (\d+) characters", "accounts: longest name accepted", _longest_name),
+    Fact("docs/configuration.md", r"`timeout` \| no \| `(\d+)s`", "accounts.DEFAULT_TIMEOUT", DEFAULT_TIMEOUT),
+    Fact("docs/configuration.md", r"more than `0s` and at most `(\d+)m`", "accounts.MAX_TIMEOUT", MAX_TIMEOUT / MINUTE),
+    Fact("docs/configuration.md", r"`\*\.` and a domain of at least (\w+) labels", "accounts: fewest labels after *. in redirect_hosts", _fewest_wildcard_labels),
+    Fact("docs/configuration.md", r"The limits are (\d+) KiB for `client_secret_file`", "credentials.MAX_SECRET_SIZE", MAX_SECRET_SIZE / KiB),
+    Fact("docs/configuration.md", r"and (\d+) MiB for `client_certificate_file` and `ca_file`", "credentials.MAX_PEM_SIZE", MAX_PEM_SIZE / MiB),
+    Fact("docs/configuration.md", r"`finished_window` \| `(\d+)h`", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("docs/configuration.md", r"`0s` exports only jobs that have not ended; at most `(\d+)y`", "accounts.MAX_WINDOW", MAX_WINDOW / YEAR),
+    Fact("docs/configuration.md", r"`max_jobs` \| `(\d+)`", "JobsConfig.max_jobs", JOBS_DEFAULTS.max_jobs),
+    Fact("docs/configuration.md", r"`d` \((\d+)h\)", "durations: 1d", parse_duration("1d") / HOUR),
+    Fact("docs/configuration.md", r"`w` \((\d+)d\)", "durations: 1w", parse_duration("1w") / parse_duration("1d")),
+    Fact("docs/configuration.md", r"`y` \((\d+)d\)", "durations: 1y", YEAR / parse_duration("1d")),
+    Fact("docs/configuration.md", r"quoted only when it looks like one \(at most (\d+) letters", "yamlio: longest unknown key quoted", _longest_quoted_key),
+    Fact("docs/configuration.md", r"may be at most (\d+) MiB; a larger file is refused", "yamlio.MAX_CONFIG_SIZE", MAX_CONFIG_SIZE / MiB),
+    Fact("docs/configuration.md", r"over the (\d+) MiB limit`", "yamlio.MAX_CONFIG_SIZE", MAX_CONFIG_SIZE / MiB),
+    # -- docs/scaling.md
+    Fact("docs/scaling.md", r"`ams_job_state` \(one per state\) \| (\d+) \|", "len(JobState)", len(JobState)),
+    Fact("docs/scaling.md", r"`ams_jobs` \((\d+)\)", "len(JobState)", len(JobState)),
+    Fact("docs/scaling.md", r"`finished_window` \(default (\d+)h\)", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("docs/scaling.md", r"At most `max_jobs` \(default (\d+)\)", "JobsConfig.max_jobs", JOBS_DEFAULTS.max_jobs),
+    Fact("docs/scaling.md", r"one listing per (\d+) ids", "scope.IDS_PER_FILTER", IDS_PER_FILTER),
+    Fact("docs/scaling.md", r"\(⌊J / (\d+)⌋ \+ 1\)", "client.PAGE_SIZE", PAGE_SIZE),
+    Fact("docs/scaling.md", r"job pages of \$top=(\d+)", "client.PAGE_SIZE", PAGE_SIZE),
+    Fact("docs/scaling.md", r"\+ up to (\d+) read-ahead pages", "client.PAGE_WINDOW - 1", PAGE_WINDOW - 1),
+    Fact("docs/scaling.md", r"tasks of one account are read at most (\d+) at a time", "client.TASK_CONCURRENCY", TASK_CONCURRENCY),
+    Fact("docs/scaling.md", r"the job pages at most (\d+) at a time", "client.PAGE_WINDOW", PAGE_WINDOW),
+    # The worked example: J = 2,000, 40 processing jobs, 2 new failures.
+    Fact("docs/scaling.md", r"\| account and exporter \| 35 \| (\d+) job pages", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"job pages \+ ≤ (\d+) read-ahead", "client.PAGE_WINDOW - 1", PAGE_WINDOW - 1),
+    Fact("docs/scaling.md", r"\*\*≈ (\d+)\u2013\d+\*\*", "40 + 2 + job pages", 40 + 2 + 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"\*\*≈ \d+\u2013(\d+)\*\*", "40 + 2 + job pages + client.PAGE_WINDOW - 1", 40 + 2 + 2000 // PAGE_SIZE + PAGE_WINDOW),
+    Fact("docs/scaling.md", r"The Deployment's requests \((\w+) CPU", "deployment.yaml requests.cpu", lambda: _k8s_resources()["requests"]["cpu"]),
+    Fact("docs/scaling.md", r"The Deployment's requests \(\w+ CPU, (\w+)\)", "deployment.yaml requests.memory", lambda: _k8s_resources()["requests"]["memory"]),
+    Fact("docs/scaling.md", r"memory limit \((\w+)\)", "deployment.yaml limits.memory", lambda: _k8s_resources()["limits"]["memory"]),
+    Fact("docs/scaling.md", r"fit one account at the default `max_jobs: (\d+)`", "JobsConfig.max_jobs", JOBS_DEFAULTS.max_jobs),
+    # -- docs/security.md
+    Fact("docs/security.md", r"A secret under (\d+) characters is not searched for", "redact._MIN_NEEDLE", _MIN_NEEDLE),
+    Fact("docs/security.md", r"quoted only when it looks like a key \(at most (\d+) characters", "yamlio: longest unknown key quoted", _longest_quoted_key),
+    Fact("docs/security.md", r"web-configuration files over (\d+) MiB are refused", "yamlio.MAX_CONFIG_SIZE", MAX_CONFIG_SIZE / MiB),
+    Fact("docs/security.md", r"`client_ca_file` \| yes; required by the (\w+) verifying types", "len(webconfig._VERIFYING_AUTH)", len(_VERIFYING_AUTH)),
+    Fact("docs/security.md", r"the (\w+) headers exporter-toolkit allows", "len(webconfig.ALLOWED_HEADERS)", len(ALLOWED_HEADERS)),
+    Fact("docs/security.md", r"a pool of (\d+) worker threads", "httpserver.WORKERS", WORKERS),
+    Fact("docs/security.md", r"`--web\.max-connections`, default (\d+);", "httpserver.MAX_CONNECTIONS", MAX_CONNECTIONS),
+    Fact("docs/security.md", r"TLS handshake \| (\d+) s from the accept", "protect.HANDSHAKE_TIMEOUT", HANDSHAKE_TIMEOUT),
+    Fact("docs/security.md", r"request head and body \| complete within (\d+) s", "httpserver.HEADER_TIMEOUT", HEADER_TIMEOUT),
+    Fact("docs/security.md", r"between requests \| (\d+) s idle", "httpserver.IDLE_TIMEOUT", IDLE_TIMEOUT),
+    Fact("docs/security.md", r"writing an answer \| (\d+) s", "httpserver.WRITE_TIMEOUT", WRITE_TIMEOUT),
+    Fact("docs/security.md", r"request head \| (\d+) KiB", "httpserver.MAX_HEAD_BYTES", MAX_HEAD_BYTES / KiB),
+    Fact("docs/security.md", r"at most (\d+) fields \(431\)", "httpserver.MAX_HEADERS", MAX_HEADERS),
+    Fact("docs/security.md", r"request body \| read up to (\d+) KiB", "httpserver.MAX_BODY_BYTES", MAX_BODY_BYTES / KiB),
+    Fact("docs/security.md", r"runs as uid/gid (\d+)", "Dockerfile USER", _image_uid),
+    # -- docs/reliability.md
+    Fact("docs/reliability.md", r"a 64 MiB job page \(far beyond (\d+) jobs\)", "client.PAGE_SIZE", PAGE_SIZE),
+    Fact("docs/reliability.md", r"reading stops at (\d+) MiB", "http.DEFAULT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES / MiB),
+    Fact("docs/reliability.md", r"remembering the chain \(at most (\d+) redirects\)", "client.MAX_REDIRECTS", MAX_REDIRECTS),
+    Fact("docs/reliability.md", r"Bodies are read under a (\d+) MiB cap", "http.DEFAULT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES / MiB),
+    Fact("docs/reliability.md", r"names over (\d+) characters cut to", "odata.MAX_NAME_CHARS", MAX_NAME_CHARS),
+    Fact("docs/reliability.md", r"characters cut to (\d+) with", "odata.MAX_NAME_CHARS", MAX_NAME_CHARS),
+    Fact("docs/reliability.md", r"one over (\w+) years is derived", "odata._MAX_RUNNING_MS", _MAX_RUNNING_MS / (365.25 * 86_400_000)),
+    Fact("docs/reliability.md", r"keep each account's `timeout` \(default (\d+) s\)", "accounts.DEFAULT_TIMEOUT", DEFAULT_TIMEOUT),
+    Fact("docs/reliability.md", r"The suite runs a short version \(about (\d+) s\)", "tests.support.soak.SHORT_SECONDS", soak.SHORT_SECONDS),
+    Fact("docs/reliability.md", r"each is active for (\d+) scrapes", "tests.support.soak.EPISODE_SCRAPES", soak.EPISODE_SCRAPES),
+    Fact("docs/reliability.md", r"followed by (\d+) calm ones", "tests.support.soak.CALM_SCRAPES", soak.CALM_SCRAPES),
+    Fact("docs/reliability.md", r"The scrape interval is ([\d.]+) s", "tests.support.soak.SCRAPE_INTERVAL", soak.SCRAPE_INTERVAL),
+    Fact("docs/reliability.md", r"with a (\d+) s scrape timeout", "tests.support.soak.SCRAPE_TIMEOUT", soak.SCRAPE_TIMEOUT),
+    # -- docs/alerting.md
+    Fact("docs/alerting.md", r"Resolves (\d+) min after the job leaves", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/alerting.md", r"`finished_window` \((\d+)h by default\)", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("docs/alerting.md", r"which requires `finished_window` ≥ (\d+)h", "rules.yml: account:ams_jobs_failed:count1h window", _hour_window),
+    Fact("docs/alerting.md", r"≥ \d+h \(the default is (\d+)h\)", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("docs/alerting.md", r"through `last_over_time\(\.\.\.\[(\d+)m\]\)`", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/alerting.md", r"the last value seen in the past (\w+) minutes", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/alerting.md", r"a job's state set keeps all (\w+) series", "len(JobState)", len(JobState)),
+    Fact("docs/alerting.md", r"stays in the rules for (\w+) more minutes", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/alerting.md", r"`AMSJobFailed` resolves (\w+) minutes after", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/alerting.md", r"a gap longer than (\w+) minutes", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/alerting.md", r"`last_over_time\(ams_last_success_timestamp_seconds\[(\d+)h\]\)`", "rules.yml: the last success's window", lambda: _lookback(success=True) / MINUTE),
+    Fact("docs/alerting.md", r"`ams_up` seen in the last (\w+) minutes", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    # -- docs/runbooks.md
+    Fact("docs/runbooks.md", r"the state enum (\d [A-Za-z]+(?:, \d [A-Za-z]+)*),", "JobState", ", ".join(f"{s.value} {s.label}" for s in JobState)),
+    Fact("docs/runbooks.md", r"http://<exporter>:(\d+)/", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
+    Fact("docs/runbooks.md", r"`x-ms-version: ([\d.]+)`", "client.API_VERSION", API_VERSION),
+    Fact("docs/runbooks.md", r"state Error \((\d)\)", "JobState.ERROR", JobState.ERROR.value),
+    Fact("docs/runbooks.md", r"resolves by itself (\w+) minutes after", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/runbooks.md", r"`finished_window`, default (\d+)h, ago", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("docs/runbooks.md", r"Queued \((\d)\) or Scheduled", "JobState.QUEUED", JobState.QUEUED.value),
+    Fact("docs/runbooks.md", r"or Scheduled \((\d)\) for", "JobState.SCHEDULED", JobState.SCHEDULED.value),
+    Fact("docs/runbooks.md", r"Scheduled \(\d\) for longer than (\d+) minutes", "alerts.yml: AMSJobStuckQueued expr", lambda: _alert_expr("AMSJobStuckQueued", r"\) > ([\d *]+)") / MINUTE),
+    Fact("docs/runbooks.md", r"Scheduled \(\d\) for longer than \d+ minutes \(confirmed for (\d+)", "alerts.yml: AMSJobStuckQueued for", lambda: _alert_for("AMSJobStuckQueued")),
+    Fact("docs/runbooks.md", r"A job is Processing \((\d)\)", "JobState.PROCESSING", JobState.PROCESSING.value),
+    Fact("docs/runbooks.md", r"has run for more than (\d+) minutes, and its progress", "alerts.yml: AMSJobNoProgress expr", lambda: _alert_expr("AMSJobNoProgress", r"\) > ([\d *]+)") / MINUTE),
+    Fact("docs/runbooks.md", r"has not changed in the last (\d+) minutes", "alerts.yml: AMSJobNoProgress changes() window", lambda: _alert_expr("AMSJobNoProgress", r"changes\(ams_job_progress_ratio\[(\d+)m\]\)")),
+    Fact("docs/runbooks.md", r"in the last \d+ minutes \(confirmed for (\d+) minutes\)", "alerts.yml: AMSJobNoProgress for", lambda: _alert_for("AMSJobNoProgress")),
+    Fact("docs/runbooks.md", r"The alert needs (\d+) minutes of history", "alerts.yml: AMSJobNoProgress offset", lambda: _alert_expr("AMSJobNoProgress", r"offset (\d+)m")),
+    Fact("docs/runbooks.md", r"can legitimately stall for more than (\d+) minutes", "alerts.yml: AMSJobNoProgress changes() window", lambda: _alert_expr("AMSJobNoProgress", r"changes\(ams_job_progress_ratio\[(\d+)m\]\)")),
+    Fact("docs/runbooks.md", r"Processing for more than (\d+) hours", "alerts.yml: AMSJobRunningTooLong expr", lambda: _alert_expr("AMSJobRunningTooLong", r"\) > ([\d *]+)") / HOUR),
+    Fact("docs/runbooks.md", r"for more than \d+ hours \(confirmed for (\d+) minutes\)", "alerts.yml: AMSJobRunningTooLong for", lambda: _alert_for("AMSJobRunningTooLong")),
+    Fact("docs/runbooks.md", r"in Canceling \((\d)\) for more", "JobState.CANCELING", JobState.CANCELING.value),
+    Fact("docs/runbooks.md", r"in Canceling \(\d\) for more than (\d+) minutes", "alerts.yml: AMSJobStuckCanceling for", lambda: _alert_for("AMSJobStuckCanceling")),
+    Fact("docs/runbooks.md", r"move the job to Canceled \((\d)\)", "JobState.CANCELED", JobState.CANCELED.value),
+    Fact("docs/runbooks.md", r"More than (\d+) % of the jobs of an account", "alerts.yml: AMSJobErrorRateHigh ratio", lambda: _alert_expr("AMSJobErrorRateHigh", r"ratio1h > ([\d.]+)") * 100),
+    Fact("docs/runbooks.md", r"at least (\d+) jobs ended in that hour", "alerts.yml: AMSJobErrorRateHigh count", lambda: _alert_expr("AMSJobErrorRateHigh", r"count1h >= (\d+)")),
+    Fact("docs/runbooks.md", r"ended in that hour, for (\d+) minutes", "alerts.yml: AMSJobErrorRateHigh for", lambda: _alert_for("AMSJobErrorRateHigh")),
+    Fact("docs/runbooks.md", r"has failed for (\d+) minutes \(`ams_up` 0", "alerts.yml: AMSAccountDown for", lambda: _alert_for("AMSAccountDown")),
+    Fact("docs/runbooks.md", r"keep the last known values for (\w+) minutes", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/runbooks.md", r"collected the account successfully for more than (\d+) minutes", "alerts.yml: AMSAccountDataStale expr", lambda: _alert_expr("AMSAccountDataStale", r"> ([\d *]+)") / MINUTE),
+    Fact("docs/runbooks.md", r"The age is also dropped (\w+) minutes after", "the rules' last_over_time window", lambda: _lookback(success=False)),
+    Fact("docs/runbooks.md", r"`jobs\.max_jobs` cap \(default (\d+)\)", "JobsConfig.max_jobs", JOBS_DEFAULTS.max_jobs),
+    Fact("docs/runbooks.md", r"cap \(default \d+\) for (\d+) minutes", "alerts.yml: AMSJobsDropped for", lambda: _alert_for("AMSJobsDropped")),
+    Fact("docs/runbooks.md", r"about 15 series \((\w+) for the state set", "len(JobState)", len(JobState)),
+    Fact("docs/runbooks.md", r"For (\d+) minutes, every collection of the account has met", "alerts.yml: AMSUnreadableEntities for", lambda: _alert_for("AMSUnreadableEntities")),
+    Fact("docs/runbooks.md", r"a state code outside the (\w+) documented ones", "len(JobState)", len(JobState)),
+    Fact("docs/runbooks.md", r"for the scrape job `ams`\) for (\d+) minutes", "alerts.yml: AMSExporterDown for", lambda: _alert_for("AMSExporterDown")),
+    # -- docs/performance.md (the prose; the marked section is written by the benchmark)
+    Fact("docs/performance.md", r"python -m bench\.scrape # ([\d,]+(?: / [\d,]+)*) jobs", "bench.scrape --sizes default", lambda: " / ".join(f"{n:,}" for n in bench_parser().get_default("sizes"))),
+    Fact("docs/performance.md", r"jobs, (\d+ and \d+) ms", "bench.scrape --latencies default", lambda: " and ".join(map(str, bench_parser().get_default("latencies")))),
+    Fact("docs/performance.md", r"the default scenario: (\d+) days of jobs", "ams-emulator --history-days default", lambda: emulator_parser().get_default("history_days")),
+    Fact("docs/performance.md", r"(\d+) % of them active", "ScenarioConfig.active_fraction", SCENARIO.active_fraction * 100),
+    Fact("docs/performance.md", r"active with (\d+)\u2013\d+ tasks each", "ScenarioConfig.tasks_min", SCENARIO.tasks_min),
+    Fact("docs/performance.md", r"active with \d+\u2013(\d+) tasks each", "ScenarioConfig.tasks_max", SCENARIO.tasks_max),
+    Fact("docs/performance.md", r"(\d+) % ended in the last", "ScenarioConfig.recent_fraction", SCENARIO.recent_fraction * 100),
+    Fact("docs/performance.md", r"ended in the last (\d+) hours", "scenario.RECENT_WINDOW", RECENT_WINDOW / HOUR),
+    Fact("docs/performance.md", r"the default `finished_window` of (\d+) h", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("docs/performance.md", r"`finished_window` of \d+ h: (\d+) % of the jobs", "ScenarioConfig active + recent fractions", (SCENARIO.active_fraction + SCENARIO.recent_fraction) * 100),
+    Fact("docs/performance.md", r"`\$top=(\d+)`, `\$skip` until a short page", "bench.baseline.PAGE_SIZE", baseline.PAGE_SIZE),
+    Fact("docs/performance.md", r"the first page with fewer than (\d+) jobs", "client.PAGE_SIZE", PAGE_SIZE),
+    Fact("docs/performance.md", r"15,000 in-scope jobs therefore needs (\d+) page requests", "15,000 // client.PAGE_SIZE + 1", 15_000 // PAGE_SIZE + 1),
+    Fact("docs/performance.md", r"⌈15,000 ÷ (\d+)⌉", "client.PAGE_SIZE", PAGE_SIZE),
+    Fact("docs/performance.md", r"⌊in scope ÷ (\d+)⌋ \+ 1 pages plus", "client.PAGE_SIZE", PAGE_SIZE),
+    Fact("docs/performance.md", r"Peak memory stays well under (\d+) MB", "bench.report.PEAK_RSS_LIMIT", report.PEAK_RSS_LIMIT / report.MB),
+    Fact("docs/performance.md", r"well under \d+ MB at ([\d,]+) jobs", "bench.report.PEAK_RSS_AT", report.PEAK_RSS_AT),
+    Fact("docs/performance.md", r"Not met: CPU within ([\d.]+)\u00d7 of the baseline", "bench.report.CPU_RATIO", report.CPU_RATIO),
+    Fact("docs/performance.md", r"Not met: wall time within ([\d.]+)\u00d7 of the baseline without latency", "bench.report.WALL_RATIO_LOOPBACK", report.WALL_RATIO_LOOPBACK),
+    Fact("docs/performance.md", r"Not met: wall time within ([\d.]+)\u00d7 of the baseline with 20 ms", "bench.report.WALL_RATIO_LATENCY", report.WALL_RATIO_LATENCY),
+    Fact("docs/performance.md", r"The limit is ([\d.]+) \u00d7 ", "bench.report.WALL_RATIO_LATENCY", report.WALL_RATIO_LATENCY),
+    Fact("docs/performance.md", r"the same client overlaps (\w+) pages", "client.PAGE_WINDOW", PAGE_WINDOW),
+    Fact("docs/performance.md", r"pages and (\w+) task requests at a time", "client.TASK_CONCURRENCY", TASK_CONCURRENCY),
+    Fact("docs/performance.md", r"with (\w+) task requests in flight", "client.TASK_CONCURRENCY", TASK_CONCURRENCY),
+]
+# fmt: on
+
+
+def _stated(text: str) -> float:
+    return WORDS.get(text) or float(text.replace(",", ""))
+
+
+def problems(fact: Fact, prose: str) -> list[str]:
+    """What is wrong with ``fact`` in ``prose``: its sentence is gone, or states another value."""
+    expected = fact.value() if callable(fact.value) else fact.value
+    shown = f"{expected:g}" if isinstance(expected, float) else expected
+    matches = list(re.finditer(fact.pattern, prose))
+    if not matches:
+        return [
+            f"{fact.doc} no longer has a sentence matching {fact.pattern!r}, which stated "
+            f"{fact.source} = {shown}: if it was reworded, update its row in FACTS"
+        ]
+    found = []
+    for match in matches:
+        text = match.group(1)
+        if isinstance(expected, str):
+            same = text == expected
+        else:
+            try:
+                same = math.isclose(_stated(text), expected)
+            except ValueError:
+                same = False
+        if not same:
+            found.append(
+                f"{fact.doc} states {text!r} in {match.group(0)!r}, but {fact.source} is {shown}"
+            )
+    return found
+
+
+@pytest.mark.parametrize("fact", FACTS, ids=[f"{fact.doc}:{fact.source}" for fact in FACTS])
+def test_the_doc_states_the_number_of_the_code(fact: Fact) -> None:
+    found = problems(fact, _prose(fact.doc))
+    assert not found, "\n".join(found)
+
+
+def test_a_drifted_number_fails_every_row() -> None:
+    """Each row compares what it captures: the doc with that number changed fails it."""
+    for fact in FACTS:
+        prose = _prose(fact.doc)
+        match = re.search(fact.pattern, prose)
+        if match is None:
+            continue  # a missing sentence fails the test above
+        # Every digit one up (0.1.0 becomes 1.2.1, 15s 26s), so that the text keeps its form.
+        number = re.sub(r"\d", lambda digit: str((int(digit[0]) + 1) % 10), match.group(1))
+        drifted = (
+            prose[: match.start(1)]
+            + (number if number != match.group(1) else "99")
+            + prose[match.end(1) :]
+        )
+        assert problems(fact, drifted), f"{fact.doc}: the row for {fact.source} cannot fail"
