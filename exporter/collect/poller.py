@@ -1,9 +1,10 @@
-"""One collection of every configured account, shared by the scrapes that arrive while it runs.
+"""Collecting the configured accounts, shared by the callers that arrive while a collection runs.
 
 ``AccountPoller`` collects one account: it lists the in-scope jobs, fetches the tasks of the jobs that
-need them and remembers what never changes (tasks of jobs in Error). ``Poller`` runs all accounts
-concurrently under one deadline; ``Poller.collect`` lets concurrent callers (several Prometheus
-replicas, a status-page refresh) share one in-flight collection instead of multiplying upstream load.
+need them and remembers what never changes (tasks of jobs in Error). ``Poller`` runs the accounts
+concurrently; each account's collection in flight is shared by every caller meanwhile (several
+Prometheus replicas, a probe of that account, a status-page refresh) instead of multiplying upstream
+load.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -259,47 +260,91 @@ def _most_relevant(jobs: list[Job], limit: int) -> list[Job]:
 
 
 @dataclass(frozen=True)
-class _Round:
-    """One collection of every account: started once, joined by every caller meanwhile."""
+class _Flight:
+    """One account's collection: started once, joined by every caller while it runs."""
 
-    time: float
-    started: float
-    work: tuple[tuple[AccountPoller, Deadline, Future[AccountResult]], ...]
+    poller: AccountPoller
+    time: float  # the wall clock when it started: the "now" its job ages are measured at
+    started: float  # time.monotonic() when it started
+    own: Deadline  # the account's own timeout, whoever started the collection
+    future: Future[AccountResult]
+
+
+@dataclass(frozen=True)
+class _Landed:
+    """An account's latest finished collection."""
+
+    flight: _Flight
+    result: AccountResult
+    at: float  # time.monotonic() when it finished
 
 
 class Poller:
-    """Collects all accounts concurrently; concurrent callers share the collection in flight.
+    """Collects accounts concurrently; callers share each account's collection in flight.
 
     A caller waits for each account no longer than its own deadline allows: accounts that
-    finished are reported as they are, only the unfinished ones as late. The collection itself
-    runs to each account's configured ``timeout``, whoever started it.
+    finished are reported as they are, only the unfinished ones as late. An account's collection
+    runs to its configured ``timeout``, whoever started it, and is shared per account: a scrape
+    of every account and a probe of one join the same collection of that account.
     """
 
     def __init__(
         self, accounts: Sequence[AccountPoller], wall_clock: Callable[[], float] = time.time
     ) -> None:
-        self._accounts = list(accounts)
         self._wall_clock = wall_clock
-        # Twice the accounts: an account still busy from an overrun round must not delay the
-        # others' next collection by holding the only worker.
-        self._pool = ThreadPoolExecutor(
-            max_workers=2 * max(1, len(self._accounts)), thread_name_prefix="account"
-        )
         # Reentrant: a future that is already done runs its done-callback in the thread that
         # registers it, which holds this lock.
         self._lock = threading.RLock()
-        self._round: _Round | None = None
-        self._latest: Collection | None = None
-        self._latest_at = 0.0
+        self._accounts: dict[str, AccountPoller] = {}
+        self._pool = _worker_pool(len(accounts))
+        self._flights: dict[str, _Flight] = {}
+        self._landed: dict[str, _Landed] = {}
+        # The flights one collection of every account started, while any of them runs: a caller
+        # that arrives meanwhile shares all of them, the finished ones too.
+        self._round: dict[str, _Flight] = {}
+        self.replace(accounts)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The accounts' names, in configuration order."""
+        return tuple(self._accounts)
+
+    def replace(self, accounts: Sequence[AccountPoller]) -> list[AccountPoller]:
+        """Poll ``accounts`` from now on; returns the pollers dropped (for the caller to close).
+
+        A poller that stays (the same object) keeps its collection in flight and its latest
+        result; a dropped account's latest result goes with it, and so do its series.
+        """
+        with self._lock:
+            wanted = {account.config.name: account for account in accounts}
+            dropped = [old for name, old in self._accounts.items() if wanted.get(name) is not old]
+            for old in dropped:
+                self._flights.pop(old.config.name, None)
+                self._landed.pop(old.config.name, None)
+                self._round.pop(old.config.name, None)
+            if len(wanted) > len(self._accounts):
+                old_pool, self._pool = self._pool, _worker_pool(len(wanted))
+                old_pool.shutdown(wait=False)  # what it runs still finishes
+            self._accounts = wanted
+        return dropped
 
     @property
     def latest(self) -> Collection | None:
-        """The last collection that every account finished (for the status page)."""
-        return self._latest
+        """Every account's latest finished collection (for the status page); ``None`` before."""
+        with self._lock:
+            landed = [self._landed.get(name) for name in self._accounts]
+        if not landed or any(one is None for one in landed):
+            return None
+        done = [one for one in landed if one is not None]
+        return Collection(min(one.flight.time for one in done), tuple(one.result for one in done))
 
     def age_of_latest(self) -> float:
-        """Seconds since the last collection completed (infinite before the first)."""
-        return time.monotonic() - self._latest_at if self._latest is not None else float("inf")
+        """Seconds since the oldest of the accounts' latest collections finished (∞ before)."""
+        with self._lock:
+            landed = [self._landed.get(name) for name in self._accounts]
+        if not landed or any(one is None for one in landed):
+            return float("inf")
+        return time.monotonic() - min(one.at for one in landed if one is not None)
 
     def unready_reason(self, max_failures: int = 3, max_age: float = 300.0) -> str | None:
         """Why the exporter is not ready, or ``None`` when it is.
@@ -309,8 +354,8 @@ class Poller:
         """
         now = self._wall_clock()
         reasons = []
-        for account in self._accounts:
-            name, last = account.config.name, account.last_success
+        for name, account in list(self._accounts.items()):
+            last = account.last_success
             if last is None:
                 reasons.append(f"account {name}: no successful collection yet")
             elif now - last > max_age and account.failures_since_success > max_failures:
@@ -321,71 +366,90 @@ class Poller:
         return redact("; ".join(reasons)) or None
 
     def collect(self, deadline: Deadline, arrived: float | None = None) -> Collection:
-        """A fresh collection; joins the one in flight when there is one.
+        """A fresh collection of every account; joins the ones in flight.
 
         ``arrived`` (``time.monotonic()``) is when the caller's request came in: a collection that
         finished after that was in flight for this caller as much as one it could have joined
         (it waited for a server worker meanwhile), so it is the answer, not a second collection.
         """
         with self._lock:
-            latest = self._latest
-            finished_since = arrived is not None and self._latest_at >= arrived
-            if self._round is None and latest is not None and finished_since:
-                return latest
-            current = self._round if self._round is not None else self._start_round()
-        return self._gather(current, deadline)
+            if not self._round_running():
+                self._round = {}
+            flights = [self._join(name, arrived) for name in self._accounts]
+            if not self._round:
+                self._round = {flight.poller.config.name: flight for flight in flights}
+        return self._gather(flights, deadline)
+
+    def collect_account(
+        self, name: str, deadline: Deadline, arrived: float | None = None
+    ) -> Collection:
+        """A fresh collection of the account ``name`` alone (see :meth:`collect`).
+
+        Raises ``KeyError`` for a name that is not configured (see :attr:`names`).
+        """
+        with self._lock:
+            flight = self._join(name, arrived)
+        return self._gather([flight], deadline)
 
     def close(self) -> None:
         """Stop the worker threads and release connections."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for account in self._accounts:
+        for account in self._accounts.values():
             account.close()
 
-    def _start_round(self) -> _Round:
-        """Start collecting every account, each within its own configured ``timeout``.
+    def _join(self, name: str, arrived: float | None) -> _Flight:
+        """With the lock held: the account's collection in flight, or one that answers ``arrived``.
 
-        The round is shared by every caller that arrives while it runs, so no caller's budget
-        may shorten it: a scrape with a tiny ``X-Prometheus-Scrape-Timeout-Seconds`` would
-        otherwise doom the collection that a patient caller joins. A caller's deadline bounds
-        only how long that caller waits (:meth:`_gather`).
+        A new collection runs to the account's own ``timeout``: it is shared by every caller that
+        arrives meanwhile, so no caller's budget may shorten it (a scrape with a tiny
+        ``X-Prometheus-Scrape-Timeout-Seconds`` would otherwise doom the collection that a patient
+        caller joins). A caller's deadline bounds only how long that caller waits.
         """
-        work = tuple(
-            (account, own, self._pool.submit(account.collect, own))
-            for account in self._accounts
-            for own in [Deadline.after(account.config.timeout)]
-        )
-        current = _Round(self._wall_clock(), time.monotonic(), work)
-        self._round = current
-        pending = [len(work)]
+        flight = self._flights.get(name) or self._round.get(name)
+        if flight is not None and (name in self._flights or self._round_running()):
+            return flight
+        landed = self._landed.get(name)
+        if landed is not None and arrived is not None and landed.at >= arrived:
+            return landed.flight
+        account = self._accounts[name]
+        own = Deadline.after(account.config.timeout)
+        future = self._pool.submit(account.collect, own)
+        flight = _Flight(account, self._wall_clock(), time.monotonic(), own, future)
+        self._flights[name] = flight
+        future.add_done_callback(lambda _: self._land(name, flight))
+        return flight
 
-        def account_done(_future: Future[AccountResult]) -> None:
-            with self._lock:
-                pending[0] -= 1
-                if pending[0] == 0:
-                    self._finish(current)
+    def _round_running(self) -> bool:
+        return any(not flight.future.done() for flight in self._round.values())
 
-        for _, _, future in work:
-            future.add_done_callback(account_done)
-        return current
+    def _land(self, name: str, flight: _Flight) -> None:
+        with self._lock:
+            if self._flights.get(name) is flight:
+                del self._flights[name]
+            if flight.future.cancelled() or self._accounts.get(name) is not flight.poller:
+                return
+            self._landed[name] = _Landed(flight, flight.future.result(), time.monotonic())
 
-    def _finish(self, finished: _Round) -> None:
-        """Called with the lock held once every account of ``finished`` is done."""
-        if self._round is finished:
-            self._round = None
-        self._latest = Collection(
-            finished.time, tuple(future.result() for _, _, future in finished.work)
-        )
-        self._latest_at = time.monotonic()
+    def _gather(self, flights: Sequence[_Flight], deadline: Deadline) -> Collection:
+        """The flights' results, waiting for each as long as both deadlines allow.
 
-    def _gather(self, current: _Round, deadline: Deadline) -> Collection:
+        The collection's time, the "now" of its job ages, is when the oldest of them started.
+        """
         results = []
-        for account, own, future in current.work:
-            wait = min(own.remaining() + GRACE_SECONDS, deadline.remaining())
+        for flight in flights:
+            wait = min(flight.own.remaining() + GRACE_SECONDS, deadline.remaining())
             try:
-                results.append(future.result(timeout=wait))
-            except FutureTimeout:
-                results.append(_late(account, time.monotonic() - current.started))
-        return Collection(time=current.time, accounts=tuple(results))
+                results.append(flight.future.result(timeout=wait))
+            except (FutureTimeout, CancelledError):
+                results.append(_late(flight.poller, time.monotonic() - flight.started))
+        started = min((flight.time for flight in flights), default=self._wall_clock())
+        return Collection(time=started, accounts=tuple(results))
+
+
+def _worker_pool(accounts: int) -> ThreadPoolExecutor:
+    # Twice the accounts: an account still busy from an overrun collection must not delay the
+    # others' next collection by holding the only worker.
+    return ThreadPoolExecutor(max_workers=2 * max(1, accounts), thread_name_prefix="account")
 
 
 def _late(account: AccountPoller, waited: float) -> AccountResult:
