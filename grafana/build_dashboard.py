@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import string
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,6 +71,8 @@ PanelT = TypeVar(
     table.Panel,
     ts.Panel,
 )
+# A panel's width and height, in grid units.
+Size = tuple[int, int]
 
 
 # --- PromQL -------------------------------------------------------------------------------------
@@ -82,6 +86,11 @@ def in_state(states: str) -> str:
 def per_job(metric: str) -> str:
     """PromQL: one series per job of ``metric``, duplicates from HA scrapes collapsed."""
     return f"max by (account, job_id) ({metric}{{{JOBS}}})"
+
+
+def jobs_now(state: JobState) -> str:
+    """PromQL: how many in-scope jobs are now in ``state``, over the selected accounts."""
+    return f'sum(account_state:ams_jobs:max{{{ACCOUNT}, state="{state.label}"}})'
 
 
 def ended_in_range(state: JobState) -> str:
@@ -101,19 +110,26 @@ def ended_in_range(state: JobState) -> str:
     return f"count(({in_state_then}) and on (account, job_id) ({ended})) or vector(0)"
 
 
-def query(expr: str, ref: str = "A", legend: str = "__auto", *, instant: bool = False) -> Any:
+def query(expr: str, legend: str = "__auto", ref: str = "A") -> Any:
+    """A range query, for the panels that draw the series over time."""
     q = prom.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE).legend_format(legend)
-    return q.instant() if instant else q.range()
+    return q.range()
 
 
-def table_query(expr: str, ref: str) -> Any:
-    return query(expr, ref, instant=True).format(pm.PromQueryFormat.TABLE)
+def instant(expr: str, legend: str = "__auto", ref: str = "A") -> Any:
+    """A query of the latest values only, for the panels that show no history."""
+    return query(expr, legend, ref).instant()
+
+
+def per_account(record: str) -> Any:
+    """A range query of a per-account recording rule, one series per selected account."""
+    return query(f"{record}{{{ACCOUNT}}}", BY_ACCOUNT)
 
 
 # --- Field configuration ------------------------------------------------------------------------
 
 
-def props(values: dict[str, Any]) -> list[dm.DynamicConfigValue]:
+def props(values: Mapping[str, Any]) -> list[dm.DynamicConfigValue]:
     """The properties of a field override, e.g. ``{"unit": "s", "decimals": 0}``."""
     return [dm.DynamicConfigValue(id_val=key, value=value) for key, value in values.items()]
 
@@ -136,27 +152,32 @@ def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
     )
 
 
-def threshold_lines(panel: ts.Panel, *steps: tuple[float | None, str]) -> ts.Panel:
-    """Thresholds drawn as lines across the graph."""
-    return panel.thresholds(thresholds(*steps)).thresholds_style(
-        common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
-    )
+@dataclass(frozen=True)
+class Unit:
+    """How values are written: Grafana's unit, the decimals if fixed, a ratio from 0 to 1."""
+
+    name: str
+    decimals: int | None = None
+    ratio: bool = False
+
+    def props(self) -> dict[str, Any]:
+        """The same as a table column's override properties."""
+        bounds = {"min": 0, "max": 1} if self.ratio else {}
+        decimals = {} if self.decimals is None else {"decimals": self.decimals}
+        return {"unit": self.name, **bounds, **decimals}
+
+    def apply(self, panel: PanelT) -> PanelT:
+        panel = panel.unit(self.name)
+        if self.decimals is not None:
+            panel = panel.decimals(self.decimals)
+        return panel.min(0).max(1) if self.ratio else panel
 
 
-def counts(panel: PanelT) -> PanelT:
-    """Whole numbers: jobs, processes."""
-    return panel.unit("short").decimals(0)
-
-
-def ratio(panel: PanelT, decimals: int = 0) -> PanelT:
-    """A ratio from 0 to 1, shown as a percentage."""
-    return panel.unit("percentunit").min(0).max(1).decimals(decimals)
-
-
-def stacked(panel: ts.Panel, fill_opacity: int) -> ts.Panel:
-    return panel.fill_opacity(fill_opacity).stacking(
-        common.StackingConfig().mode(cm.StackingMode.NORMAL)
-    )
+COUNT = Unit("short", decimals=0)  # whole numbers: jobs, processes
+SECONDS = Unit("s", decimals=0)
+PERCENT = Unit("percentunit", decimals=0, ratio=True)
+STACKED = common.StackingConfig().mode(cm.StackingMode.NORMAL)
+THRESHOLD_LINES = common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
 
 
 def value_map(*entries: tuple[str, str, str | None]) -> dm.ValueMap:
@@ -182,102 +203,71 @@ def state_colour_overrides(panel: PanelT) -> PanelT:
 
 
 # --- Panels -------------------------------------------------------------------------------------
+# A panel is made by the helper for its shape; its description, queries and the options of that
+# one panel follow as the SDK's own chained calls.
 
 
 def row(title: str) -> dash.Row:
     return dash.Row(title).collapsed(False).datasource(DATASOURCE)
 
 
-def panel(
-    kind: Callable[[], PanelT],
-    title: str,
-    description: str,
-    size: tuple[int, int],
-    *targets: Any,
-) -> PanelT:
-    """A panel of ``kind``, ``size`` (width, height) grid units, on the datasource variable."""
+def panel(kind: Callable[[], PanelT], title: str, size: Size, unit: Unit | None = None) -> PanelT:
+    """A panel of ``kind`` and ``size`` on the datasource variable."""
     width, height = size
-    built = kind().title(title).description(description).datasource(DATASOURCE)
-    built = built.span(width).height(height)
-    for target in targets:
-        built = built.with_target(target)
-    return built
+    built = kind().title(title).datasource(DATASOURCE).span(width).height(height)
+    return built if unit is None else unit.apply(built)
 
 
-def stat_panel(
-    title: str, description: str, size: tuple[int, int], expr: str, legend: str
-) -> stat.Panel:
+def graph(title: str, size: Size, unit: Unit) -> ts.Panel:
+    """A time series panel, its y axis from 0."""
+    return panel(ts.Panel, title, size, unit).min(0)
+
+
+def stat_panel(title: str, size: Size, unit: Unit | None = None) -> stat.Panel:
     """The latest value of each series of an instant query, without a sparkline."""
-    return (
-        panel(stat.Panel, title, description, size, query(expr, legend=legend, instant=True))
-        .reduce_options(LAST_VALUE)
-        .graph_mode(cm.BigValueGraphMode.NONE)
-    )
+    built = panel(stat.Panel, title, size, unit).reduce_options(LAST_VALUE)
+    return built.graph_mode(cm.BigValueGraphMode.NONE)
 
 
-def state_count_stat(
-    state: JobState, title: str, description: str, width: int, expr: str
-) -> stat.Panel:
+def state_count(state: JobState, title: str, width: int, expr: str) -> stat.Panel:
     """A number of jobs, written in ``state``'s colour."""
-    return (
-        counts(stat_panel(title, description, (width, 5), expr, state.label))
-        .color_scheme(fixed_colour_scheme(STATE_COLOURS[state]))
-        .color_mode(cm.BigValueColorMode.VALUE)
-    )
+    built = stat_panel(title, (width, 5), COUNT).with_target(instant(expr, state.label))
+    built = built.color_scheme(fixed_colour_scheme(STATE_COLOURS[state]))
+    return built.color_mode(cm.BigValueColorMode.VALUE)
 
 
-def now_stat(state: JobState) -> stat.Panel:
-    return state_count_stat(
-        state,
-        f"{state.label} now",
-        f"In-scope jobs now in state {state.label}, over the selected accounts.",
-        2,
-        f'sum(account_state:ams_jobs:max{{{ACCOUNT}, state="{state.label}"}})',
-    )
-
-
-def ended_stat(state: JobState, title: str) -> stat.Panel:
-    return state_count_stat(
-        state,
-        title,
-        f"Jobs (name filter applied) that ended in {state.label} within the selected time range.",
-        3,
-        ended_in_range(state),
-    )
-
-
-def duration_histogram(title: str, description: str, expr: str, state: JobState) -> histogram.Panel:
+def duration_histogram(title: str, state: JobState) -> histogram.Panel:
     """A histogram of one duration over the jobs, in the colour of the jobs' state."""
-    return (
-        panel(histogram.Panel, title, description, (6, 8), query(expr, legend=BY_JOB, instant=True))
-        .combine(True)
-        .unit("s")
-        .fill_opacity(80)
-        .color_scheme(fixed_colour_scheme(STATE_COLOURS[state]))
-    )
+    built = panel(histogram.Panel, title, (6, 8)).combine(True).unit("s").fill_opacity(80)
+    return built.color_scheme(fixed_colour_scheme(STATE_COLOURS[state]))
 
 
-def organize(
-    columns: Sequence[tuple[str, str | None]], hidden: Sequence[str]
-) -> dm.DataTransformerConfig:
-    """Grafana's "Organize fields": hides ``hidden``, then orders and renames ``columns``.
+def jobs_table(
+    title: str, size: Size, columns: Sequence[tuple[str, str]], sort: str, *exprs: str
+) -> table.Panel:
+    """A table of jobs, one row per series of its instant queries A, B, ...
 
-    ``columns`` are (field, title) in display order; a title of ``None`` keeps the field's name.
+    Several queries are merged on their labels: A gives the jobs, whose value is hidden, and each
+    of the others one value column. The columns are Name and Account, ``columns`` ((field,
+    title) in display order), then job_id, which the names' links to the Job detail row need.
+    Rows are sorted by the ``sort`` column, largest first.
     """
-    return dm.DataTransformerConfig(
-        id_val="organize",
-        options={
-            "excludeByName": dict.fromkeys(hidden, True),
-            "indexByName": {field: i for i, (field, _) in enumerate(columns)},
-            "renameByName": {field: title for field, title in columns if title},
-        },
-    )
-
-
-def sorted_by(panel: table.Panel, column: str) -> table.Panel:
-    """Rows by ``column``, largest first, with column filters."""
-    by = common.TableSortByFieldState().display_name(column).desc(True)
-    return panel.sort_by([by]).filterable(True)
+    built = panel(table.Panel, title, size)
+    for ref, expr in zip(string.ascii_uppercase, exprs, strict=False):
+        built = built.with_target(instant(expr, ref=ref).format(pm.PromQueryFormat.TABLE))
+    hidden = ["Time"]
+    if len(exprs) > 1:
+        built = built.with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        hidden.append("Value #A")
+    every = [("job_name", "Name"), ("account", "Account"), *columns, ("job_id", None)]
+    organize = {
+        "excludeByName": dict.fromkeys(hidden, True),
+        "indexByName": {field: i for i, (field, _) in enumerate(every)},
+        "renameByName": {field: title for field, title in every if title},
+    }
+    built = built.with_transformation(dm.DataTransformerConfig(id_val="organize", options=organize))
+    by = common.TableSortByFieldState().display_name(sort).desc(True)
+    return built.sort_by([by]).filterable(True)
 
 
 def names_link_to_detail(panel: table.Panel) -> table.Panel:
@@ -293,62 +283,60 @@ def names_link_to_detail(panel: table.Panel) -> table.Panel:
 
 
 def overview() -> list[Builder[Any]]:
-    up = (
-        stat_panel(
-            "Collection per account",
-            "ams_up: 1 when the exporter's last collection of the account fully succeeded.",
-            (5, 5),
-            f"max by (account) (ams_up{{{ACCOUNT}}})",
-            BY_ACCOUNT,
+    now = (
+        state_count(state, f"{state.label} now", 2, jobs_now(state)).description(
+            f"In-scope jobs now in state {state.label}, over the selected accounts."
         )
-        .mappings([value_map(("0", "DOWN", RED), ("1", "UP", GREEN))])
-        .thresholds(thresholds((None, RED), (1, GREEN)))
-        .color_mode(cm.BigValueColorMode.BACKGROUND)
-        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        for state in ACTIVE_STATES
     )
-    staleness = (
-        stat_panel(
-            "Last successful collection",
-            "Seconds since the newest successful collection of each account.",
-            (5, 5),
-            f"account:ams_collection_staleness_seconds:max{{{ACCOUNT}}}",
-            BY_ACCOUNT,
+    ended = (
+        state_count(state, title, 3, ended_in_range(state)).description(
+            f"Jobs (name filter applied) that ended in {state.label} within the selected time range."
         )
-        .unit("s")
-        .decimals(0)
-        .thresholds(thresholds((None, GREEN), (180, ORANGE), (900, RED)))
-        .color_mode(cm.BigValueColorMode.VALUE)
-        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        for state, title in (
+            (JobState.ERROR, "Failed in range"),
+            (JobState.FINISHED, "Finished in range"),
+        )
     )
     return [
         row("Overview"),
-        *(now_stat(state) for state in ACTIVE_STATES),
-        ended_stat(JobState.ERROR, "Failed in range"),
-        ended_stat(JobState.FINISHED, "Finished in range"),
-        up,
-        staleness,
+        *now,
+        *ended,
+        stat_panel("Collection per account", (5, 5))
+        .description(
+            "ams_up: 1 when the exporter's last collection of the account fully succeeded."
+        )
+        .with_target(instant(f"max by (account) (ams_up{{{ACCOUNT}}})", BY_ACCOUNT))
+        .mappings([value_map(("0", "DOWN", RED), ("1", "UP", GREEN))])
+        .thresholds(thresholds((None, RED), (1, GREEN)))
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME),
+        stat_panel("Last successful collection", (5, 5), SECONDS)
+        .description("Seconds since the newest successful collection of each account.")
+        .with_target(
+            instant(f"account:ams_collection_staleness_seconds:max{{{ACCOUNT}}}", BY_ACCOUNT)
+        )
+        .thresholds(thresholds((None, GREEN), (180, ORANGE), (900, RED)))
+        .color_mode(cm.BigValueColorMode.VALUE)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME),
     ]
 
 
 def states_over_time() -> list[Builder[Any]]:
-    states = panel(
-        ts.Panel,
-        "Jobs per state",
-        "In-scope jobs per state (ams_jobs), stacked, over the selected accounts.",
-        (16, 8),
-        query(f"sum by (state) (account_state:ams_jobs:max{{{ACCOUNT}}})", legend=BY_STATE),
-    )
-    active = panel(
-        ts.Panel,
-        "Active jobs per account",
-        "Jobs not yet final (Queued, Scheduled, Processing, Canceling) per account.",
-        (8, 8),
-        query(f"account:ams_jobs_active:sum{{{ACCOUNT}}}", legend=BY_ACCOUNT),
-    )
     return [
         row("Jobs over time"),
-        state_colour_overrides(stacked(counts(states).min(0), 40)),
-        counts(active).min(0),
+        state_colour_overrides(
+            graph("Jobs per state", (16, 8), COUNT)
+            .description("In-scope jobs per state (ams_jobs), stacked, over the selected accounts.")
+            .with_target(
+                query(f"sum by (state) (account_state:ams_jobs:max{{{ACCOUNT}}})", BY_STATE)
+            )
+            .fill_opacity(40)
+            .stacking(STACKED)
+        ),
+        graph("Active jobs per account", (8, 8), COUNT)
+        .description("Jobs not yet final (Queued, Scheduled, Processing, Canceling) per account.")
+        .with_target(per_account("account:ams_jobs_active:sum")),
     ]
 
 
@@ -362,225 +350,146 @@ RUNNING_COLUMNS = [
 ]
 
 
-def running_jobs_table() -> table.Panel:
-    """Query A gives the jobs' labels; B to F one value column each, merged on the labels."""
+def running_jobs() -> list[Builder[Any]]:
     jobs = f'max by (account, job_id, job_name, state) (ams_job_state{{{JOBS}, state=~"{ACTIVE}"}}) == 1'
     values = (
-        table_query(f"{per_job(metric)} and on (account, job_id) {in_state(ACTIVE)}", ref)
-        for ref, metric, _ in RUNNING_COLUMNS
-    )
-    columns = [
-        ("job_name", "Name"),
-        ("account", "Account"),
-        ("state", "State"),
-        *((f"Value #{ref}", title) for ref, _, title in RUNNING_COLUMNS),
-        ("job_id", None),
-    ]
-    running = (
-        panel(
-            table.Panel,
-            "Running jobs",
-            "Jobs not yet final, longest running first. Click a name for the job's detail below.",
-            (24, 10),
-            table_query(jobs, "A"),
-            *values,
-        )
-        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(organize(columns, hidden=["Time", "Value #A"]))
+        f"{per_job(metric)} and on (account, job_id) {in_state(ACTIVE)}"
+        for _, metric, _ in RUNNING_COLUMNS
     )
     progress_gauge = {
-        "unit": "percentunit",
-        "min": 0,
-        "max": 1,
-        "decimals": 0,
+        **PERCENT.props(),
         "custom.cellOptions": {"type": "gauge", "mode": "basic"},
         "color": fixed(STATE_COLOURS[JobState.PROCESSING]),
     }
+    state_cells = {
+        "mappings": [state_mapping()],
+        "custom.cellOptions": {"type": "color-background"},
+    }
+    columns = [("state", "State"), *((f"Value #{ref}", title) for ref, _, title in RUNNING_COLUMNS)]
     running = (
-        sorted_by(running, "Running")
-        .override_by_name(
-            "State",
-            props(
-                {"mappings": [state_mapping()], "custom.cellOptions": {"type": "color-background"}}
-            ),
+        jobs_table("Running jobs", (24, 10), columns, "Running", jobs, *values)
+        .description(
+            "Jobs not yet final, longest running first. Click a name for the job's detail below."
         )
+        .override_by_name("State", props(state_cells))
         .override_by_name("Progress", props(progress_gauge))
-        .override_by_regexp("Age|Queued|Running", props({"unit": "s", "decimals": 0}))
+        .override_by_regexp("Age|Queued|Running", props(SECONDS.props()))
         .override_by_name("Priority", props({"decimals": 0}))
     )
-    return names_link_to_detail(running)
-
-
-def running_jobs() -> list[Builder[Any]]:
-    tasks = panel(
-        bargauge.Panel,
-        "Task progress of processing jobs",
-        "ams_task_progress_ratio of every task of the jobs now Processing.",
-        (24, 8),
-        query(
-            "max by (account, job_id, job_name, task_id, task_name) "
-            f"(ams_task_progress_ratio{{{JOBS}}}) and on (account, job_id) "
-            f"{in_state(JobState.PROCESSING.label)}",
-            legend="{{job_name}} / {{task_name}}",
-            instant=True,
-        ),
-    )
     tasks = (
-        ratio(tasks.reduce_options(LAST_VALUE))
+        "max by (account, job_id, job_name, task_id, task_name) "
+        f"(ams_task_progress_ratio{{{JOBS}}}) and on (account, job_id) "
+        f"{in_state(JobState.PROCESSING.label)}"
+    )
+    return [
+        row("Jobs in progress"),
+        names_link_to_detail(running),
+        panel(bargauge.Panel, "Task progress of processing jobs", (24, 8), PERCENT)
+        .description("ams_task_progress_ratio of every task of the jobs now Processing.")
+        .with_target(instant(tasks, "{{job_name}} / {{task_name}}"))
+        .reduce_options(LAST_VALUE)
         .thresholds(thresholds((None, STATE_COLOURS[JobState.PROCESSING])))
         .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
-        .orientation(cm.VizOrientation.HORIZONTAL)
-    )
-    return [row("Jobs in progress"), running_jobs_table(), tasks]
+        .orientation(cm.VizOrientation.HORIZONTAL),
+    ]
 
 
-def failed_jobs_table() -> table.Panel:
-    """One row per task error code; a job in Error without error codes still gets one row."""
+def failures() -> list[Builder[Any]]:
     end_ms = f"{per_job('ams_job_end_timestamp_seconds')} * 1000"
-    expr = (
+    # One row per task error code; a job in Error without error codes still gets one row.
+    failed = (
         "max by (account, job_id, job_name, task_id, code) "
         f"(ams_job_error_info{{{JOBS}}}) * on (account, job_id) group_left () ({end_ms})"
         f" or on (account, job_id) ({end_ms} and on (account, job_id) "
         f"{in_state(JobState.ERROR.label)})"
     )
-    columns = [
-        ("job_name", "Name"),
-        ("account", "Account"),
-        ("code", "Error code"),
-        ("task_id", "Task"),
-        ("Value", "Ended"),
-        ("job_id", None),
-    ]
-    failed = panel(
-        table.Panel,
-        "Failed jobs",
-        "Jobs in Error still in the exporter's finished window: one row per task error code, "
-        "with the job's end time.",
-        (12, 9),
-        table_query(expr, "A"),
-    ).with_transformation(organize(columns, hidden=["Time"]))
-    failed = (
-        sorted_by(failed, "Ended")
-        .override_by_name("Ended", props({"unit": "dateTimeAsIso"}))
-        .override_by_name(
-            "Error code",
-            props(
-                {
-                    "color": fixed(STATE_COLOURS[JobState.ERROR]),
-                    "custom.cellOptions": {"type": "color-text"},
-                }
-            ),
-        )
-    )
-    return names_link_to_detail(failed)
-
-
-def failures() -> list[Builder[Any]]:
-    error_ratio = panel(
-        ts.Panel,
-        "Error ratio (1 h window)",
-        "Failed ÷ ended jobs over the last hour, per account (account:ams_job_errors:ratio1h).",
-        (6, 9),
-        query(f"account:ams_job_errors:ratio1h{{{ACCOUNT}}}", legend=BY_ACCOUNT),
-    )
-    ended = panel(
-        ts.Panel,
-        "Jobs ended and failed (1 h window)",
-        "Jobs that reached a final state, and those in Error, within the last hour.",
-        (6, 9),
-        query(f"account:ams_jobs_ended:count1h{{{ACCOUNT}}}", "A", f"{BY_ACCOUNT} ended"),
-        query(f"account:ams_jobs_failed:count1h{{{ACCOUNT}}}", "B", f"{BY_ACCOUNT} failed"),
-    )
+    columns = [("code", "Error code"), ("task_id", "Task"), ("Value", "Ended")]
+    error_codes = {
+        "color": fixed(STATE_COLOURS[JobState.ERROR]),
+        "custom.cellOptions": {"type": "color-text"},
+    }
     return [
         row("Failures"),
-        failed_jobs_table(),
-        threshold_lines(ratio(error_ratio, decimals=1), (None, GREEN), (0.2, RED)),
-        counts(ended)
-        .min(0)
+        names_link_to_detail(
+            jobs_table("Failed jobs", (12, 9), columns, "Ended", failed)
+            .description(
+                "Jobs in Error still in the exporter's finished window: one row per task error "
+                "code, with the job's end time."
+            )
+            .override_by_name("Ended", props({"unit": "dateTimeAsIso"}))
+            .override_by_name("Error code", props(error_codes))
+        ),
+        graph("Error ratio (1 h window)", (6, 9), Unit("percentunit", decimals=1, ratio=True))
+        .description(
+            "Failed ÷ ended jobs over the last hour, per account (account:ams_job_errors:ratio1h)."
+        )
+        .with_target(per_account("account:ams_job_errors:ratio1h"))
+        .thresholds(thresholds((None, GREEN), (0.2, RED)))
+        .thresholds_style(THRESHOLD_LINES),
+        graph("Jobs ended and failed (1 h window)", (6, 9), COUNT)
+        .description("Jobs that reached a final state, and those in Error, within the last hour.")
+        .with_target(query(f"account:ams_jobs_ended:count1h{{{ACCOUNT}}}", f"{BY_ACCOUNT} ended"))
+        .with_target(
+            query(f"account:ams_jobs_failed:count1h{{{ACCOUNT}}}", f"{BY_ACCOUNT} failed", "B")
+        )
         .override_by_query("B", props({"color": fixed(STATE_COLOURS[JobState.ERROR])})),
     ]
 
 
-def longest_per_account(title: str, description: str, record: str) -> ts.Panel:
-    """A time series of one per-account duration recording rule, in seconds."""
-    longest = panel(
-        ts.Panel, title, description, (6, 8), query(f"{record}{{{ACCOUNT}}}", legend=BY_ACCOUNT)
-    )
-    return longest.unit("s").min(0).decimals(0)
-
-
 def durations() -> list[Builder[Any]]:
+    finished = (
+        f"{per_job('ams_job_running_duration_seconds')} and on (account, job_id) "
+        f"{in_state(JobState.FINISHED.label)}"
+    )
     return [
         row("Queue wait and durations"),
-        longest_per_account(
-            "Oldest queued job",
-            "Longest wait among jobs now Queued or Scheduled, per account.",
-            "account:ams_oldest_queued_job_age_seconds:max",
-        ),
-        longest_per_account(
-            "Longest running job",
-            "Longest running time among jobs now Processing, per account.",
-            "account:ams_job_running_duration_seconds:max",
-        ),
-        duration_histogram(
-            "Queued durations (in-scope jobs)",
-            "Distribution of ams_job_queued_duration_seconds over the filtered jobs, now.",
-            per_job("ams_job_queued_duration_seconds"),
-            JobState.QUEUED,
-        ),
-        duration_histogram(
-            "Running durations of finished jobs",
-            "Distribution of ams_job_running_duration_seconds over the filtered Finished jobs.",
-            f"{per_job('ams_job_running_duration_seconds')} and on (account, job_id) "
-            f"{in_state(JobState.FINISHED.label)}",
-            JobState.FINISHED,
-        ),
+        graph("Oldest queued job", (6, 8), SECONDS)
+        .description("Longest wait among jobs now Queued or Scheduled, per account.")
+        .with_target(per_account("account:ams_oldest_queued_job_age_seconds:max")),
+        graph("Longest running job", (6, 8), SECONDS)
+        .description("Longest running time among jobs now Processing, per account.")
+        .with_target(per_account("account:ams_job_running_duration_seconds:max")),
+        duration_histogram("Queued durations (in-scope jobs)", JobState.QUEUED)
+        .description("Distribution of ams_job_queued_duration_seconds over the filtered jobs, now.")
+        .with_target(instant(per_job("ams_job_queued_duration_seconds"), BY_JOB)),
+        duration_histogram("Running durations of finished jobs", JobState.FINISHED)
+        .description(
+            "Distribution of ams_job_running_duration_seconds over the filtered Finished jobs."
+        )
+        .with_target(instant(finished, BY_JOB)),
     ]
 
 
 def exporter_health() -> list[Builder[Any]]:
-    collection = panel(
-        ts.Panel,
-        "Collection duration vs scrape timeout",
-        "How long each account's collection took (ams_scrape_duration_seconds) against the "
-        "Prometheus scrape timeout set in the dashboard variable.",
-        (8, 8),
-        query(f"max by (account) (ams_scrape_duration_seconds{{{ACCOUNT}}})", "A", BY_ACCOUNT),
-        query("vector($scrape_timeout)", "B", "scrape timeout"),
-    )
-    timeout_line = props(
-        {"color": fixed(RED), "custom.lineStyle": {"fill": "dash", "dash": [10, 10]}}
-    )
-    requests = panel(
-        ts.Panel,
-        "AMS API requests by status code",
-        "Requests to AMS and Azure AD per second, by API and HTTP status.",
-        (8, 8),
-        query(
-            f"sum by (api, code) (rate(ams_api_requests_total{{{ACCOUNT}}}[$__rate_interval]))",
-            legend="{{api}} {{code}}",
-        ),
-    )
-    dropped = panel(
-        ts.Panel,
-        "Dropped jobs (max_jobs)",
-        "In-scope jobs left without per-job series because of the max_jobs cap.",
-        (4, 8),
-        query(f"max by (account) (ams_jobs_dropped{{{ACCOUNT}}})", legend=BY_ACCOUNT),
-    )
-    versions = stat_panel(
-        "Exporter versions",
-        "Exporter processes per version (ams_exporter_build_info).",
-        (4, 8),
-        "count by (version) (ams_exporter_build_info)",
-        "{{version}}",
-    )
+    requests = f"sum by (api, code) (rate(ams_api_requests_total{{{ACCOUNT}}}[$__rate_interval]))"
     return [
         row("Exporter"),
-        collection.unit("s").min(0).override_by_query("B", timeout_line),
-        stacked(requests.unit("reqps").min(0), 30),
-        threshold_lines(counts(dropped).min(0), (None, GREEN), (1, RED)),
-        counts(versions)
+        graph("Collection duration vs scrape timeout", (8, 8), Unit("s"))
+        .description(
+            "How long each account's collection took (ams_scrape_duration_seconds) against the "
+            "Prometheus scrape timeout set in the dashboard variable."
+        )
+        .with_target(
+            query(f"max by (account) (ams_scrape_duration_seconds{{{ACCOUNT}}})", BY_ACCOUNT)
+        )
+        .with_target(query("vector($scrape_timeout)", "scrape timeout", "B"))
+        .override_by_query(
+            "B",
+            props({"color": fixed(RED), "custom.lineStyle": {"fill": "dash", "dash": [10, 10]}}),
+        ),
+        graph("AMS API requests by status code", (8, 8), Unit("reqps"))
+        .description("Requests to AMS and Azure AD per second, by API and HTTP status.")
+        .with_target(query(requests, "{{api}} {{code}}"))
+        .fill_opacity(30)
+        .stacking(STACKED),
+        graph("Dropped jobs (max_jobs)", (4, 8), COUNT)
+        .description("In-scope jobs left without per-job series because of the max_jobs cap.")
+        .with_target(query(f"max by (account) (ams_jobs_dropped{{{ACCOUNT}}})", BY_ACCOUNT))
+        .thresholds(thresholds((None, GREEN), (1, RED)))
+        .thresholds_style(THRESHOLD_LINES),
+        stat_panel("Exporter versions", (4, 8), COUNT)
+        .description("Exporter processes per version (ams_exporter_build_info).")
+        .with_target(instant("count by (version) (ams_exporter_build_info)", "{{version}}"))
         .color_mode(cm.BigValueColorMode.NONE)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME),
     ]
@@ -588,38 +497,25 @@ def exporter_health() -> list[Builder[Any]]:
 
 def job_detail() -> list[Builder[Any]]:
     one_job = 'account=~"$account", job_id="$job_id"'
-    states = (
-        panel(
-            statetimeline.Panel,
-            "Job state",
-            "The selected job's state over time (pick a job in the tables above).",
-            (12, 7),
-            query(f"max by (state) (ams_job_state{{{one_job}}}) == 1", legend=BY_STATE),
-        )
-        .mappings([value_map(("1", "current", None))])
-        .show_value(cm.VisibilityMode.NEVER)
-        .merge_values(True)
-    )
-    progress = panel(
-        ts.Panel,
-        "Job and task progress",
-        "The selected job's progress and each of its tasks' progress over time.",
-        (12, 7),
-        query(f"max(ams_job_progress_ratio{{{one_job}}})", "A", "job"),
-        query(f"max by (task_name) (ams_task_progress_ratio{{{one_job}}})", "B", "{{task_name}}"),
-    )
-    return [row("Job detail: $job_id"), state_colour_overrides(states), ratio(progress)]
+    tasks = f"max by (task_name) (ams_task_progress_ratio{{{one_job}}})"
+    return [
+        row("Job detail: $job_id"),
+        state_colour_overrides(
+            panel(statetimeline.Panel, "Job state", (12, 7))
+            .description("The selected job's state over time (pick a job in the tables above).")
+            .with_target(query(f"max by (state) (ams_job_state{{{one_job}}}) == 1", BY_STATE))
+            .mappings([value_map(("1", "current", None))])
+            .show_value(cm.VisibilityMode.NEVER)
+            .merge_values(True)
+        ),
+        graph("Job and task progress", (12, 7), PERCENT)
+        .description("The selected job's progress and each of its tasks' progress over time.")
+        .with_target(query(f"max(ams_job_progress_ratio{{{one_job}}})", "job"))
+        .with_target(query(tasks, "{{task_name}}", "B")),
+    ]
 
 
-ROWS = (
-    overview,
-    states_over_time,
-    running_jobs,
-    failures,
-    durations,
-    exporter_health,
-    job_detail,
-)
+ROWS = (overview, states_over_time, running_jobs, failures, durations, exporter_health, job_detail)
 
 
 # --- Dashboard ----------------------------------------------------------------------------------
@@ -685,19 +581,15 @@ def error_annotation() -> dash.AnnotationQuery:
     )
 
 
-def external_link(
-    title: str, url: str, icon: str, tooltip: str | None = None
-) -> dash.DashboardLink:
+def external_link(title: str, url: str, icon: str, tooltip: str = "") -> dash.DashboardLink:
     """A link in the dashboard's header that opens in a new tab."""
     link = dash.DashboardLink(title).type(dm.DashboardLinkType.LINK).url(url).icon(icon)
-    if tooltip is not None:
-        link = link.tooltip(tooltip)
-    return link.target_blank(True)
+    return link.tooltip(tooltip).target_blank(True)
 
 
 def dashboard() -> dash.Dashboard:
     """The dashboard's settings, links, annotation and variables: everything but the panels."""
-    builder = (
+    return (
         dash.Dashboard(TITLE)
         .uid(UID)
         .description("Azure Media Services v2 encoding jobs, from ams-exporter.")
@@ -712,10 +604,8 @@ def dashboard() -> dash.Dashboard:
         )
         .link(external_link("Metric reference", METRICS_URL, "info"))
         .annotation(error_annotation())
+        .variables(variables())
     )
-    for variable in variables():
-        builder = builder.with_variable(variable)
-    return builder
 
 
 def build() -> dict[str, Any]:
