@@ -1,9 +1,19 @@
 # ams-exporter container image.
 #
 #   docker build -t ams-exporter:0.1.0 .
+#   podman build --format docker -t ams-exporter:0.1.0 .
 #   docker run --rm -p 10267:10267 ams-exporter:0.1.0 --demo
 #   docker run --rm -p 10267:10267 -v "$PWD/config.yml:/etc/ams-exporter/config.yml:ro" \
 #       -e AMS_CLIENT_SECRET ams-exporter:0.1.0
+#
+# podman and buildah write OCI images by default, and the OCI image format has no HEALTHCHECK:
+# without --format docker they drop it (with a warning).
+#
+# Behind a proxy that re-signs TLS, or with a private package index, only the build stage needs
+# to know (see docs/deployment.md):
+#
+#   docker build --build-arg PIP_INDEX_URL=https://pypi.example.com/simple \
+#       --secret id=pip_ca,src=corporate-ca.pem -t ams-exporter:0.1.0 .
 #
 # The image runs as a numeric non-root user and writes nothing outside /tmp, so it works with a
 # read-only root filesystem as long as /tmp is writable (a tmpfs or an emptyDir): the --demo
@@ -13,6 +23,11 @@ ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
 
 # --- build: the wheel, and a virtual environment with it and its dependencies ---------------
 FROM ${PYTHON_IMAGE} AS build
+
+# The index pip reads in this stage only: build arguments and secrets of a stage that is not the
+# last never reach the image. Credentials go in the pip_netrc secret, not in the URL: a build
+# argument stays in the build cache.
+ARG PIP_INDEX_URL=https://pypi.org/simple
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -25,10 +40,16 @@ COPY ams_emulator ./ams_emulator
 
 # The wheel, not the source tree, goes into the venv: what ships is what `pip install` of a
 # release would give, package data included; the bcrypt extra lets --web.config.file use
-# basic_auth_users.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/ams-exporter \
-    && /opt/ams-exporter/bin/python -m pip install --no-cache-dir "$(echo /wheels/ams_exporter-*.whl)[bcrypt]"
+# basic_auth_users. The venv has no pip of its own: this stage's pip installs into it.
+# The secrets are optional files, mounted for this RUN only: pip_ca, the CA bundle (PEM) pip then
+# trusts, and pip_netrc, a netrc with the index's credentials.
+RUN --mount=type=secret,id=pip_ca \
+    --mount=type=secret,id=pip_netrc,target=/root/.netrc \
+    if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+    && python -m pip wheel --no-deps --wheel-dir /wheels . \
+    && python -m venv --without-pip /opt/ams-exporter \
+    && python -m pip --python /opt/ams-exporter/bin/python install --no-cache-dir \
+       "$(echo /wheels/ams_exporter-*.whl)[bcrypt]"
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -40,9 +61,15 @@ LABEL org.opencontainers.image.title="ams-exporter" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/ams-exporter/ams-exporter"
 
-# The same uid/gid as the Kubernetes manifests' securityContext.
-RUN groupadd --system --gid 10267 ams-exporter \
-    && useradd --system --uid 10267 --gid 10267 --no-create-home --home-dir /nonexistent \
+# No package installer at run time: the base interpreter's pip (and setuptools and wheel, where
+# the base has them) goes, and so do the wheels ensurepip would bring pip back from.
+# The account has the same uid/gid as the Kubernetes manifests' securityContext. It is a regular
+# account because 10267 is above SYS_UID_MAX, where `useradd --system` warns; --no-log-init keeps
+# that uid out of the lastlog and faillog files.
+RUN python -m pip uninstall --yes --root-user-action=ignore pip setuptools wheel \
+    && rm -rf "$(python -c 'import ensurepip, pathlib; print(pathlib.Path(ensurepip.__file__).parent / "_bundled")')" \
+    && groupadd --gid 10267 ams-exporter \
+    && useradd --no-log-init --uid 10267 --gid 10267 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin ams-exporter
 
 COPY --from=build /opt/ams-exporter /opt/ams-exporter

@@ -1,5 +1,8 @@
 """The container image, checked without a Docker engine: the Dockerfile is linted with hadolint and
-read instruction by instruction; the build context is computed from .dockerignore.
+read instruction by instruction; the build context is computed from .dockerignore. The build
+stage's RUN is run for real, its image paths mapped into a temporary directory, against a private
+package index on 127.0.0.1 that needs the CA and the netrc given as build secrets; the runtime
+stage's groupadd and useradd run against a copy of Debian's account files.
 
 What the image does when it runs is tested in ``test_wheel_install.py``, which builds and installs
 the wheel exactly as the Dockerfile's build stage does.
@@ -8,12 +11,25 @@ the wheel exactly as the Dockerfile's build stage does.
 from __future__ import annotations
 
 import ast
+import base64
+import html
+import http.server
+import os
 import re
+import shlex
 import shutil
+import ssl
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
+
+import pytest
+import tomllib
 
 from exporter import __version__
 from exporter.cli import build_parser
@@ -21,12 +37,14 @@ from tests.support.image import (
     DOCKERFILE,
     IMAGE_CONFIG_FILE,
     IMAGE_UID,
+    ROOT,
     Dockerfile,
     build_context,
     documented_commands,
     ignore_patterns,
     is_excluded,
 )
+from tests.support.pki import Pki
 
 IMAGE_PORT = 10267
 
@@ -91,10 +109,314 @@ def test_final_stage_copies_only_the_venv_from_the_build_stage() -> None:
 def test_build_stage_installs_the_wheel_not_the_source_tree() -> None:
     dockerfile = Dockerfile()
     (run,) = dockerfile.of("RUN", 0)
-    assert "pip wheel --no-deps --wheel-dir /wheels ." in run.args
-    assert "python -m venv /opt/ams-exporter" in run.args
+    command = run.shell_command()
+    assert "pip wheel --no-deps --wheel-dir /wheels ." in command
     # With the bcrypt extra, so that --web.config.file can check basic_auth_users.
-    assert 'pip install --no-cache-dir "$(echo /wheels/ams_exporter-*.whl)[bcrypt]"' in run.args
+    assert 'install --no-cache-dir "$(echo /wheels/ams_exporter-*.whl)[bcrypt]"' in command
+
+
+def test_the_venv_gets_no_pip_and_the_runtime_interpreter_loses_its_own() -> None:
+    """No package installer in the runtime image: the venv is made without pip and filled by the
+    build stage's pip; the final stage uninstalls the base interpreter's pip (setuptools and wheel
+    too, where the base has them) and deletes the wheels ensurepip would reinstall pip from."""
+    dockerfile = Dockerfile()
+    (build,) = dockerfile.of("RUN", 0)
+    assert "python -m venv --without-pip /opt/ams-exporter" in build.shell_command()
+    assert "python -m pip --python /opt/ams-exporter/bin/python install" in build.shell_command()
+    (runtime,) = dockerfile.of("RUN", dockerfile.last_stage)
+    steps = runtime.shell_command().split(" && ")
+    uninstall = shlex.split(steps[0])
+    assert uninstall[:4] == ["python", "-m", "pip", "uninstall"]
+    assert "--yes" in uninstall and {"pip", "setuptools", "wheel"} <= set(uninstall)
+    assert any("rm -rf" in step and "ensurepip" in step and "_bundled" in step for step in steps)
+    assert not any(re.search(r"\bpip\b.* install\b", step) for step in steps)
+
+
+def test_index_and_ca_reach_only_the_run_that_installs() -> None:
+    """PIP_INDEX_URL is a build argument of the build stage, the CA and the netrc are secrets
+    mounted for its one RUN: none is an ENV, a COPY or an argument of the runtime stage, so none
+    persists into the image (a non-final stage's arguments and layers are not part of it)."""
+    dockerfile = Dockerfile()
+    (run,) = dockerfile.of("RUN", 0)
+    assert run.secrets() == {
+        "pip_ca": "/run/secrets/pip_ca",
+        "pip_netrc": "/root/.netrc",
+    }
+    assert "export PIP_CERT=/run/secrets/pip_ca" in run.shell_command()
+    assert dockerfile.arg_default("PIP_INDEX_URL", 0) == "https://pypi.org/simple"
+    for instruction in dockerfile.instructions:
+        if instruction.keyword == "RUN" and instruction.stage != 0:
+            assert instruction.mounts() == [], instruction.args
+        if instruction.keyword in ("ENV", "LABEL", "COPY", "ADD") or (
+            instruction.keyword == "ARG" and instruction.stage != 0
+        ):
+            for name in ("PIP_INDEX_URL", "PIP_CERT", "pip_ca", "netrc"):
+                assert name not in instruction.args, instruction
+    assert not any(name.startswith("PIP_") for name in dockerfile.env(dockerfile.last_stage))
+
+
+# --- the build stage's RUN, run for real against a private index ------------------------------
+
+INDEX_USER, INDEX_PASSWORD = "builder", "index-password"
+
+
+@dataclass
+class PrivateIndex:
+    """A PEP 503 index on 127.0.0.1 over HTTPS (a certificate from a throw-away CA) that answers
+    only requests with its basic-auth credentials, as a corporate mirror does."""
+
+    url: str
+    ca: Path
+    netrc: str
+    requests: list[tuple[str, bool]] = field(default_factory=list)  # (path, authorised)
+
+
+def _project_requirements() -> list[str]:
+    """What the build stage fetches: the build backend, the dependencies and the bcrypt extra."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return [
+        *project["build-system"]["requires"],
+        *project["project"]["dependencies"],
+        *project["project"]["optional-dependencies"]["bcrypt"],
+    ]
+
+
+@pytest.fixture(scope="module")
+def private_index(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[PrivateIndex]:
+    root = tmp_path_factory.mktemp("index")
+    files = root / "files"
+    # The wheels come from wherever this machine's pip is configured to fetch them.
+    download = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
+    downloaded = subprocess.run(
+        [*download, "--dest", str(files), *_project_requirements()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert downloaded.returncode == 0, downloaded.stdout + downloaded.stderr
+    projects: dict[str, list[str]] = {}
+    for wheel in sorted(files.iterdir()):
+        name = re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
+        projects.setdefault(name, []).append(wheel.name)
+    for name, wheels in projects.items():
+        (root / "simple" / name).mkdir(parents=True)
+        links = "".join(f'<a href="/files/{html.escape(w)}">{html.escape(w)}</a>' for w in wheels)
+        (root / "simple" / name / "index.html").write_text(f"<html><body>{links}</body></html>")
+    expected = "Basic " + base64.b64encode(f"{INDEX_USER}:{INDEX_PASSWORD}".encode()).decode()
+    seen: list[tuple[str, bool]] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            authorised = self.headers.get("Authorization") == expected
+            seen.append((self.path, authorised))
+            if not authorised:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="index"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(Handler, directory=str(root))
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield PrivateIndex(
+            url=f"https://127.0.0.1:{server.server_address[1]}/simple",
+            ca=pki.server_ca,
+            netrc=f"machine 127.0.0.1 login {INDEX_USER} password {INDEX_PASSWORD}\n",
+            requests=seen,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class BuildRun:
+    result: subprocess.CompletedProcess[str]
+    venv: Path
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout + self.result.stderr
+
+
+def run_build_stage(root: Path, index: PrivateIndex, secrets: set[str]) -> BuildRun:
+    """The build stage's one RUN, as the image builder runs it, with its paths under ``root``.
+
+    WORKDIR /src is a copy of what the stage COPYs from the build context; /wheels and
+    /opt/ams-exporter are folders of ``root``; the secrets named in ``secrets`` are written where
+    the RUN mounts them (/run/secrets/ID, or /root/... under HOME). The environment is the
+    stage's ENV and PIP_INDEX_URL only, as in a container: none of this machine's pip settings.
+    """
+    dockerfile = Dockerfile()
+    (run,) = dockerfile.of("RUN", 0)
+    paths = {
+        "/run/secrets": root / "secrets",
+        "/root": root / "root",
+        "/wheels": root / "wheels",
+        "/opt/ams-exporter": root / "opt" / "ams-exporter",
+    }
+    for folder in (root / "secrets", root / "root", root / "bin", root / "src"):
+        folder.mkdir(parents=True)
+    contents = {"pip_ca": index.ca.read_text(encoding="utf-8"), "pip_netrc": index.netrc}
+    for secret, target in run.secrets().items():
+        if secret in secrets:
+            prefix = next(p for p in paths if target.startswith(p + "/"))
+            (paths[prefix] / target.removeprefix(prefix + "/")).write_text(contents[secret])
+    sources = dockerfile.copy_sources(0)
+    for relative in build_context():
+        if any(relative == s or relative.startswith(s + "/") for s in sources):
+            (root / "src" / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / relative, root / "src" / relative)
+    # `python` as the image has it: this interpreter (its pip is the build stage's pip).
+    python = root / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
+    command = run.shell_command()
+    for image_path, here in paths.items():
+        command = command.replace(image_path, str(here))
+    env = {
+        "PATH": f"{root / 'bin'}:/usr/bin:/bin",
+        "HOME": str(root / "root"),
+        "PIP_CONFIG_FILE": os.devnull,
+        **dockerfile.env(0),
+        "PIP_INDEX_URL": index.url,
+    }
+    result = subprocess.run(
+        ["/bin/sh", "-c", command],
+        cwd=root / "src",
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return BuildRun(result, paths["/opt/ams-exporter"])
+
+
+def test_build_stage_installs_from_a_private_index_with_the_ca_and_netrc_secrets(
+    tmp_path: Path, private_index: PrivateIndex
+) -> None:
+    private_index.requests.clear()
+    build = run_build_stage(tmp_path, private_index, {"pip_ca", "pip_netrc"})
+    assert build.result.returncode == 0, build.output
+    fetched = {path for path, authorised in private_index.requests if authorised}
+    installed = subprocess.run(
+        [str(build.venv / "bin" / "python"), "-c", DISTRIBUTIONS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    # Every dependency came from the private index; the project itself is the wheel built here.
+    for name in installed:
+        if name != "ams-exporter":
+            assert any(f"/simple/{name}/" == path for path in fetched), (name, fetched)
+    assert {"prometheus-client", "msal", "bcrypt"} <= set(installed)
+    assert not {"pip", "setuptools", "wheel"} & set(installed), installed
+    version = subprocess.run(
+        [str(build.venv / "bin" / "ams-exporter"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert version.returncode == 0 and __version__ in version.stdout, version
+
+
+# The normalised names of the distributions a Python environment holds, one per line.
+DISTRIBUTIONS = (
+    "import importlib.metadata as m, re; "
+    "print('\\n'.join(sorted({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower() "
+    "for d in m.distributions()})))"
+)
+
+
+@pytest.mark.parametrize(
+    ("missing", "refusal"),
+    [("pip_ca", "CERTIFICATE_VERIFY_FAILED"), ("pip_netrc", "401")],
+)
+def test_build_stage_fails_without_the_secret_the_index_requires(
+    tmp_path: Path, private_index: PrivateIndex, missing: str, refusal: str
+) -> None:
+    """Each secret is what lets pip in: the test above does not pass by accident."""
+    build = run_build_stage(tmp_path, private_index, {"pip_ca", "pip_netrc"} - {missing})
+    assert build.result.returncode != 0
+    assert refusal in build.output, build.output
+    assert not build.venv.exists()
+
+
+# --- the runtime stage's account --------------------------------------------------------------
+
+
+def account_commands() -> list[list[str]]:
+    """The groupadd and useradd commands of the runtime stage's RUN."""
+    dockerfile = Dockerfile()
+    (run,) = dockerfile.of("RUN", dockerfile.last_stage)
+    commands = [shlex.split(step) for step in run.shell_command().split(" && ")]
+    found = [c for c in commands if c[0] in ("groupadd", "useradd")]
+    assert [c[0] for c in found] == ["groupadd", "useradd"], commands
+    return found
+
+
+def add_account(root: Path, commands: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """``commands`` run with ``--prefix root`` on a fresh copy of this machine's account files
+    and login.defs (Debian's shadow tools, as in the Debian-based image)."""
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (etc / "group").write_text("root:x:0:\n")
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (etc / "gshadow").write_text("root:*::\n")
+    login_defs = Path("/etc/login.defs")
+    assert login_defs.is_file(), "groupadd and useradd of Debian's passwd package are needed"
+    shutil.copyfile(login_defs, etc / "login.defs")
+    # Writing account files needs root; a user namespace gives it to a non-root test run.
+    as_root = [] if os.geteuid() == 0 else ["unshare", "--map-root-user"]
+    results = []
+    for command in commands:
+        binary = shutil.which(command[0]) or f"/usr/sbin/{command[0]}"
+        results.append(
+            subprocess.run(
+                [*as_root, binary, "--prefix", str(root), *command[1:]],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        )
+    return results
+
+
+def test_the_account_is_created_without_a_warning(tmp_path: Path) -> None:
+    results = add_account(tmp_path, account_commands())
+    for result in results:
+        assert result.returncode == 0 and result.stdout + result.stderr == "", result
+    passwd = (tmp_path / "etc" / "passwd").read_text().splitlines()
+    user = next(line.split(":") for line in passwd if line.startswith("ams-exporter:"))
+    assert user[2:4] == [str(IMAGE_UID), str(IMAGE_UID)]
+    assert user[5:] == ["/nonexistent", "/usr/sbin/nologin"]
+    assert not (tmp_path / "var" / "log" / "lastlog").exists()
+
+
+def test_the_warning_check_is_not_vacuous(tmp_path: Path) -> None:
+    """The same account as a system account makes useradd warn: the test above would see it."""
+    groupadd, useradd = account_commands()
+    results = add_account(tmp_path, [groupadd, [useradd[0], "--system", *useradd[1:]]])
+    assert "SYS_UID_MAX" in results[1].stderr, results[1]
 
 
 def test_runs_as_a_numeric_non_root_user() -> None:

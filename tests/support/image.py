@@ -39,6 +39,38 @@ class Instruction:
         assert isinstance(value, list), f"{self.keyword} is not in exec form: {self.args}"
         return value
 
+    def run_flags(self) -> list[str]:
+        """The ``--flag=value`` words before a RUN's command (``--mount=...``, ``--network=...``)."""
+        assert self.keyword == "RUN", self.keyword
+        flags = []
+        for word in self.args.split(" "):
+            if not word.startswith("--"):
+                break
+            flags.append(word)
+        return flags
+
+    def mounts(self) -> list[dict[str, str]]:
+        """The options of each ``--mount`` of a RUN, e.g. ``{"type": "secret", "id": "pip_ca"}``."""
+        return [
+            dict(option.partition("=")[::2] for option in flag.removeprefix("--mount=").split(","))
+            for flag in self.run_flags()
+            if flag.startswith("--mount=")
+        ]
+
+    def secrets(self) -> dict[str, str]:
+        """Secret id -> the path a RUN mounts it at (BuildKit's and buildah's default:
+        /run/secrets/ID)."""
+        return {
+            mount["id"]: mount.get("target", f"/run/secrets/{mount['id']}")
+            for mount in self.mounts()
+            if mount.get("type") == "secret"
+        }
+
+    def shell_command(self) -> str:
+        """A shell-form RUN's command, its flags left out (continuation lines are joined)."""
+        flags = self.run_flags()
+        return self.args.split(" ", len(flags))[-1] if flags else self.args
+
 
 class Dockerfile:
     """The instructions of a Dockerfile, grouped by build stage."""
