@@ -37,6 +37,7 @@ from tests.support.image import (
     DOCKERFILE,
     IMAGE_CONFIG_FILE,
     IMAGE_UID,
+    README,
     ROOT,
     Dockerfile,
     build_context,
@@ -525,8 +526,9 @@ def test_documented_docker_commands_match_the_image() -> None:
     commands = documented_commands("Run in Docker")
     image = f"ams-exporter:{__version__}"
     assert ["docker", "build", "-t", image, "."] in commands
+    assert ["podman", "build", "--format", "docker", "-t", image, "."] in commands
     assert ["docker", "compose", "up", "--build"] in commands
-    runs = [c for c in commands if c[:2] == ["docker", "run"]]
+    runs = [c for c in commands if c[1] == "run" and c[0] in ("docker", "podman")]
     assert runs
     for run in runs:
         position = run.index(image)
@@ -538,3 +540,35 @@ def test_documented_docker_commands_match_the_image() -> None:
         for volume in volumes:
             assert volume.split(":")[1] == IMAGE_CONFIG_FILE, volume
     assert any(run[-1] == "--demo" for run in runs)
+
+
+def options(command: list[str], name: str) -> list[str]:
+    """The values of every ``name VALUE`` option of ``command``."""
+    return [command[i + 1] for i, word in enumerate(command) if word == name]
+
+
+def test_documented_builds_keep_the_healthcheck_and_pass_what_the_build_stage_reads() -> None:
+    """podman builds in the Docker format (the OCI format has no HEALTHCHECK); every build
+    argument is an ARG of the build stage and every secret one that its RUN mounts, and both
+    tools are shown with all of them."""
+    dockerfile = Dockerfile()
+    (run,) = dockerfile.of("RUN", 0)
+    builds = [c for c in documented_commands("Run in Docker") if c[1:2] == ["build"]]
+    assert {c[0] for c in builds} == {"docker", "podman"}
+    secrets_by_tool: dict[str, set[str]] = {}
+    for build in builds:
+        assert build[-1] == "." and options(build, "-t") == [f"ams-exporter:{__version__}"]
+        if build[0] == "podman":
+            assert options(build, "--format") == ["docker"], build
+        for argument in options(build, "--build-arg"):
+            name, _, value = argument.partition("=")
+            assert dockerfile.arg_default(name, 0) and value.startswith("https://"), argument
+        for secret in options(build, "--secret"):
+            fields = dict(field.partition("=")[::2] for field in secret.split(","))
+            assert fields["id"] in run.secrets() and fields["src"], secret
+            secrets_by_tool.setdefault(build[0], set()).add(fields["id"])
+    assert secrets_by_tool == {"docker": set(run.secrets()), "podman": set(run.secrets())}
+
+
+def test_the_readme_shows_the_same_container_commands_as_the_deployment_doc() -> None:
+    assert documented_commands("Run in Docker", README) == documented_commands("Run in Docker")

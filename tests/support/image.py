@@ -222,10 +222,14 @@ def build_context() -> set[str]:
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 
 
-def documented_commands(section: str) -> list[list[str]]:
+README = ROOT / "README.md"
+
+
+def documented_commands(section: str, document: Path = DEPLOYMENT_DOC) -> list[list[str]]:
     """The shell commands of the ```sh blocks under the ``## section`` heading of
-    docs/deployment.md (the README's sections of the same names), continuation lines joined."""
-    text = DEPLOYMENT_DOC.read_text(encoding="utf-8")
+    docs/deployment.md (or of the README, which has sections of the same names), continuation
+    lines joined."""
+    text = document.read_text(encoding="utf-8")
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
     body = text[start : end if end != -1 else len(text)]
