@@ -13,16 +13,19 @@ import json
 import re
 import shutil
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
 import pytest
+import requests
 import yaml
 
 from exporter import __version__
 from exporter.cli import build_parser
 from tests.support.image import IMAGE_UID, Dockerfile
+from tests.support.process import Child, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -179,6 +182,92 @@ def test_alertmanager_config_passes_amtool_at_its_container_path(tmp_path: Path)
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alertmanager_inhibit_rules_are_scoped_with_equal() -> None:
+    """Without `equal`, the source alert of one exporter silences the targets of all of them."""
+    config = yaml.safe_load((ROOT / "deploy/compose/alertmanager.yml").read_text(encoding="utf-8"))
+    rules = config["inhibit_rules"]
+    assert rules
+    for rule in rules:
+        assert rule.get("equal"), rule
+        assert "instance" in rule["equal"], rule
+
+
+EXPORTER_A, EXPORTER_B = "exporter-a:10267", "exporter-b:10267"
+
+# Alerts as Prometheus sends them: the label sets that prometheus/alerts.yml gives (its
+# aggregations keep account and job_id, not instance), and alerts of one's own on the exporter's
+# process metrics, which keep the scrape target's labels.
+ALERTS = {
+    "source": {"alertname": "AMSExporterDown", "job": "ams", "instance": EXPORTER_A},
+    "same exporter": {"alertname": "AMSExporterMemoryHigh", "job": "ams", "instance": EXPORTER_A},
+    "other exporter": {"alertname": "AMSExporterMemoryHigh", "job": "ams", "instance": EXPORTER_B},
+    "account": {"alertname": "AMSAccountDown", "account": "media-prod", "severity": "warning"},
+    "job": {
+        "alertname": "AMSJobFailed",
+        "account": "media-prod",
+        "job_id": "nb:jid:UUID:1",
+        "job_name": "encode",
+        "severity": "warning",
+    },
+}
+
+
+def test_one_exporter_down_inhibits_only_the_alerts_of_its_own_instance(tmp_path: Path) -> None:
+    """A real Alertmanager with the demo's configuration, sent the alerts above: only the alert
+    with the down exporter's instance is inhibited."""
+    root = lay_out("alertmanager", tmp_path / "root")
+    port = free_port()
+    argv = [
+        tool("prometheus-alertmanager"),
+        f"--config.file={root / 'etc/alertmanager/alertmanager.yml'}",
+        f"--storage.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    api = f"http://127.0.0.1:{port}/api/v2/alerts"
+    with Child(argv, tmp_path, "alertmanager") as alertmanager:
+        alertmanager.wait_until(
+            lambda: _answers(f"http://127.0.0.1:{port}/-/ready"), what="Alertmanager is ready"
+        )
+        now = datetime.now(timezone.utc)
+        posted = requests.post(
+            api,
+            json=[
+                {
+                    "labels": labels,
+                    "startsAt": now.isoformat(),
+                    "endsAt": (now + timedelta(hours=1)).isoformat(),
+                }
+                for labels in ALERTS.values()
+            ],
+            timeout=10,
+        )
+        assert posted.status_code == 200, posted.text
+
+        def states() -> dict[str, list[str]] | None:
+            alerts = requests.get(api, timeout=10).json()
+            by_labels = {json.dumps(a["labels"], sort_keys=True): a["status"] for a in alerts}
+            found = {
+                name: by_labels.get(json.dumps(labels, sort_keys=True))
+                for name, labels in ALERTS.items()
+            }
+            if any(status is None for status in found.values()):
+                return None
+            if not found["same exporter"]["inhibitedBy"]:
+                return None  # the inhibitor has not seen the source yet
+            return {name: status["inhibitedBy"] for name, status in found.items()}
+
+        inhibited = alertmanager.wait_until(states, what="the inhibition takes effect")
+    assert {name for name, by in inhibited.items() if by} == {"same exporter"}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def grafana_provisioning(kind: str) -> list[dict[str, Any]]:
