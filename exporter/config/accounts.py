@@ -197,15 +197,25 @@ def _credential(ctx: Context, path: str, raw: Mapping[str, Any]) -> Credential:
 # Account values
 
 
+def _matching(
+    ctx: Context, path: str, value: object, pattern: re.Pattern[str], problem: str
+) -> str:
+    """A string that ``pattern`` matches whole; ``problem`` says why not, ``{got}`` the value."""
+    text = string(ctx, path, value)
+    if not pattern.fullmatch(text):
+        ctx.fail(path, problem.format(got=ctx.show(path, text)))
+    return text
+
+
 def _name(ctx: Context, path: str, value: object) -> str:
-    name = string(ctx, path, value)
-    if not _NAME_RE.fullmatch(name):
-        ctx.fail(
-            path,
-            f"{ctx.show(path, name)} is not a valid name: use 1 to 63 letters, digits, '_', "
-            "'.' or '-', starting with a letter or digit",
-        )
-    return name
+    return _matching(
+        ctx,
+        path,
+        value,
+        _NAME_RE,
+        "{got} is not a valid name: use 1 to 63 letters, digits, '_', '.' or '-', starting with "
+        "a letter or digit",
+    )
 
 
 def _cloud(ctx: Context, path: str, value: object) -> str:
@@ -213,26 +223,25 @@ def _cloud(ctx: Context, path: str, value: object) -> str:
 
 
 def _tenant(ctx: Context, path: str, value: object) -> str:
-    tenant = string(ctx, path, value)
-    if not _TENANT_RE.fullmatch(tenant):
-        ctx.fail(
-            path,
-            "expected a tenant ID (GUID) or a domain such as contoso.onmicrosoft.com, "
-            f"got {ctx.show(path, tenant)}",
-        )
-    return tenant
+    return _matching(
+        ctx,
+        path,
+        value,
+        _TENANT_RE,
+        "expected a tenant ID (GUID) or a domain such as contoso.onmicrosoft.com, got {got}",
+    )
 
 
 def _client_id(ctx: Context, path: str, value: object) -> str:
     """An application (client) ID: a GUID, in any letter case, kept as written."""
-    client_id = string(ctx, path, value)
-    if not _GUID_RE.fullmatch(client_id):
-        ctx.fail(
-            path,
-            f"{ctx.show(path, client_id)} is not a GUID (8-4-4-4-12 hexadecimal digits, such as "
-            "11111111-2222-3333-4444-555555555555)",
-        )
-    return client_id
+    return _matching(
+        ctx,
+        path,
+        value,
+        _GUID_RE,
+        "{got} is not a GUID (8-4-4-4-12 hexadecimal digits, such as "
+        "11111111-2222-3333-4444-555555555555)",
+    )
 
 
 def _timeout(ctx: Context, path: str, value: object) -> float:
