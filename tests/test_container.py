@@ -4,8 +4,8 @@ stage's RUN is run for real, its image paths mapped into a temporary directory, 
 package index on 127.0.0.1 that needs the CA and the netrc given as build secrets; the runtime
 stage's groupadd and useradd run against a copy of Debian's account files.
 
-What the image does when it runs is tested in ``test_wheel_install.py``, which builds and installs
-the wheel exactly as the Dockerfile's build stage does.
+What the installed exporter does when it runs is tested in ``test_wheel_install.py``, which builds
+the wheel with the build stage's command and runs it with the runtime stage's environment.
 """
 
 from __future__ import annotations
