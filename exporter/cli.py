@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from exporter import __version__
 from exporter.collect.poller import Poller
@@ -26,6 +27,7 @@ from exporter.errors import ConfigError
 from exporter.logs import configure_logging
 from exporter.redact import redact
 from exporter.web.httpserver import MAX_CONNECTIONS
+from exporter.web.listen import ListenError, format_address
 from exporter.web.webconfig import WebConfig, load_web_config
 from exporter.wiring import DEMO_MAX_JOBS, Demo, build_exporter, listen, start_demo
 
@@ -58,9 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--web.listen-address",
-        dest="listen_address",
-        default=DEFAULT_LISTEN_ADDRESS,
-        help="address to listen on: host:port, :port or [v6]:port (default %(default)s)",
+        dest="listen_addresses",
+        action=_Repeatable,
+        default=[DEFAULT_LISTEN_ADDRESS],
+        metavar="ADDRESS",
+        help="address to listen on, repeatable: host:port, [IPv6]:port, or :port for every IPv6 "
+        f"and IPv4 address (dual-stack) (default {DEFAULT_LISTEN_ADDRESS})",
     )
     parser.add_argument(
         "--web.config.file",
@@ -113,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ams-exporter {__version__}")
     return parser
+
+
+class _Repeatable(argparse.Action):
+    """A flag that may be given several times, its values kept in order; the default applies
+    only when the flag is not given at all."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        given = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, [*([] if given is self.default else given), values])
 
 
 def _max_connections(text: str) -> int:
@@ -220,22 +240,25 @@ def _serve(
     exporter = build_exporter(config, telemetry_path=args.telemetry_path)
     try:
         server = listen(
-            exporter, args.listen_address, web_config, max_connections=args.max_connections
+            exporter, args.listen_addresses, web_config, max_connections=args.max_connections
         )
     except (OSError, ValueError) as error:
-        sys.stderr.write(f"ams-exporter: cannot listen on {args.listen_address}: {error}\n")
+        # A ListenError names the addresses at fault; another error (TLS files) concerns them all.
+        failed = error.addresses if isinstance(error, ListenError) else args.listen_addresses
+        reason = error.reason if isinstance(error, ListenError) else str(error)
+        sys.stderr.write(f"ams-exporter: cannot listen on {' and '.join(failed)}: {reason}\n")
         exporter.close()
         return 1
-    host, port = server.server_address[:2]
     log.info(
-        "ams-exporter %s listening on %s:%s (metrics at %s) for %d account(s)%s",
+        "ams-exporter %s serving metrics at %s for %d account(s)%s",
         __version__,
-        host,
-        port,
         args.telemetry_path,
         len(config.accounts),
         f"; demo emulator at {demo.endpoint}" if demo else "",
     )
+    # Last: whoever reads "listening on" in the log has read the rest of the start-up.
+    for address in server.server_addresses:
+        log.info("listening on %s", format_address(address))
     _warm_up(exporter.poller, exporter.default_timeout)
     started = time.monotonic()
     try:

@@ -7,7 +7,7 @@ users run. ``--demo`` is wired here too: it is the only place the exporter uses 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,19 +84,25 @@ def _default_timeout(config: Config) -> float:
 
 
 def listen(
-    exporter: Exporter, address: str, web_config: WebConfig | None = None, **limits: Any
+    exporter: Exporter,
+    address: str | Sequence[str],
+    web_config: WebConfig | None = None,
+    **limits: Any,
 ) -> HttpServer:
-    """Serve ``exporter`` on ``address`` in background threads (raises ``OSError``/``ValueError``).
+    """Serve ``exporter`` on ``address``, or on each of several, in background threads.
 
-    ``limits`` are :func:`~exporter.web.server.start_server`'s: ``max_connections`` and timeouts.
+    Raises ``OSError`` or ``ValueError``; a :class:`~exporter.web.listen.ListenError` names the
+    address. ``limits`` are :func:`~exporter.web.server.start_server`'s: ``max_connections`` and
+    timeouts.
     """
-    return start_server(exporter.app, address, web_config, **limits)
+    addresses = [address] if isinstance(address, str) else list(address)
+    return start_server(exporter.app, addresses, web_config, **limits)
 
 
 @contextlib.contextmanager
 def serving(
     config: Config,
-    address: str = "127.0.0.1:0",
+    address: str | Sequence[str] = "127.0.0.1:0",
     web_config: WebConfig | None = None,
     *,
     telemetry_path: str = "/metrics",

@@ -130,8 +130,9 @@ def test_exporter_runs_the_demo_on_the_published_port_hardened_like_the_image() 
     exporter = service("exporter")
     args = build_parser().parse_args(exporter["command"])
     assert args.demo
-    port = int(args.listen_address.rpartition(":")[2])
-    assert args.listen_address == f":{port}", "inside the container, listen on all interfaces"
+    (address,) = args.listen_addresses
+    port = int(address.rpartition(":")[2])
+    assert address == f":{port}", "inside the container, listen on all interfaces"
     assert published("exporter") == {port: port}
     assert exporter["read_only"] is True
     assert exporter["tmpfs"] == [Dockerfile().env(Dockerfile().last_stage)["TMPDIR"]]
@@ -162,7 +163,7 @@ def test_prometheus_scrapes_the_exporter_where_it_listens_and_alerts_alertmanage
     (ams,) = [job for job in config["scrape_configs"] if job["job_name"] == "ams"]
     assert ams["metrics_path"] == args.telemetry_path
     (targets,) = [c["targets"] for c in ams["static_configs"]]
-    assert targets == [f"exporter{args.listen_address}"]
+    assert targets == [f"exporter{address}" for address in args.listen_addresses]
     # The exporter bounds a collection by Prometheus's scrape timeout; keep it below the interval.
     assert config["global"]["scrape_timeout"] < config["global"]["scrape_interval"]
     (alertmanagers,) = config["alerting"]["alertmanagers"]

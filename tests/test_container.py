@@ -441,7 +441,7 @@ def test_declares_a_temp_dir_and_writes_no_bytecode() -> None:
 def test_exposes_the_exporters_default_port() -> None:
     dockerfile = Dockerfile()
     assert dockerfile.one("EXPOSE", dockerfile.last_stage).args == str(IMAGE_PORT)
-    assert build_parser().parse_args([]).listen_address == f":{IMAGE_PORT}"
+    assert build_parser().parse_args([]).listen_addresses == [f":{IMAGE_PORT}"]
 
 
 def test_entrypoint_is_the_console_script_and_reads_the_default_config_file() -> None:

@@ -233,6 +233,7 @@ FACTS = [
     Fact("docs/deployment.md", r"newTag: (\S+)", "exporter.__version__", __version__),
     Fact("docs/deployment.md", r"http://(?:localhost|127\.0\.0\.1):(\d+)/(?:metrics|healthz)?(?![\w/])", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
     Fact("docs/deployment.md", r"-p \d+:(\d+) ", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
+    Fact("docs/security.md", r"The default `:(\d+)` is", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
     Fact("docs/deployment.md", r"runs as uid/gid (\d+)", "Dockerfile USER", _image_uid),
     Fact("docs/deployment.md", r"Prometheus scrapes every (\w+) in this stack", "deploy/compose/prometheus.yml scrape_interval", lambda: _yaml("deploy/compose/prometheus.yml")["global"]["scrape_interval"]),
     # -- docs/configuration.md

@@ -193,7 +193,8 @@ def test_probes_hit_healthz_and_readyz_on_the_metrics_port() -> None:
     spec = container()
     (port,) = spec["ports"]
     args = build_parser().parse_args(spec["args"])
-    assert port["containerPort"] == int(args.listen_address.rpartition(":")[2])
+    (address,) = args.listen_addresses
+    assert port["containerPort"] == int(address.rpartition(":")[2])
     assert port["containerPort"] == int(Dockerfile().one("EXPOSE").args)
     assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
     assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}

@@ -5,7 +5,8 @@ as they like: open connections and send nothing, send a request a byte at a time
 a TLS handshake and stall, or ask for ``/metrics`` and never read the answer. Here a connection
 costs a buffer and a selector registration, never a thread, until its request is complete:
 
-- One loop thread (``selectors``; epoll on Linux) owns every socket. It accepts, steps TLS
+- One loop thread (``selectors``; epoll on Linux) owns every socket, the listening sockets of
+  every listen address included (``exporter/web/listen.py``). It accepts, steps TLS
   handshakes without blocking, reads each request until its head (and a small body) is complete,
   and writes the answers without blocking, so that a client that does not read holds only the
   buffer of its answer.
@@ -55,13 +56,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote
 
+from exporter.web.listen import open_listeners
 from exporter.web.protect import HANDSHAKE_TIMEOUT, Handshake, accept_tls
 from exporter.web.webconfig import TlsServerConfig
 
@@ -263,6 +265,7 @@ class _Connection:
 
     sock: socket.socket
     address: tuple[Any, ...]
+    local: tuple[Any, ...]  # the address of the listener it was accepted on
     phase: _Phase
     deadline: float | None = None
     inbox: bytearray = field(default_factory=bytearray)
@@ -281,12 +284,18 @@ class _Connection:
         return f"{self.address[0]}:{self.address[1]}"
 
 
-_LISTENER = object()
+@dataclass(frozen=True, eq=False)
+class _Listener:
+    sock: socket.socket
+    address: tuple[Any, ...]
+
+
 _WAKER = object()
 
 
 class HttpServer:
-    """Serves a WSGI app on ``address``; :meth:`start` runs the loop and the workers in threads.
+    """Serves a WSGI app on every one of ``addresses`` (``--web.listen-address`` forms, all in
+    the one loop); :meth:`start` runs the loop and the workers in threads.
 
     With ``tls``, every connection is TLS (``--web.config.file``): the handshake is stepped in the
     loop, the client certificate is verified by the context, and the SANs are checked when it ends.
@@ -295,7 +304,7 @@ class HttpServer:
     def __init__(
         self,
         app: WsgiApp,
-        address: tuple[str, int],
+        addresses: Sequence[str],
         *,
         tls: TlsServerConfig | None = None,
         limits: Limits | None = None,
@@ -305,14 +314,17 @@ class HttpServer:
         self._tls = tls
         self._context = None if tls is None else tls.context()
         _raise_file_limit(self._limits.max_connections + _OWN_FILES)
-        self._listener = _listen(*address)
-        self.server_address: tuple[Any, ...] = self._listener.getsockname()
+        self._listeners = [
+            _Listener(sock, sock.getsockname()) for sock in open_listeners(addresses)
+        ]
+        self.server_addresses = tuple(listener.address for listener in self._listeners)
+        self.server_address: tuple[Any, ...] = self.server_addresses[0]
         self._scheme = "http" if tls is None else "https"
         self._selector = selectors.DefaultSelector()
         self._waker, self._wake_end = socket.socketpair()
         self._waker.setblocking(False)
         self._wake_end.setblocking(False)
-        self._selector.register(self._listener, selectors.EVENT_READ, _LISTENER)
+        self._listen()
         self._selector.register(self._waker, selectors.EVENT_READ, _WAKER)
         self._connections: set[_Connection] = set()
         self._next_due = math.inf
@@ -348,14 +360,14 @@ class HttpServer:
             self._loop.join()
 
     def server_close(self) -> None:
-        """Close the listening socket (after :meth:`shutdown`, which it calls if needed)."""
+        """Close the listening sockets (after :meth:`shutdown`, which it calls if needed)."""
         if self._loop is not None and self._loop.is_alive():
             self.shutdown()
         if self._closed:
             return
         self._closed = True
         self._selector.close()
-        for sock in (self._listener, self._waker, self._wake_end):
+        for sock in (*(listener.sock for listener in self._listeners), self._waker, self._wake_end):
             sock.close()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -386,9 +398,9 @@ class HttpServer:
         return None if due == math.inf else max(0.0, due - now)
 
     def _dispatch(self, target: object, now: float) -> None:
-        if target is _LISTENER:
+        if isinstance(target, _Listener):
             try:
-                self._accept(now)
+                self._accept(target, now)
             except Exception:
                 log.exception("internal error accepting connections")
             return
@@ -458,10 +470,14 @@ class HttpServer:
 
     # -- accepting ---------------------------------------------------------------------------
 
-    def _accept(self, now: float) -> None:
+    def _listen(self) -> None:
+        for listener in self._listeners:
+            self._selector.register(listener.sock, selectors.EVENT_READ, listener)
+
+    def _accept(self, listener: _Listener, now: float) -> None:
         for _ in range(_ACCEPTS_PER_EVENT):
             try:
-                sock, address = self._listener.accept()
+                sock, address = listener.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -479,14 +495,16 @@ class HttpServer:
                 )
                 sock.close()
                 continue
-            self._open(sock, address, now)
+            self._open(sock, _unmapped(address), listener.address, now)
 
-    def _open(self, sock: socket.socket, address: tuple[Any, ...], now: float) -> None:
+    def _open(
+        self, sock: socket.socket, address: tuple[Any, ...], local: tuple[Any, ...], now: float
+    ) -> None:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._context is None:
-            connection = _Connection(sock, address, _Phase.READING)
+            connection = _Connection(sock, address, local, _Phase.READING)
             self._connections.add(connection)
             self._arm(connection, now + self._limits.header_timeout)
             self._want(connection, selectors.EVENT_READ)
@@ -499,7 +517,7 @@ class HttpServer:
             log.debug("TLS with %s:%s failed: %s", address[0], address[1], exc)
             sock.close()
             return
-        connection = _Connection(secured, address, _Phase.HANDSHAKE)
+        connection = _Connection(secured, address, local, _Phase.HANDSHAKE)
         self._connections.add(connection)
         self._arm(connection, now + min(HANDSHAKE_TIMEOUT, self._limits.header_timeout))
         self._handshake(connection, now)
@@ -513,13 +531,14 @@ class HttpServer:
                 error.strerror,
                 len(self._connections),
             )
-        self._selector.unregister(self._listener)
+        for listener in self._listeners:
+            self._selector.unregister(listener.sock)
         self._accept_paused_until = now + _ACCEPT_PAUSE
 
     def _resume_accepting(self, now: float) -> None:
         if self._accept_paused_until is not None and now >= self._accept_paused_until:
             self._accept_paused_until = None
-            self._selector.register(self._listener, selectors.EVENT_READ, _LISTENER)
+            self._listen()
 
     # -- a connection's life -----------------------------------------------------------------
 
@@ -680,16 +699,21 @@ class HttpServer:
             if job is None:
                 return
             connection, head, body, received = job
-            parts, close = self._answer(connection.address, head, body, received)
+            parts, close = self._answer(connection.address, connection.local, head, body, received)
             self._answers.append((connection, parts, close))
             self._wake()
 
     def _answer(
-        self, address: tuple[Any, ...], head: _Head, body: bytes, received: float
+        self,
+        address: tuple[Any, ...],
+        local: tuple[Any, ...],
+        head: _Head,
+        body: bytes,
+        received: float,
     ) -> tuple[list[bytes], bool]:
         """The app's answer to one request as bytes to write, and whether to close after it."""
         try:
-            environ = self._environ(address, head, body, received)
+            environ = self._environ(address, local, head, body, received)
             status, headers, chunks = self._call_app(environ)
         except Exception:
             log.exception("internal error answering %s %s", head.method, head.path)
@@ -735,7 +759,12 @@ class HttpServer:
         return status, headers, [bytes(chunk) for chunk in chunks if chunk]
 
     def _environ(
-        self, address: tuple[Any, ...], head: _Head, body: bytes, received: float
+        self,
+        address: tuple[Any, ...],
+        local: tuple[Any, ...],
+        head: _Head,
+        body: bytes,
+        received: float,
     ) -> dict[str, Any]:
         """The WSGI environ; ``RECEIVED_KEY`` holds when the request was complete (monotonic),
         since a request may wait for a worker and its deadline runs from its arrival."""
@@ -745,8 +774,8 @@ class HttpServer:
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote(head.path, "iso-8859-1"),
             "QUERY_STRING": head.query,
-            "SERVER_NAME": str(self.server_address[0]),
-            "SERVER_PORT": str(self.server_address[1]),
+            "SERVER_NAME": str(local[0]),
+            "SERVER_PORT": str(local[1]),
             "SERVER_PROTOCOL": head.version,
             "REMOTE_ADDR": str(address[0]),
             "REMOTE_PORT": str(address[1]),
@@ -801,20 +830,13 @@ def _next_request(connection: _Connection) -> tuple[_Head, bytes] | None:
     return head, body
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    # Not socket.create_server: on "::" it would refuse IPv4, which the OS default accepts.
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        # The default backlog of a few drops the SYNs of a burst of scrapes (HA pairs,
-        # dashboards), which the clients retry after 1 s, 3 s, 7 s: scrapes late by seconds.
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+def _unmapped(address: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A peer's address, an IPv4 client of a dual-stack listener as IPv4 (``127.0.0.1``), as Go
+    reports it, rather than as the IPv4-mapped IPv6 address (``::ffff:127.0.0.1``)."""
+    host = str(address[0])
+    if host.startswith("::ffff:") and "." in host:
+        return (host.removeprefix("::ffff:"), address[1])
+    return address
 
 
 def _raise_file_limit(wanted: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -193,18 +193,9 @@ def _text(status: str, text: str) -> tuple[str, list[tuple[str, str]], bytes]:
 ExporterServer = HttpServer
 
 
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port`` → (host, port)."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"expected host:port, :port or [address]:port, got {address!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
-
-
 def start_server(
     app: ExporterApp,
-    address: str,
+    addresses: Sequence[str],
     web_config: WebConfig | None = None,
     *,
     max_connections: int = MAX_CONNECTIONS,
@@ -212,19 +203,19 @@ def start_server(
     idle_timeout: float = IDLE_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
 ) -> HttpServer:
-    """Bind ``address`` and serve ``app`` in background threads; returns the running server.
+    """Bind every one of ``addresses`` (``exporter/web/listen.py`` reads them) and serve ``app``
+    on all of them in background threads; returns the running server.
 
     ``web_config`` adds TLS, basic auth and response headers (exporter-toolkit's web-config.yml).
     The limits are ``exporter/web/httpserver.py``'s; the command line sets only ``max_connections``
     (``--web.max-connections``), the timeouts are there for tests.
     """
-    host, port = parse_listen_address(address)
     served: Callable[..., Any] = app
     if web_config is not None:
         served = ProtectedApp(app, web_config)
     server = HttpServer(
         served,
-        (host, port),
+        addresses,
         tls=None if web_config is None else web_config.tls,
         limits=Limits(
             max_connections=max_connections,

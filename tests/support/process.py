@@ -27,7 +27,8 @@ START_TIMEOUT = 60.0  # seconds a child may take to print that it is ready
 STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
 POLL_INTERVAL = 0.1
 TAIL_CHARS = 2000
-# What the exporter logs once its socket is bound: "ams-exporter V listening on HOST:PORT (...)".
+# What the exporter logs for each address once it listens: "listening on HOST:PORT", an IPv6
+# host in brackets ("listening on [::1]:10267"), as a URL writes it.
 LISTENING = r"listening on (\S+):(\d+)"
 
 
@@ -187,9 +188,22 @@ class Child:
         )
 
     def listening_address(self, timeout: float = START_TIMEOUT) -> tuple[str, int]:
-        """The host and port of the exporter's "listening on HOST:PORT" line on stderr."""
-        found = self.wait_for(LISTENING, stream="stderr", timeout=timeout)
-        return found.group(1), int(found.group(2))
+        """The host and port of the exporter's first "listening on HOST:PORT" line on stderr."""
+        return self.listening_addresses(1, timeout=timeout)[0]
+
+    def listening_addresses(
+        self, count: int, *, timeout: float = START_TIMEOUT
+    ) -> list[tuple[str, int]]:
+        """The hosts and ports of the first ``count`` "listening on" lines, once all are printed."""
+        regex = re.compile(LISTENING)
+
+        def found() -> list[tuple[str, int]] | None:
+            lines = regex.findall(self.output("stderr"))[:count]
+            return [(host, int(port)) for host, port in lines] if len(lines) == count else None
+
+        return self.wait_until(
+            found, what=f"{count} listening addresses on its stderr", timeout=timeout
+        )
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the child's own PID, if it still runs."""
