@@ -63,6 +63,7 @@ def _port(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ams-emulator",
+        allow_abbrev=False,  # flags are matched exactly, as the exporter's
         description="Run the Azure Media Services v2 + Azure AD emulator over HTTPS on loopback.",
     )
     account = parser.add_argument_group("account and scenario")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from exporter import __version__
 from exporter.collect.poller import Poller
@@ -24,7 +24,7 @@ from exporter.config.describe import describe_config
 from exporter.config.model import Config
 from exporter.deadline import Deadline
 from exporter.errors import ConfigError
-from exporter.logs import configure_logging
+from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from exporter.redact import redact
 from exporter.web.httpserver import MAX_CONNECTIONS
 from exporter.web.listen import ListenError, format_address
@@ -39,10 +39,19 @@ DEFAULT_LISTEN_ADDRESS = ":10267"
 RESERVED_PATHS = ("/", "/healthz", "/readyz", "/-/healthy", "/-/ready", "/-/reload", "/probe")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is a log line (logging is set up before the flags are read), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        log.error("invalid command line, see --help", extra={"err": message})
+        self.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, in the Prometheus exporters' flag style."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ams-exporter",
+        allow_abbrev=False,  # --config.c is not --config.check
         description="Prometheus exporter for Azure Media Services v2 encoding jobs.",
         epilog="Try it without an Azure account: ams-exporter --demo",
     )
@@ -92,16 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log.level",
         dest="log_level",
-        default="info",
-        choices=["debug", "info", "warn", "error"],
+        default=LOG_LEVELS[1],
+        choices=LOG_LEVELS,
         help="minimum level of log messages (default %(default)s)",
     )
     parser.add_argument(
         "--log.format",
         dest="log_format",
-        default="text",
-        choices=["text", "json"],
-        help="log line format (default %(default)s)",
+        type=_log_format,
+        default=LOG_FORMATS[0],
+        choices=LOG_FORMATS,
+        help="log line format, as the Prometheus exporters write it (default %(default)s)",
     )
     parser.add_argument(
         "--demo",
@@ -133,6 +143,30 @@ class _Repeatable(argparse.Action):
     ) -> None:
         given = getattr(namespace, self.dest)
         setattr(namespace, self.dest, [*([] if given is self.default else given), values])
+
+
+def _log_format(text: str) -> str:
+    """``--log.format``: the former ``text`` is refused with what replaced it."""
+    if text == "text":
+        raise argparse.ArgumentTypeError(
+            "the text format was replaced by logfmt (time=... level=... source=... msg=...); "
+            "choose logfmt or json"
+        )
+    return text
+
+
+def _log_flags(argv: Sequence[str] | None) -> tuple[str, str]:
+    """``--log.level`` and ``--log.format``, read before the other flags so that a usage error is
+    logged as asked; a value that is not valid reads as the default (the full parse refuses it)."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    early.add_argument("--log.level", dest="log_level", default=LOG_LEVELS[1])
+    early.add_argument("--log.format", dest="log_format", default=LOG_FORMATS[0])
+    try:
+        flags, _ = early.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return LOG_LEVELS[1], LOG_FORMATS[0]
+    level = flags.log_level if flags.log_level in LOG_LEVELS else LOG_LEVELS[1]
+    return level, flags.log_format if flags.log_format in LOG_FORMATS else LOG_FORMATS[0]
 
 
 def _max_connections(text: str) -> int:
@@ -205,26 +239,24 @@ def _wait_for_signal() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter; the exit code is 0 on a clean stop, 2 on a configuration error."""
+    configure_logging(*_log_flags(argv))
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level, args.log_format)
     demo: Demo | None = None
     try:
         if args.demo and args.config_check:
             raise ConfigError("--config.check checks a --config.file; it does not apply to --demo")
         config, demo = _load(args)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+        # Logged on stderr, so that the stdout of --config.check stays the YAML it understood.
+        for warning in config.warnings:
+            log.warning("configuration: %s", warning)
         if args.config_check:
-            # On stderr, so that stdout stays the YAML of what was understood.
-            for warning in config.warnings:
-                sys.stderr.write(f"ams-exporter: configuration warning: {redact(warning)}\n")
             # Secrets print as <redacted> already; this also catches one put in a plain key.
             sys.stdout.write(redact(describe_config(config)))
             return 0
-        for warning in config.warnings:
-            log.warning("configuration: %s", warning)
         return _serve(args, config, demo, web_config)
     except ConfigError as error:
-        sys.stderr.write(f"ams-exporter: configuration error: {error}\n")
+        log.error("configuration error", extra={"err": str(error)})
         return 2
     finally:
         if demo is not None:
@@ -246,7 +278,7 @@ def _serve(
         # A ListenError names the addresses at fault; another error (TLS files) concerns them all.
         failed = error.addresses if isinstance(error, ListenError) else args.listen_addresses
         reason = error.reason if isinstance(error, ListenError) else str(error)
-        sys.stderr.write(f"ams-exporter: cannot listen on {' and '.join(failed)}: {reason}\n")
+        log.error("cannot listen on %s", " and ".join(failed), extra={"err": reason})
         exporter.close()
         return 1
     log.info(

@@ -195,11 +195,16 @@ def redact(text: str) -> str:
     return SECRETS.redact(text)
 
 
+RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+"""The attributes every log record has; any other was passed with ``extra=``: a field of the line."""
+
+
 class RedactingFilter(logging.Filter):
     """Redacts every record a handler writes, whichever library logged it, at any level.
 
     The message is formatted here (arguments included) and replaced by its redacted text; an
-    exception or stack is formatted and redacted too, so no formatter ever sees the original.
+    exception or stack is formatted and redacted too, and so is every field (``extra=``) other than
+    a number, so no formatter ever sees the original.
     """
 
     def __init__(self, formatter: logging.Formatter | None = None) -> None:
@@ -218,4 +223,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in RECORD_ATTRIBUTES and not isinstance(
+                value, (bool, int, float, type(None))
+            ):
+                setattr(record, key, redact(str(value)))
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from exporter import __version__
 from exporter.cli import build_parser
 from exporter.wiring import DEMO_MAX_JOBS, start_demo
 from tests.support.harness import account_yaml
+from tests.support.logs import assert_promslog_entry, read_log
 from tests.support.process import Child, run
 
 EXPORTER = [sys.executable, "-m", "exporter"]
@@ -27,6 +29,16 @@ EXPORTER = [sys.executable, "-m", "exporter"]
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return run([*EXPORTER, *args], env={**os.environ, **(env or {})})
+
+
+def _error_line(result: subprocess.CompletedProcess[str], msg: str) -> str:
+    """The ``err`` of the one log line of a run refused with ``msg`` and exit code 2."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (entry,) = read_log(result.stderr)
+    assert_promslog_entry(entry)
+    assert (entry["level"], entry["msg"]) == ("ERROR", msg), entry
+    return str(entry["err"])
 
 
 def test_version():
@@ -109,7 +121,25 @@ def test_demo_serves_live_metrics_within_seconds(tmp_path: Path):
         returncode = exporter.stop()
     stderr = exporter.output("stderr")
     assert returncode == 0, stderr
-    assert '"level": "info"' in stderr
+    assert "INFO" in [entry["level"] for entry in read_log(stderr)]
+
+
+@pytest.mark.parametrize("log_format", [None, "json"], ids=["logfmt-by-default", "json"])
+def test_every_log_line_has_the_promslog_keys(tmp_path: Path, log_format: str | None):
+    argv = [*EXPORTER, "--demo", "--demo.jobs", "5", "--web.listen-address", "127.0.0.1:0"]
+    argv += ["--log.format", log_format] if log_format else []
+    with Child(argv, tmp_path, "exporter") as exporter:
+        exporter.listening_address(timeout=30)
+        assert exporter.stop() == 0, exporter.tail()
+    stderr = exporter.output("stderr")
+    entries = read_log(stderr)
+    assert len(entries) >= 2, stderr  # listening, stopped
+    assert all(line.startswith("{") == (log_format == "json") for line in stderr.splitlines())
+    for entry in entries:
+        assert_promslog_entry(entry)
+    listening = [e for e in entries if "listening on 127.0.0.1:" in str(e["msg"])]
+    assert [(e["level"], e["source"]) for e in listening] == [("INFO", listening[0]["source"])]
+    assert str(listening[0]["source"]).startswith("cli.py:")
 
 
 def _metrics(url: str) -> list[Sample] | None:
@@ -131,12 +161,14 @@ def _answers_ok(url: str) -> bool:
 # Hostile flags: usage errors (exit 2), never a traceback
 
 
-def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """The last line argparse prints for ``argv``, which must be refused with exit code 2."""
-    with pytest.raises(SystemExit) as caught:
+def _usage_error(caplog: pytest.LogCaptureFixture, *argv: str) -> str:
+    """The error logged for ``argv``, which must be refused with exit code 2."""
+    with caplog.at_level(logging.ERROR, "exporter"), pytest.raises(SystemExit) as caught:
         build_parser().parse_args(list(argv))
     assert caught.value.code == 2
-    return capsys.readouterr().err.splitlines()[-1]
+    (record,) = caplog.records
+    assert record.getMessage() == "invalid command line, see --help"
+    return str(vars(record)["err"])
 
 
 RESERVED = "the paths /, /healthz, /readyz, /-/healthy, /-/ready, /-/reload, /probe are reserved"
@@ -153,28 +185,52 @@ RESERVED = "the paths /, /healthz, /readyz, /-/healthy, /-/ready, /-/reload, /pr
     ],
     ids=["telemetry-path-without-a-slash", "negative-demo-jobs"],
 )
-def test_a_bad_flag_stops_the_process_with_a_usage_error(argv: tuple[str, ...], message: str):
-    result = _run("--demo", *argv)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1] == f"ams-exporter: error: {message}"
+@pytest.mark.parametrize("log_format", [(), ("--log.format", "json")], ids=["logfmt", "json"])
+def test_a_bad_flag_stops_the_process_with_a_usage_error_logged(
+    argv: tuple[str, ...], message: str, log_format: tuple[str, ...]
+):
+    result = _run("--demo", *log_format, *argv)
+    assert _error_line(result, "invalid command line, see --help") == message
+    assert result.stderr.startswith("{") == bool(log_format)
+
+
+@pytest.mark.parametrize("flag", ["--config.c", "--config.chec", "--web.listen", "--demo.j"])
+def test_flags_are_matched_exactly(caplog, flag: str):
+    assert _usage_error(caplog, "--demo", flag) == f"unrecognized arguments: {flag}"
+    result = _run("--demo", flag)
+    assert _error_line(result, "invalid command line, see --help") == (
+        f"unrecognized arguments: {flag}"
+    )
+
+
+def test_the_text_log_format_is_refused_with_what_replaced_it(caplog):
+    assert _usage_error(caplog, "--log.format", "text") == (
+        "argument --log.format: the text format was replaced by logfmt "
+        "(time=... level=... source=... msg=...); choose logfmt or json"
+    )
+
+
+def test_help_is_printed_not_logged():
+    result = _run("--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: ams-exporter ")
+    assert result.stderr == ""
 
 
 @pytest.mark.parametrize(
     "path", ["/", "/healthz", "/readyz", "/-/healthy", "/-/ready", "/-/reload", "/probe"]
 )
-def test_telemetry_path_on_another_route_is_a_usage_error(capsys, path: str):
-    assert _usage_error(capsys, "--web.telemetry-path", path) == (
-        f"ams-exporter: error: argument --web.telemetry-path: {path} is taken by another route; "
-        f"{RESERVED}"
+def test_telemetry_path_on_another_route_is_a_usage_error(caplog, path: str):
+    assert _usage_error(caplog, "--web.telemetry-path", path) == (
+        f"argument --web.telemetry-path: {path} is taken by another route; {RESERVED}"
     )
 
 
 @pytest.mark.parametrize("path", ["/a b", "/metrics?x=1", "/metrics#top", "/m\tx", "/m\x00"])
-def test_telemetry_path_that_no_request_can_reach_is_a_usage_error(capsys, path: str):
-    assert _usage_error(capsys, "--web.telemetry-path", path) == (
-        "ams-exporter: error: argument --web.telemetry-path: must be a plain path, without "
-        f"spaces, control characters, ? or #, got {path!r}"
+def test_telemetry_path_that_no_request_can_reach_is_a_usage_error(caplog, path: str):
+    assert _usage_error(caplog, "--web.telemetry-path", path) == (
+        "argument --web.telemetry-path: must be a plain path, without spaces, control "
+        f"characters, ? or #, got {path!r}"
     )
 
 
@@ -192,10 +248,8 @@ def test_telemetry_path_elsewhere_is_accepted(path: str):
         ("1.5", "expected a whole number, got '1.5'"),
     ],
 )
-def test_demo_jobs_out_of_range_is_a_usage_error(capsys, jobs: str, problem: str):
-    assert _usage_error(capsys, "--demo.jobs", jobs) == (
-        f"ams-exporter: error: argument --demo.jobs: {problem}"
-    )
+def test_demo_jobs_out_of_range_is_a_usage_error(caplog, jobs: str, problem: str):
+    assert _usage_error(caplog, "--demo.jobs", jobs) == f"argument --demo.jobs: {problem}"
 
 
 @pytest.mark.parametrize("jobs", [1, DEMO_MAX_JOBS])
@@ -220,18 +274,17 @@ LEGACY_WARNING = (
 
 
 def _refused(config: Path, *argv: str) -> str:
-    """What ``--config.check`` of ``config`` (and ``argv``) writes on stderr; it must exit 2."""
+    """The configuration error ``--config.check`` of ``config`` (and ``argv``) logs; exit 2."""
     result = _run("--config.check", "--config.file", str(config), *argv)
-    assert result.returncode == 2
-    return result.stderr
+    assert result.stdout == ""
+    return _error_line(result, "configuration error")
 
 
 def test_config_file_over_1_mib_is_refused(tmp_path: Path):
     config = tmp_path / "config.yml"
     config.write_bytes(MANAGED.encode() + b"#" * (2 * 2**20 - len(MANAGED)))
     assert _refused(config) == (
-        f"ams-exporter: configuration error: {config}: the configuration file is 2 MiB "
-        "(2,097,152 bytes), over the 1 MiB limit\n"
+        f"{config}: the configuration file is 2 MiB (2,097,152 bytes), over the 1 MiB limit"
     )
 
 
@@ -242,18 +295,23 @@ def test_web_config_file_over_1_mib_is_refused(tmp_path: Path):
     with web.open("wb") as file:
         file.truncate(3 * 2**20)
     assert _refused(config, "--web.config.file", str(web)) == (
-        f"ams-exporter: configuration error: {web}: the web configuration is 3 MiB "
-        "(3,145,728 bytes), over the 1 MiB limit\n"
+        f"{web}: the web configuration is 3 MiB (3,145,728 bytes), over the 1 MiB limit"
     )
 
 
 def test_a_tab_in_the_config_is_named_as_a_tab(tmp_path: Path):
     config = tmp_path / "config.yml"
     config.write_text(MANAGED + "\ttimeout: 5s\n")
-    assert _refused(config) == (
-        f"ams-exporter: configuration error: {config}:5:1: invalid YAML: "
-        "tabs cannot indent YAML; use spaces\n"
-    )
+    assert _refused(config) == f"{config}:5:1: invalid YAML: tabs cannot indent YAML; use spaces"
+
+
+@pytest.mark.parametrize("log_format", ["logfmt", "json"])
+def test_a_configuration_error_is_one_log_line_in_the_format_asked(tmp_path: Path, log_format: str):
+    config = tmp_path / "config.yml"
+    config.write_text("accounts:\n  - name: prod\n    endpoint: http://insecure.example/api/\n")
+    result = _run("--log.format", log_format, "--config.file", str(config))
+    assert "accounts[0].endpoint" in _error_line(result, "configuration error")
+    assert result.stderr.startswith("{") == (log_format == "json")
 
 
 def test_config_errors_name_the_variable_never_its_value(tmp_path: Path):
@@ -267,11 +325,9 @@ def test_config_errors_name_the_variable_never_its_value(tmp_path: Path):
     )
     (tmp_path / "secret.txt").write_text("F1le-planted~secret/value\n")
     result = _run("--config.check", "--config.file", str(config), env={"AMS_ID": planted})
-    assert result.returncode == 2
-    assert result.stderr == (
-        f"ams-exporter: configuration error: {config}: accounts[0].client_id: the value of "
-        "${AMS_ID} is not a GUID (8-4-4-4-12 hexadecimal digits, such as "
-        "11111111-2222-3333-4444-555555555555)\n"
+    assert _error_line(result, "configuration error") == (
+        f"{config}: accounts[0].client_id: the value of ${{AMS_ID}} is not a GUID "
+        "(8-4-4-4-12 hexadecimal digits, such as 11111111-2222-3333-4444-555555555555)"
     )
     for part in ("Cl1-planted", "id/value", "F1le-planted", "secret/value"):
         assert part not in result.stdout + result.stderr
@@ -286,7 +342,8 @@ def test_config_check_prints_warnings_on_stderr_and_exits_0(tmp_path: Path):
     )
     result = _run("--config.check", "--config.file", str(config))
     assert result.returncode == 0, result.stderr
-    assert result.stderr == f"ams-exporter: configuration warning: {config}: {LEGACY_WARNING}\n"
+    (entry,) = read_log(result.stderr)
+    assert (entry["level"], entry["msg"]) == ("WARN", f"configuration: {config}: {LEGACY_WARNING}")
     described = yaml.safe_load(result.stdout)["accounts"][0]
     assert (described["endpoint"], described["redirect_hosts"]) == (
         "https://media.windows.net/",
@@ -313,9 +370,9 @@ def test_config_warnings_are_logged_at_start_up(tmp_path: Path):
             interval=0.25,
         )
     stderr = exporter.output("stderr")
-    entries = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    logged = [e for e in entries if e["message"] == f"configuration: {config}: {LEGACY_WARNING}"]
-    assert [e["level"] for e in logged] == ["warning"]
+    entries = [json.loads(line) for line in stderr.splitlines()]
+    logged = [e for e in entries if e["msg"] == f"configuration: {config}: {LEGACY_WARNING}"]
+    assert [e["level"] for e in logged] == ["WARN"]
 
 
 def test_demo_needs_no_redirect_hosts():

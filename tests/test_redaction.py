@@ -26,6 +26,8 @@ from exporter.config.model import Secret
 from exporter.errors import AmsApiError, AuthError
 from exporter.logs import configure_logging
 from exporter.redact import MAX_TOKENS, REDACTED, Redactor, redact, remember
+from tests.support.logs import assert_promslog_entry, read_log
+from tests.support.process import run as run_process
 
 SECRET = "s3cr+t/v@lue=with&chars%"
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_=-]{4,}")
@@ -184,7 +186,7 @@ def restored_logging() -> Iterator[None]:
         logging.getLogger(name).setLevel(level)
 
 
-@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize("log_format", ["logfmt", "json"])
 @pytest.mark.usefixtures("restored_logging")
 def test_no_library_logger_writes_a_secret_at_debug_level(
     capsys: pytest.CaptureFixture[str], log_format: str
@@ -202,12 +204,18 @@ def test_no_library_logger_writes_a_secret_at_debug_level(
         raise ValueError(f"upstream said {token}")
     except ValueError:
         logging.getLogger("exporter.test").exception("failed with %s", SECRET)
+    logging.getLogger("exporter.test").info("a field", extra={"reply": f"said {token}", "n": 3})
     written = capsys.readouterr().err
     assert "retrying" in written and "failed with" in written, written
     assert "Token response" not in written, "msal is silenced"
     for form in [*plain_forms(SECRET), token]:
         assert form not in written
-    assert "ValueError" in written, "the traceback is kept, redacted"
+    entries = read_log(written)  # one line per record, the traceback's included
+    for entry in entries:
+        assert_promslog_entry(entry)
+    (failed,) = [e for e in entries if e["msg"] == f"failed with {REDACTED}"]
+    assert str(failed["err"]).endswith(f"ValueError: upstream said {REDACTED}"), "kept, redacted"
+    assert (entries[-1]["reply"], str(entries[-1]["n"])) == (f"said {REDACTED}", "3")
 
 
 @pytest.mark.usefixtures("restored_logging")
@@ -215,7 +223,7 @@ def test_warnings_and_thread_crashes_reach_stderr_through_the_redacting_log(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     remember(SECRET)
-    configure_logging("info", "text")
+    configure_logging("info", "logfmt")
 
     def crash() -> None:
         raise RuntimeError(f"echoed {quote_plus(SECRET)}")
@@ -230,3 +238,30 @@ def test_warnings_and_thread_crashes_reach_stderr_through_the_redacting_log(
     assert "unhandled error in crashing-worker" in written and "RuntimeError" in written
     assert "insecure call with <redacted>" in written
     assert not any(form in written for form in plain_forms(SECRET))
+    assert [e["level"] for e in read_log(written)] == ["ERROR", "WARN"]
+
+
+# Crashes outside any handler: the hook that logging installs writes the traceback.
+CRASH = """
+import sys
+from exporter.logs import configure_logging
+from exporter.redact import remember
+log_format, secret = sys.argv[1:]
+remember(secret)
+configure_logging("info", log_format)
+raise RuntimeError(f"upstream echoed {secret}\\nand a second line")
+"""
+
+
+@pytest.mark.parametrize("log_format", ["logfmt", "json"])
+def test_an_uncaught_exception_is_one_redacted_log_line(log_format: str) -> None:
+    result = run_process([sys.executable, "-c", CRASH, log_format, SECRET])
+    assert result.returncode == 1, result.stderr
+    assert not any(form in result.stderr for form in plain_forms(SECRET))
+    (entry,) = read_log(result.stderr)
+    assert_promslog_entry(entry)
+    assert (entry["level"], entry["msg"]) == ("ERROR", "unhandled error")
+    trace = str(entry["err"])
+    assert trace.startswith("Traceback (most recent call last):\n"), trace
+    assert trace.endswith(f"RuntimeError: upstream echoed {REDACTED}\nand a second line"), trace
+    assert result.stderr.startswith("{") == (log_format == "json")

@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_LEVEL_RE = re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+# The level of a log line as promslog writes it in logfmt, the exporter's default format.
+_LEVEL_RE = re.compile(r"^time=\S+ level=(DEBUG|INFO|WARN|ERROR) ")
 
 
 def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

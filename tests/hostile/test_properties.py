@@ -209,7 +209,7 @@ def test_any_value_in_any_field_keeps_the_account_up_and_the_exposition_sane(
 
     scrape = bench.exporter.scrape(10)
 
-    assert scrape.up("prop") == 1, bench.exporter.log_lines("WARNING")[-1:]
+    assert scrape.up("prop") == 1, bench.exporter.log_lines("WARN")[-1:]
     assert_sane_values(scrape)
     _exported_ids_are_listed(bench, served_jobs, scrape)
     witness.assert_clean()
@@ -234,5 +234,5 @@ def test_any_body_gets_a_sane_exposition(bench: Bench, witness: Witness, body: b
         and all(isinstance(item, dict) for item in document["value"])
     )
     if well_shaped:
-        assert scrape.up("prop") == 1, bench.exporter.log_lines("WARNING")[-1:]
+        assert scrape.up("prop") == 1, bench.exporter.log_lines("WARN")[-1:]
     witness.assert_clean()

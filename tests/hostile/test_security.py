@@ -61,7 +61,7 @@ def test_a_token_response_that_is_not_json_is_reported_once_and_never_shown(
     assert account.minted, "the exporter never asked the hostile Azure AD for a token"
     assert [s.up("aad-not-json") for s in scrapes] == [0, 0, 0]
     assert exporter.log_lines("DEBUG", "not JSON"), "no log line says the answer is not JSON"
-    warnings = exporter.log_lines("WARNING", "not JSON")
+    warnings = exporter.log_lines("WARN", "not JSON")
     assert len(warnings) == 1, f"expected one warning for the episode, got {warnings}"
     witness.assert_clean()
 

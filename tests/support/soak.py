@@ -167,12 +167,12 @@ def _log_problems(log_file: Path, episodes: int) -> list[str]:
         except ValueError:
             problems.append(f"log line that is not JSON: {line[:200]}")
             continue
-        if entry["level"] not in ("warning", "error", "critical"):
+        if entry["level"] not in ("WARN", "ERROR"):
             continue
-        if entry["message"].startswith("collection of account flaky failed"):
+        if entry["msg"].startswith("collection of account flaky failed"):
             flaky_warnings += 1
         else:
-            problems.append(f"unexpected {entry['level']}: {entry['message'][:300]}")
+            problems.append(f"unexpected {entry['level']}: {entry['msg'][:300]}")
     if flaky_warnings != episodes:
         problems.append(f"{flaky_warnings} warnings for account flaky, {episodes} episodes")
     return problems
