@@ -466,11 +466,11 @@ def exporter_health() -> list[Builder[Any]]:
         row("Exporter"),
         graph("Collection duration vs scrape timeout", (8, 8), Unit("s"))
         .description(
-            "How long each account's collection took (ams_scrape_duration_seconds) against the "
+            "How long each account's collection took (ams_collection_duration_seconds) against the "
             "Prometheus scrape timeout set in the dashboard variable."
         )
         .with_target(
-            query(f"max by (account) (ams_scrape_duration_seconds{{{ACCOUNT}}})", BY_ACCOUNT)
+            query(f"max by (account) (ams_collection_duration_seconds{{{ACCOUNT}}})", BY_ACCOUNT)
         )
         .with_target(query("vector($scrape_timeout)", "scrape timeout", "B"))
         .override_by_query(

@@ -160,7 +160,7 @@ def test_scrape_timeout_header_bounds_the_collection():
     assert scrape.status == 200
     assert scrape.value("ams_up", account="fast") == 1
     assert scrape.value("ams_up", account="slow") == 0
-    assert scrape.value("ams_scrape_duration_seconds", account="slow") < 3
+    assert scrape.value("ams_collection_duration_seconds", account="slow") < 3
 
 
 def test_concurrent_scrapes_share_one_collection():

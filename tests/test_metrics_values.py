@@ -154,7 +154,7 @@ def test_account_metrics(frozen_emulator, scraped):
     assert scrape.value("ams_up", account="main") == 1
     assert scrape.value("ams_jobs_dropped", account="main") == 0
     assert before <= scrape.value("ams_last_success_timestamp_seconds", account="main") <= after
-    assert 0 < scrape.value("ams_scrape_duration_seconds", account="main") <= after - before
+    assert 0 < scrape.value("ams_collection_duration_seconds", account="main") <= after - before
     assert scrape.value("ams_exporter_build_info", version=__version__) == 1
 
 

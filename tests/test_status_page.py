@@ -523,7 +523,7 @@ def test_demo_status_page_in_chromium_matches_metrics(demo_exporter: str, tmp_pa
         if "data-count" in s.attrs
     }
     assert chips == {s.labels["state"]: s.value for s in samples["ams_jobs"]}
-    (duration,) = samples["ams_scrape_duration_seconds"]
+    (duration,) = samples["ams_collection_duration_seconds"]
     assert f"collection took {duration.value:.2f} s" in section.text()
     (last_success,) = samples["ams_last_success_timestamp_seconds"]
     shown_time = dt.datetime.fromtimestamp(last_success.value, tz=dt.timezone.utc)

@@ -243,11 +243,12 @@ UP = AccountSeries(
     Group.ACCOUNT,
     lambda result: [((), 1 if result.up else 0)],
 )
-SCRAPE_DURATION = AccountSeries(
-    "ams_scrape_duration_seconds",
+COLLECTION_DURATION = AccountSeries(
+    "ams_collection_duration_seconds",
     Kind.GAUGE,
     ("account",),
-    "How long the last collection of the account took.",
+    "How long the last collection of the account took; one collection serves every scrape that "
+    "arrives while it runs (Prometheus's scrape_duration_seconds times each scrape).",
     Group.ACCOUNT,
     lambda result: [((), result.duration_seconds)],
 )
@@ -307,7 +308,7 @@ METRICS: tuple[Declaration, ...] = (
     TASK_PROGRESS,
     JOBS,
     UP,
-    SCRAPE_DURATION,
+    COLLECTION_DURATION,
     LAST_SUCCESS,
     JOBS_DROPPED,
     UNREADABLE_ENTITIES,
