@@ -29,12 +29,19 @@ FROM ${PYTHON_IMAGE} AS build
 # argument stays in the build cache.
 ARG PIP_INDEX_URL=https://pypi.org/simple
 
+# What the wheel records for --version and ams_exporter_build_info (setup.py): the build context
+# has no .git, so `--build-arg REVISION=$(git rev-parse HEAD)` names the commit (else "unknown");
+# SOURCE_DATE_EPOCH, when given, is the build date instead of now.
+ARG REVISION=unknown
+ARG AMS_EXPORTER_REVISION=${REVISION}
+ARG SOURCE_DATE_EPOCH
+
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY exporter ./exporter
 COPY ams_emulator ./ams_emulator
 
@@ -54,10 +61,13 @@ RUN --mount=type=secret,id=pip_ca \
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 
+# A LABEL cannot read the package: the default is exporter.__version__, and a test keeps it so.
 ARG VERSION=0.1.0
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="ams-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Azure Media Services v2 encoding jobs" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/ams-exporter/ams-exporter"
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from bench.processes import EmulatorInfo, exporter_config
-from exporter import __version__
 from exporter.ams.http import RequestCounter
 from exporter.collect.poller import Poller
 from exporter.collect.snapshot import Collection
 from exporter.config.accounts import parse_config
 from exporter.deadline import Deadline
+from exporter.version import running
 from exporter.web.server import ExporterApp
 from exporter.wiring import build_poller
 
@@ -83,7 +83,7 @@ def _render(app: ExporterApp, accept: str) -> bytes:
 
 def time_rendering(collection: Collection, counter: RequestCounter, repeat: int) -> RenderRun:
     """Render ``collection`` ``repeat`` times through the metrics route; medians."""
-    app = ExporterApp(cast(Poller, _FixedPoller(collection)), counter, version=__version__)
+    app = ExporterApp(cast(Poller, _FixedPoller(collection)), counter, build=running())
     walls, cpus = [], []
     body = b""
     for _ in range(max(1, repeat)):

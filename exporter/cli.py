@@ -26,6 +26,7 @@ from exporter.deadline import Deadline
 from exporter.errors import ConfigError
 from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from exporter.redact import redact
+from exporter.version import running
 from exporter.web.httpserver import MAX_CONNECTIONS
 from exporter.web.listen import ListenError, format_address
 from exporter.web.webconfig import WebConfig, load_web_config
@@ -126,8 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --demo: number of jobs in the emulated account, 1 to 1000000 "
         "(default %(default)s)",
     )
-    parser.add_argument("--version", action="version", version=f"ams-exporter {__version__}")
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        help="print the version, git revision, build date and Python version, and exit",
+    )
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: several lines, as ``prometheus --version`` prints its own; exit code 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(running().describe())
+        parser.exit()
 
 
 class _Repeatable(argparse.Action):

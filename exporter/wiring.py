@@ -18,6 +18,7 @@ from exporter.ams.http import RequestCounter, UpstreamSession
 from exporter.collect.poller import AccountPoller, Poller
 from exporter.config.accounts import parse_config
 from exporter.config.model import AccountConfig, Config
+from exporter.version import running
 from exporter.web.httpserver import HttpServer
 from exporter.web.server import ExporterApp, start_server
 from exporter.web.webconfig import WebConfig
@@ -71,7 +72,7 @@ def build_exporter(config: Config, *, telemetry_path: str = "/metrics") -> Expor
     app = ExporterApp(
         poller,
         counter,
-        version=__version__,
+        build=running(),
         telemetry_path=telemetry_path,
         default_timeout=_default_timeout(config),
     )

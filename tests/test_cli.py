@@ -17,7 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from ams_emulator import Emulator
-from exporter import __version__
 from exporter.cli import build_parser
 from exporter.wiring import DEMO_MAX_JOBS, start_demo
 from tests.support.harness import account_yaml
@@ -39,12 +38,6 @@ def _error_line(result: subprocess.CompletedProcess[str], msg: str) -> str:
     assert_promslog_entry(entry)
     assert (entry["level"], entry["msg"]) == ("ERROR", msg), entry
     return str(entry["err"])
-
-
-def test_version():
-    result = _run("--version")
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"ams-exporter {__version__}"
 
 
 def test_help_lists_every_flag():

@@ -33,6 +33,7 @@ import tomllib
 
 from exporter import __version__
 from exporter.cli import build_parser
+from exporter.version import REVISION_VARIABLE, UNKNOWN
 from tests.support.image import (
     DOCKERFILE,
     IMAGE_CONFIG_FILE,
@@ -466,6 +467,18 @@ def test_oci_labels_name_source_version_and_licence() -> None:
     assert labels["org.opencontainers.image.title"] == project["Name"]
 
 
+def test_the_revision_build_argument_names_the_commit_for_the_wheel_and_the_label() -> None:
+    """The build context has no .git: ``--build-arg REVISION=...`` tells setup.py, which reads
+    it as AMS_EXPORTER_REVISION, and the revision label; without it both say unknown."""
+    dockerfile = Dockerfile()
+    assert "setup.py" in dockerfile.copy_sources(0)
+    assert dockerfile.arg_default("REVISION", 0) == UNKNOWN
+    assert dockerfile.arg_default(REVISION_VARIABLE, 0) == "${REVISION}"
+    assert dockerfile.arg_default("REVISION", dockerfile.last_stage) == UNKNOWN
+    labels = dockerfile.labels(dockerfile.last_stage)
+    assert labels["org.opencontainers.image.revision"] == "${REVISION}"
+
+
 def test_healthcheck_probes_healthz_with_the_standard_library_only() -> None:
     dockerfile = Dockerfile()
     healthcheck = dockerfile.one("HEALTHCHECK", dockerfile.last_stage)
@@ -488,7 +501,14 @@ def test_healthcheck_probes_healthz_with_the_standard_library_only() -> None:
 
 def test_build_context_holds_exactly_what_the_build_copies() -> None:
     sources = Dockerfile().copy_sources(0)
-    assert sorted(sources) == ["LICENSE", "README.md", "ams_emulator", "exporter", "pyproject.toml"]
+    assert sorted(sources) == [
+        "LICENSE",
+        "README.md",
+        "ams_emulator",
+        "exporter",
+        "pyproject.toml",
+        "setup.py",
+    ]
     context = build_context()
     for source in sources:
         assert source in context or any(p.startswith(source + "/") for p in context), source

@@ -19,6 +19,9 @@ from exporter.expose.contract import METRICS, Scrape
 from exporter.expose.negotiation import negotiate
 from exporter.expose.reference import Exposition, build_families
 from exporter.expose.writer import _direct_format, render
+from exporter.version import Build
+
+BUILD = Build("1.2.3", "0123456789abcdef0123456789abcdef01234567", "2026-12-02T01:00:00Z", "3.12.8")
 
 NOW = 1_764_150_000.25
 HOSTILE = [
@@ -132,14 +135,14 @@ def _reference(
     collection: Collection, accept: str, process: CollectorRegistry, requests=REQUESTS
 ) -> bytes:
     encoder, _ = choose_encoder(accept)
-    return encoder(Exposition(build_families(Scrape(collection, requests, "1.2.3")), process))
+    return encoder(Exposition(build_families(Scrape(collection, requests, BUILD)), process))
 
 
 @pytest.mark.parametrize("accept", DIRECT)
 def test_direct_writing_equals_prometheus_client(accept):
     collection = _collection(HOSTILE)
     process = _process_registry()
-    body, content_type = render(collection, REQUESTS, "1.2.3", negotiate(accept), process)
+    body, content_type = render(collection, REQUESTS, BUILD, negotiate(accept), process)
     assert _direct_format(choose_encoder(accept)[0]) is not None, "the direct path must be taken"
     assert content_type == choose_encoder(accept)[1]
     assert body == _reference(collection, accept, process)
@@ -150,7 +153,7 @@ def test_other_negotiations_are_left_to_prometheus_client(accept):
     collection = _collection(HOSTILE)
     process = _process_registry()
     assert _direct_format(choose_encoder(accept)[0]) is None
-    body, content_type = render(collection, REQUESTS, "1.2.3", negotiate(accept), process)
+    body, content_type = render(collection, REQUESTS, BUILD, negotiate(accept), process)
     assert (body, content_type) == (
         _reference(collection, accept, process),
         choose_encoder(accept)[1],
@@ -160,7 +163,7 @@ def test_other_negotiations_are_left_to_prometheus_client(accept):
 def test_an_empty_collection_still_has_every_family_header():
     collection = Collection(time=NOW, accounts=())
     for accept in ("", "application/openmetrics-text;version=1.0.0"):
-        body, _ = render(collection, {}, "1.2.3", negotiate(accept), CollectorRegistry())
+        body, _ = render(collection, {}, BUILD, negotiate(accept), CollectorRegistry())
         assert body == _reference(collection, accept, CollectorRegistry(), {})
         assert body.count(b"# TYPE ams_") == len(METRICS)
 
@@ -168,7 +171,7 @@ def test_an_empty_collection_still_has_every_family_header():
 def test_a_collection_larger_than_one_slice_of_jobs_gives_the_same_bytes():
     collection = _collection([f"job {i}" for i in range(4500)] + HOSTILE)
     process = CollectorRegistry()
-    body, _ = render(collection, REQUESTS, "1.2.3", negotiate(""), process)
+    body, _ = render(collection, REQUESTS, BUILD, negotiate(""), process)
     assert body == _reference(collection, "", process)
 
 
@@ -181,5 +184,5 @@ def test_any_job_and_task_names_give_the_same_bytes(names):
     collection = _collection(names)
     process = CollectorRegistry()
     for accept in ("text/plain;version=0.0.4", "application/openmetrics-text;version=1.0.0"):
-        body, _ = render(collection, REQUESTS, "1.2.3", negotiate(accept), process)
+        body, _ = render(collection, REQUESTS, BUILD, negotiate(accept), process)
         assert body == _reference(collection, accept, process)

@@ -1,18 +1,21 @@
 """What the container image will do, without a Docker engine.
 
 The wheel is built from exactly the files the Dockerfile's build stage copies (as ``.dockerignore``
-lets them through), with the same ``pip wheel`` command, and installed into a fresh virtual
-environment in a temporary directory outside the source tree. The installed ``ams-exporter --demo``
-then runs as the image runs it: as uid 10267 when the tests run as root (so that nothing but its
-temp dir is writable, like a read-only root filesystem), from an empty working directory, with the
-image's environment. This catches package data that the wheel leaves out (the emulator, the status
-page templates) and writes outside the declared temp dir.
+lets them through), with the same ``pip wheel`` command and the revision the image build is told
+(the context has no .git), and installed into a fresh virtual environment in a temporary directory
+outside the source tree. The installed ``ams-exporter --demo`` then runs as the image runs it: as
+uid 10267 when the tests run as root (so that nothing but its temp dir is writable, like a
+read-only root filesystem), from an empty working directory, with the image's environment. This
+catches package data that the wheel leaves out (the emulator, the status page templates) and writes
+outside the declared temp dir.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from exporter import __version__
+from exporter.version import REVISION_VARIABLE
+from tests.support.git import head
 from tests.support.image import IMAGE_UID, Dockerfile, build_context
 from tests.support.process import Child, WaitFailed, free_port
 
@@ -37,6 +42,8 @@ POLL_INTERVAL = 0.25
 
 # The distribution's two top-level packages, as paths in the wheel and the build context.
 PACKAGES = ("exporter/", "ams_emulator/")
+# What `docker build --build-arg REVISION=$(git rev-parse HEAD)` passes: this checkout's commit.
+REVISION = head(ROOT)
 
 
 @dataclass
@@ -93,6 +100,7 @@ def installed() -> Iterator[Installed]:
             (context / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ROOT / relative, context / relative)
         pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        build_env = {**pip_env, REVISION_VARIABLE: REVISION}
         _run(
             [
                 sys.executable,
@@ -105,7 +113,7 @@ def installed() -> Iterator[Installed]:
                 ".",
             ],
             cwd=context,
-            env=pip_env,
+            env=build_env,
         )
         (wheel,) = (root / "wheels").glob("ams_exporter-*.whl")
         venv = root / "opt" / "ams-exporter"
@@ -217,11 +225,17 @@ def test_wheel_ships_every_file_of_the_package(installed: Installed) -> None:
     assert in_context - shipped == set()
     assert any(p.startswith("ams_emulator/") for p in shipped)
     assert "ams_emulator/py.typed" in shipped
+    assert "exporter/_build.py" in shipped  # written by setup.py, not in the context
 
 
-def test_installed_console_script_reports_the_version(installed: Installed, tmp_path: Path) -> None:
+def test_installed_console_script_reports_the_version_revision_and_build_date(
+    installed: Installed, tmp_path: Path
+) -> None:
     result = _run([str(installed.venv / "bin" / "ams-exporter"), "--version"], cwd=tmp_path)
-    assert __version__ in result.stdout + result.stderr
+    head, date, python = result.stdout.splitlines()
+    assert head == f"ams-exporter, version {__version__} (revision: {REVISION})"
+    assert re.fullmatch(r"  build date:       \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", date), date
+    assert python == f"  python version:   {platform.python_version()}"
 
 
 def test_installed_demo_serves_live_metrics(demo: DemoRun) -> None:
@@ -230,7 +244,12 @@ def test_installed_demo_serves_live_metrics(demo: DemoRun) -> None:
     for sample in demo.metrics:
         by_name.setdefault(sample.name, []).append(sample)
     (build_info,) = by_name["ams_exporter_build_info"]
-    assert build_info.labels == {"version": __version__} and build_info.value == 1
+    assert build_info.value == 1
+    assert build_info.labels == {
+        "version": __version__,
+        "revision": REVISION,
+        "pythonversion": platform.python_version(),
+    }
     states = {s.labels["state"] for s in by_name["ams_jobs"] if s.labels["account"] == "demo"}
     assert states == {
         "Queued",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from exporter.ams.model import ENTITY_KINDS, JobState
 from exporter.collect.jobview import JobView
 from exporter.collect.snapshot import AccountResult, Collection
+from exporter.version import Build
 
 JOB_LABELS = ("account", "job_id", "job_name")
 STATE_LABELS = tuple((state, state.label) for state in JobState)
@@ -50,7 +51,7 @@ class Scrape:
 
     collection: Collection
     requests: RequestCounts
-    version: str
+    build: Build
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,10 +289,13 @@ API_REQUESTS = ScrapeSeries(
 BUILD_INFO = ScrapeSeries(
     "ams_exporter_build_info",
     Kind.GAUGE,
-    ("version",),
-    "Always 1; the exporter's version as a label.",
+    ("version", "revision", "pythonversion"),
+    "Always 1; the exporter's version, the git commit it was built from (unknown when not built "
+    "from git) and the Python version as labels.",
     Group.EXPORTER,
-    lambda scrape: [((scrape.version,), 1)],
+    lambda scrape: [
+        ((scrape.build.version, scrape.build.revision, scrape.build.python_version), 1)
+    ],
 )
 
 METRICS: tuple[Declaration, ...] = (

@@ -37,12 +37,13 @@ from exporter.expose.contract import (
 )
 from exporter.expose.negotiation import Negotiation
 from exporter.expose.reference import Exposition, build_families
+from exporter.version import Build
 
 
 def render(
     collection: Collection,
     requests: RequestCounts,
-    version: str,
+    build: Build,
     negotiation: Negotiation,
     process: CollectorRegistry,
 ) -> tuple[bytes, str]:
@@ -53,7 +54,7 @@ def render(
     and runtime metrics) follows the families, always through ``prometheus_client``; it also ends
     an OpenMetrics body with ``# EOF``.
     """
-    scrape = Scrape(collection, requests, version)
+    scrape = Scrape(collection, requests, build)
     encoder, content_type = negotiation
     om = _direct_format(encoder)
     if om is None:

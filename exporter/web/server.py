@@ -22,6 +22,7 @@ from exporter.collect.poller import Poller
 from exporter.deadline import Deadline
 from exporter.expose.negotiation import negotiate, qvalue
 from exporter.expose.writer import render
+from exporter.version import Build
 from exporter.web.httpserver import (
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
@@ -108,13 +109,13 @@ class ExporterApp:
         poller: Poller,
         counter: RequestCounter,
         *,
-        version: str,
+        build: Build,
         telemetry_path: str = "/metrics",
         default_timeout: float = 10.0,
     ) -> None:
         self._poller = poller
         self._counter = counter
-        self._version = version
+        self._build = build
         self._telemetry_path = telemetry_path
         self._default_timeout = default_timeout
         self._process = _process_registry()
@@ -153,7 +154,7 @@ class ExporterApp:
         arrived = received if isinstance(received, float) else time.monotonic()
         collection = self._poller.collect(Deadline(arrived + budget), arrived=arrived)
         body, content_type = render(
-            collection, self._counter.snapshot(), self._version, negotiation, self._process
+            collection, self._counter.snapshot(), self._build, negotiation, self._process
         )
         headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
         if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
@@ -166,7 +167,7 @@ class ExporterApp:
         if collection is None or self._poller.age_of_latest() > STATUS_PAGE_MAX_AGE:
             collection = self._poller.collect(Deadline.after(self._default_timeout))
         page = render_status_page(
-            collection, version=self._version, metrics_path=self._telemetry_path
+            collection, version=self._build.version, metrics_path=self._telemetry_path
         )
         return "200 OK", [("Content-Type", "text/html; charset=utf-8")], page.encode()
 
