@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -228,6 +227,13 @@ def test_wheel_ships_every_file_of_the_package(installed: Installed) -> None:
     assert "exporter/_build.py" in shipped  # written by setup.py, not in the context
 
 
+def _python_version(installed: Installed, *user: str) -> str:
+    """The version of the Python the venv's ``python`` runs as ``user`` (a prefix such as
+    :func:`_as_image_user`'s): not always this interpreter's, nor the same for every user."""
+    code = "import platform; print(platform.python_version())"
+    return _run([*user, str(installed.venv / "bin" / "python"), "-c", code]).stdout.strip()
+
+
 def test_installed_console_script_reports_the_version_revision_and_build_date(
     installed: Installed, tmp_path: Path
 ) -> None:
@@ -235,10 +241,10 @@ def test_installed_console_script_reports_the_version_revision_and_build_date(
     head, date, python = result.stdout.splitlines()
     assert head == f"ams-exporter, version {__version__} (revision: {REVISION})"
     assert re.fullmatch(r"  build date:       \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", date), date
-    assert python == f"  python version:   {platform.python_version()}"
+    assert python == f"  python version:   {_python_version(installed)}"
 
 
-def test_installed_demo_serves_live_metrics(demo: DemoRun) -> None:
+def test_installed_demo_serves_live_metrics(installed: Installed, demo: DemoRun) -> None:
     assert demo.metrics, f'no ams_up{{account="demo"}} 1 within {STARTUP_SECONDS}s:\n{demo.stderr}'
     by_name: dict[str, list[Sample]] = {}
     for sample in demo.metrics:
@@ -248,7 +254,7 @@ def test_installed_demo_serves_live_metrics(demo: DemoRun) -> None:
     assert build_info.labels == {
         "version": __version__,
         "revision": REVISION,
-        "pythonversion": platform.python_version(),
+        "pythonversion": _python_version(installed, *_as_image_user()),
     }
     states = {s.labels["state"] for s in by_name["ams_jobs"] if s.labels["account"] == "demo"}
     assert states == {
