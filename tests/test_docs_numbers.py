@@ -350,6 +350,8 @@ FACTS = [
     Fact("docs/runbooks.md", r"For (\d+) minutes, every collection of the account has met", "alerts.yml: AMSUnreadableEntities for", lambda: _alert_for("AMSUnreadableEntities")),
     Fact("docs/runbooks.md", r"a state code outside the (\w+) documented ones", "len(JobState)", len(JobState)),
     Fact("docs/runbooks.md", r"for the scrape job `ams`\) for (\d+) minutes", "alerts.yml: AMSExporterDown for", lambda: _alert_for("AMSExporterDown")),
+    # -- docs/multi-target.md
+    Fact("docs/multi-target.md", r"ams-exporter:(\d+)", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
     # -- docs/performance.md (the prose; the marked section is written by the benchmark)
     Fact("docs/performance.md", r"python -m bench\.scrape # ([\d,]+(?: / [\d,]+)*) jobs", "bench.scrape --sizes default", lambda: " / ".join(f"{n:,}" for n in bench_parser().get_default("sizes"))),
     Fact("docs/performance.md", r"jobs, (\d+ and \d+) ms", "bench.scrape --latencies default", lambda: " and ".join(map(str, bench_parser().get_default("latencies")))),

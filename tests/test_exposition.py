@@ -186,3 +186,18 @@ def test_any_job_and_task_names_give_the_same_bytes(names):
     for accept in ("text/plain;version=0.0.4", "application/openmetrics-text;version=1.0.0"):
         body, _ = render(collection, REQUESTS, BUILD, negotiate(accept), process)
         assert body == _reference(collection, accept, process)
+
+
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text;version=1.0.0", *DELEGATED])
+def test_a_probe_writes_its_accounts_declarations_and_samples_alone(accept):
+    healthy, failed = _collection(HOSTILE).accounts
+    requests = {**REQUESTS, (failed.account, "ams", "503"): 4}
+    probed = Collection(time=NOW, accounts=(healthy,))
+    process = CollectorRegistry()
+    body, _ = render(probed, requests, BUILD, negotiate(accept), process, account=healthy.account)
+    encoder, _ = choose_encoder(accept)
+    scrape = Scrape(probed, requests, BUILD, account=healthy.account)
+    assert body == encoder(Exposition(build_families(scrape), process))
+    assert b"ams_exporter_" not in body
+    assert b'api="ams",code="200"' in body
+    assert b"503" not in body

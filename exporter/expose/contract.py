@@ -52,6 +52,24 @@ class Scrape:
     collection: Collection
     requests: RequestCounts
     build: Build
+    # The one account a probe (``/probe?account=NAME``) asks for; ``None`` for the metrics path.
+    account: str | None = None
+
+    @property
+    def declarations(self) -> tuple[Declaration, ...]:
+        """What this scrape exposes, in :data:`METRICS` order: a probe, only what belongs to an
+        account (:attr:`Metric.per_account`), as blackbox_exporter's probe leaves out its own
+        metrics. A probe's collection holds its account alone."""
+        if self.account is None:
+            return METRICS
+        return tuple(metric for metric in METRICS if metric.per_account)
+
+    def samples_of(self, metric: ScrapeSeries) -> Iterable[Sample]:
+        """``metric``'s samples; a probe's, only those of its account."""
+        if self.account is None:
+            return metric.samples(self)
+        at = metric.labels.index("account")
+        return [sample for sample in metric.samples(self) if sample[0][at] == self.account]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +88,11 @@ class Metric:
         if self.kind is Kind.COUNTER:
             return self.name.removesuffix("_total")
         return self.name
+
+    @property
+    def per_account(self) -> bool:
+        """Whether each series belongs to the account its ``account`` label names."""
+        return "account" in self.labels
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ from prometheus_client.registry import Collector as RegistryCollector
 from exporter.ams.model import JobState
 from exporter.collect.jobview import JobView
 from exporter.expose.contract import (
-    METRICS,
     AccountSeries,
     Declaration,
     JobSeries,
@@ -31,13 +30,13 @@ from exporter.expose.contract import (
 
 
 def build_families(scrape: Scrape) -> Iterator[Family]:
-    """Every family of the contract for this scrape, in contract order (empty families included)."""
+    """The scrape's families, in contract order (empty families included)."""
     views = [
         (account.account, view)
         for account in scrape.collection.accounts
         for view in account.views(scrape.collection.time)
     ]
-    for metric in METRICS:
+    for metric in scrape.declarations:
         family = _family(metric)
         for labels, value in _samples(metric, scrape, views):
             family.add_metric(list(labels), value)
@@ -77,7 +76,7 @@ def _samples(
             for own, value in metric.samples(result):
                 yield (result.account, *own), value
     else:
-        yield from metric.samples(scrape)
+        yield from scrape.samples_of(metric)
 
 
 @dataclass(frozen=True)

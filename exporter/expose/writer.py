@@ -24,7 +24,6 @@ from exporter.collect.jobview import JobView
 from exporter.collect.snapshot import Collection
 from exporter.expose.contract import (
     JOB_LABELS,
-    METRICS,
     AccountSeries,
     Declaration,
     JobSeries,
@@ -46,15 +45,18 @@ def render(
     build: Build,
     negotiation: Negotiation,
     process: CollectorRegistry,
+    *,
+    account: str | None = None,
 ) -> tuple[bytes, str]:
     """The body of a scrape in the negotiated format, and its content type.
 
     ``negotiation`` is what :func:`~exporter.expose.negotiation.negotiate` chose (before the
     collection, so that no Accept header can waste one). ``process`` (the client library's process
     and runtime metrics) follows the families, always through ``prometheus_client``; it also ends
-    an OpenMetrics body with ``# EOF``.
+    an OpenMetrics body with ``# EOF``. With ``account`` it is a probe's body: that account's
+    series alone (see :attr:`~exporter.expose.contract.Scrape.declarations`).
     """
-    scrape = Scrape(collection, requests, build)
+    scrape = Scrape(collection, requests, build, account)
     encoder, content_type = negotiation
     om = _direct_format(encoder)
     if om is None:
@@ -100,13 +102,13 @@ _JOBS_PER_SLICE = 2000
 
 
 def _family_texts(scrape: Scrape, *, om: bool) -> Iterator[str]:
-    """The families of the contract as text, in :data:`METRICS` order, in pieces."""
+    """The scrape's families as text, in contract order, in pieces."""
     jobs: list[_Labelled] = [
         (_job_labels(account.account, view.job.id, view.job.name), account.account, view)
         for account in scrape.collection.accounts
         for view in account.views(scrape.collection.time)
     ]
-    for metric in METRICS:
+    for metric in scrape.declarations:
         yield _header(metric, om)
         if isinstance(metric, (JobValue, JobStateSet, JobSeries)):
             lines_of = _job_lines_writer(metric)
@@ -211,5 +213,5 @@ def _other_lines(metric: Declaration, scrape: Scrape) -> Iterator[str]:
             for own, value in metric.samples(result):
                 yield _line(metric, (result.account, *own), value)
     elif isinstance(metric, ScrapeSeries):
-        for labels, value in metric.samples(scrape):
+        for labels, value in scrape.samples_of(metric):
             yield _line(metric, labels, value)

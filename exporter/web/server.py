@@ -32,6 +32,7 @@ from exporter.web.httpserver import (
     HttpServer,
     Limits,
 )
+from exporter.web.probe import PROBE_PATH, ProbeRefused, probed_account, unknown_account
 from exporter.web.protect import ProtectedApp
 from exporter.web.status_page import render_status_page
 from exporter.web.webconfig import WebConfig
@@ -93,6 +94,10 @@ def gzip_accepted(accept_encoding: str) -> bool:
     return anything is not None and anything > 0
 
 
+# A probe leaves out the process's own metrics, as blackbox_exporter's probe does.
+_NO_PROCESS = CollectorRegistry(auto_describe=False)
+
+
 def _process_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
@@ -121,6 +126,7 @@ class ExporterApp:
         self._process = _process_registry()
         self._routes: dict[str, Callable[[Environ], tuple[str, list[tuple[str, str]], bytes]]] = {
             "/": self._status_page,
+            PROBE_PATH: self._probe,  # a telemetry path of the same name (refused by the CLI) wins
             telemetry_path: self._metrics,
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -145,6 +151,21 @@ class ExporterApp:
         return [b""] if method == "HEAD" else [body]
 
     def _metrics(self, environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        return self._exposition(environ, None)
+
+    def _probe(self, environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """``/probe?account=NAME``: the metrics path's answer for that account alone."""
+        try:
+            account = probed_account(environ.get("QUERY_STRING", ""), self._poller.names)
+            return self._exposition(environ, account)
+        except ProbeRefused as refusal:
+            log.debug("refused a probe: %s", refusal.reason)
+            return _text("400 Bad Request", str(refusal))
+
+    def _exposition(
+        self, environ: Environ, account: str | None
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """A scrape of every account, or of ``account`` alone (a probe: its series only)."""
         # Negotiated before collecting: whatever the header says, the collection is answered.
         negotiation = negotiate(environ.get("HTTP_ACCEPT", ""))
         budget = collection_budget(environ.get(SCRAPE_TIMEOUT_HEADER), self._default_timeout)
@@ -152,9 +173,18 @@ class ExporterApp:
         # from its arrival, and a collection that finished after it arrived answers it too.
         received = environ.get(RECEIVED_KEY)
         arrived = received if isinstance(received, float) else time.monotonic()
-        collection = self._poller.collect(Deadline(arrived + budget), arrived=arrived)
+        deadline = Deadline(arrived + budget)
+        if account is None:
+            collection = self._poller.collect(deadline, arrived=arrived)
+        else:
+            try:
+                collection = self._poller.collect_account(account, deadline, arrived=arrived)
+            except KeyError:  # a reload removed the account since the query was read
+                raise unknown_account(account, self._poller.names) from None
+        requests = self._counter.snapshot()
+        process = self._process if account is None else _NO_PROCESS
         body, content_type = render(
-            collection, self._counter.snapshot(), self._build, negotiation, self._process
+            collection, requests, self._build, negotiation, process, account=account
         )
         headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
         if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
