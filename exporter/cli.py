@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from exporter.config.describe import describe_config
 from exporter.config.model import Config
 from exporter.deadline import Deadline
 from exporter.errors import ConfigError
+from exporter.lifecycle import Reloader
 from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from exporter.redact import redact
 from exporter.version import running
@@ -35,6 +37,8 @@ from exporter.wiring import DEMO_MAX_JOBS, Demo, build_exporter, listen, start_d
 log = logging.getLogger("exporter")
 
 DEFAULT_LISTEN_ADDRESS = ":10267"
+# Seconds a stopping exporter gives a scrape beyond the longest collection to be written.
+SHUTDOWN_MARGIN = 2.0
 # Paths the server answers besides the telemetry path, and those kept for routes to come
 # (Prometheus-style health and reload, a multi-target probe): the telemetry path must be none.
 RESERVED_PATHS = ("/", "/healthz", "/readyz", "/-/healthy", "/-/ready", "/-/reload", "/probe")
@@ -93,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="answer POST /-/reload (reload the configuration, as SIGHUP does)",
+    )
+    parser.add_argument(
         "--web.telemetry-path",
         dest="telemetry_path",
         type=_telemetry_path,
@@ -135,6 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_format(text: str) -> str:
+    """``--log.format``: the former ``text`` is refused with what replaced it."""
+    if text == "text":
+        raise argparse.ArgumentTypeError(
+            "the text format was replaced by logfmt (time=... level=... source=... msg=...); "
+            "choose logfmt or json"
+        )
+    return text
+
+
+def _log_flags(argv: Sequence[str] | None) -> tuple[str, str]:
+    """``--log.level`` and ``--log.format``, read before the other flags so that a usage error is
+    logged as asked; a value that is not valid reads as the default (the full parse refuses it)."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    early.add_argument("--log.level", dest="log_level", default=LOG_LEVELS[1])
+    early.add_argument("--log.format", dest="log_format", default=LOG_FORMATS[0])
+    try:
+        flags, _ = early.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return LOG_LEVELS[1], LOG_FORMATS[0]
+    level = flags.log_level if flags.log_level in LOG_LEVELS else LOG_LEVELS[1]
+    return level, flags.log_format if flags.log_format in LOG_FORMATS else LOG_FORMATS[0]
+
+
 class _Version(argparse.Action):
     """``--version``: several lines, as ``prometheus --version`` prints its own; exit code 0."""
 
@@ -165,30 +199,6 @@ class _Repeatable(argparse.Action):
     ) -> None:
         given = getattr(namespace, self.dest)
         setattr(namespace, self.dest, [*([] if given is self.default else given), values])
-
-
-def _log_format(text: str) -> str:
-    """``--log.format``: the former ``text`` is refused with what replaced it."""
-    if text == "text":
-        raise argparse.ArgumentTypeError(
-            "the text format was replaced by logfmt (time=... level=... source=... msg=...); "
-            "choose logfmt or json"
-        )
-    return text
-
-
-def _log_flags(argv: Sequence[str] | None) -> tuple[str, str]:
-    """``--log.level`` and ``--log.format``, read before the other flags so that a usage error is
-    logged as asked; a value that is not valid reads as the default (the full parse refuses it)."""
-    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-    early.add_argument("--log.level", dest="log_level", default=LOG_LEVELS[1])
-    early.add_argument("--log.format", dest="log_format", default=LOG_FORMATS[0])
-    try:
-        flags, _ = early.parse_known_args(argv)
-    except argparse.ArgumentError:
-        return LOG_LEVELS[1], LOG_FORMATS[0]
-    level = flags.log_level if flags.log_level in LOG_LEVELS else LOG_LEVELS[1]
-    return level, flags.log_format if flags.log_format in LOG_FORMATS else LOG_FORMATS[0]
 
 
 def _max_connections(text: str) -> int:
@@ -246,17 +256,26 @@ def _warm_up(poller: Poller, budget: float) -> None:
     ).start()
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
+def _run_until_stopped(reloader: Reloader) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration (in this thread)."""
+    received: queue.SimpleQueue[int] = queue.SimpleQueue()
 
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
+    def note(signum: int, _frame: FrameType | None) -> None:
+        received.put(signum)
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    while not stop.wait(timeout=3600):
-        pass
+    for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(handled, note)
+    while True:
+        try:
+            signum = received.get(timeout=3600)
+        except queue.Empty:
+            continue
+        name = signal.Signals(signum).name
+        if signum != signal.SIGHUP:
+            log.info("received %s, shutting down", name)
+            return
+        log.info("received %s, reloading the configuration", name)
+        reloader.reload()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -313,12 +332,16 @@ def _serve(
     # Last: whoever reads "listening on" in the log has read the rest of the start-up.
     for address in server.server_addresses:
         log.info("listening on %s", format_address(address))
+    reloader = Reloader(exporter, server, args.config_file, args.web_config_file)
+    if args.enable_lifecycle:
+        exporter.app.reload = reloader.reload
     _warm_up(exporter.poller, exporter.default_timeout)
     started = time.monotonic()
     try:
-        _wait_for_signal()
+        _run_until_stopped(reloader)
     finally:
-        server.shutdown()
+        # Scrapes being answered finish: as long as a collection may take, and a little more.
+        server.shutdown(grace=exporter.default_timeout + SHUTDOWN_MARGIN)
         server.server_close()
         exporter.close()
         log.info("stopped after %.0f s", time.monotonic() - started)

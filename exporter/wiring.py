@@ -61,8 +61,50 @@ class Exporter:
     def default_timeout(self) -> float:
         return _default_timeout(self.config)
 
+    def apply(self, config: Config) -> Changes:
+        """Poll ``config``'s accounts from now on, keeping what did not change.
+
+        An account whose configuration is equal to the running one keeps its poller, with its
+        token cache and its memory (tasks of failed jobs, the date-filter fallback); an added or
+        changed account gets a new one; the pollers of removed and changed accounts are closed,
+        and the request counts of removed accounts are dropped with their series.
+        """
+        running = {poller.config.name: poller for poller in self.poller.pollers}
+        pollers, changes = [], Changes()
+        for account in config.accounts:
+            current = running.get(account.name)
+            if current is not None and current.config == account:
+                pollers.append(current)
+                changes.kept.append(account.name)
+                continue
+            pollers.append(_account_poller(account, self.counter))
+            (changes.changed if current is not None else changes.added).append(account.name)
+        for dropped in self.poller.replace(pollers):
+            dropped.close()
+        wanted = {account.name for account in config.accounts}
+        changes.removed = [name for name in running if name not in wanted]
+        for name in changes.removed:
+            self.counter.forget(name)
+        self.config = config
+        self.app.default_timeout = _default_timeout(config)
+        return changes
+
     def close(self) -> None:
         self.poller.close()
+
+
+@dataclass
+class Changes:
+    """What applying a configuration did to the accounts, by name."""
+
+    kept: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = [f"{len(names)} {what}" for what, names in vars(self).items()]
+        return ", ".join(parts)
 
 
 def build_exporter(config: Config, *, telemetry_path: str = "/metrics") -> Exporter:

@@ -41,7 +41,7 @@ from exporter.ams.http import DEFAULT_MAX_BODY_BYTES
 from exporter.ams.model import JobState
 from exporter.ams.odata import _MAX_RUNNING_MS, MAX_NAME_CHARS
 from exporter.ams.scope import IDS_PER_FILTER
-from exporter.cli import DEFAULT_LISTEN_ADDRESS, build_parser
+from exporter.cli import DEFAULT_LISTEN_ADDRESS, SHUTDOWN_MARGIN, build_parser
 from exporter.config.accounts import DEFAULT_TIMEOUT, MAX_TIMEOUT, MAX_WINDOW, parse_config
 from exporter.config.credentials import MAX_PEM_SIZE, MAX_SECRET_SIZE
 from exporter.config.durations import parse_duration
@@ -60,6 +60,7 @@ from exporter.web.httpserver import (
     WRITE_TIMEOUT,
 )
 from exporter.web.protect import HANDSHAKE_TIMEOUT
+from exporter.web.server import STATUS_PAGE_MAX_AGE
 from exporter.web.status_page import render_status_page
 from exporter.web.webconfig import _VERIFYING_AUTH, ALLOWED_HEADERS
 from exporter.wiring import DEMO_MAX_JOBS
@@ -272,6 +273,9 @@ FACTS = [
     Fact("docs/scaling.md", r"The Deployment's requests \(\w+ CPU, (\w+)\)", "deployment.yaml requests.memory", lambda: _k8s_resources()["requests"]["memory"]),
     Fact("docs/scaling.md", r"memory limit \((\w+)\)", "deployment.yaml limits.memory", lambda: _k8s_resources()["limits"]["memory"]),
     Fact("docs/scaling.md", r"fit one account at the default `max_jobs: (\d+)`", "JobsConfig.max_jobs", JOBS_DEFAULTS.max_jobs),
+    # -- docs/operations.md
+    Fact("docs/operations.md", r"only when no collection is younger than (\d+) s", "server.STATUS_PAGE_MAX_AGE", STATUS_PAGE_MAX_AGE),
+    Fact("docs/operations.md", r"the longest account `timeout` plus (\d+) s", "cli.SHUTDOWN_MARGIN", SHUTDOWN_MARGIN),
     # -- docs/security.md
     Fact("docs/security.md", r"A secret under (\d+) characters is not searched for", "redact._MIN_NEEDLE", _MIN_NEEDLE),
     Fact("docs/security.md", r"quoted only when it looks like a key \(at most (\d+) characters", "yamlio: longest unknown key quoted", _longest_quoted_key),

@@ -7,6 +7,8 @@ reference here. Label values come from AMS (job and task names are free text), s
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,13 +17,18 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter.ams.model import Job, JobState, Task
 from exporter.collect.snapshot import AccountResult, Collection
-from exporter.expose.contract import METRICS, Scrape
+from exporter.expose.contract import METRICS, ConfigStatus, Scrape
 from exporter.expose.negotiation import negotiate
 from exporter.expose.reference import Exposition, build_families
 from exporter.expose.writer import _direct_format, render
 from exporter.version import Build
 
 BUILD = Build("1.2.3", "0123456789abcdef0123456789abcdef01234567", "2026-12-02T01:00:00Z", "3.12.8")
+
+
+def _scrape(collection: Collection, requests: dict[tuple[str, str, str], int]) -> Scrape:
+    return Scrape(collection, requests, BUILD, ConfigStatus(True, NOW - 60))
+
 
 NOW = 1_764_150_000.25
 HOSTILE = [
@@ -135,14 +142,14 @@ def _reference(
     collection: Collection, accept: str, process: CollectorRegistry, requests=REQUESTS
 ) -> bytes:
     encoder, _ = choose_encoder(accept)
-    return encoder(Exposition(build_families(Scrape(collection, requests, BUILD)), process))
+    return encoder(Exposition(build_families(_scrape(collection, requests)), process))
 
 
 @pytest.mark.parametrize("accept", DIRECT)
 def test_direct_writing_equals_prometheus_client(accept):
     collection = _collection(HOSTILE)
     process = _process_registry()
-    body, content_type = render(collection, REQUESTS, BUILD, negotiate(accept), process)
+    body, content_type = render(_scrape(collection, REQUESTS), negotiate(accept), process)
     assert _direct_format(choose_encoder(accept)[0]) is not None, "the direct path must be taken"
     assert content_type == choose_encoder(accept)[1]
     assert body == _reference(collection, accept, process)
@@ -153,7 +160,7 @@ def test_other_negotiations_are_left_to_prometheus_client(accept):
     collection = _collection(HOSTILE)
     process = _process_registry()
     assert _direct_format(choose_encoder(accept)[0]) is None
-    body, content_type = render(collection, REQUESTS, BUILD, negotiate(accept), process)
+    body, content_type = render(_scrape(collection, REQUESTS), negotiate(accept), process)
     assert (body, content_type) == (
         _reference(collection, accept, process),
         choose_encoder(accept)[1],
@@ -163,7 +170,7 @@ def test_other_negotiations_are_left_to_prometheus_client(accept):
 def test_an_empty_collection_still_has_every_family_header():
     collection = Collection(time=NOW, accounts=())
     for accept in ("", "application/openmetrics-text;version=1.0.0"):
-        body, _ = render(collection, {}, BUILD, negotiate(accept), CollectorRegistry())
+        body, _ = render(_scrape(collection, {}), negotiate(accept), CollectorRegistry())
         assert body == _reference(collection, accept, CollectorRegistry(), {})
         assert body.count(b"# TYPE ams_") == len(METRICS)
 
@@ -171,7 +178,7 @@ def test_an_empty_collection_still_has_every_family_header():
 def test_a_collection_larger_than_one_slice_of_jobs_gives_the_same_bytes():
     collection = _collection([f"job {i}" for i in range(4500)] + HOSTILE)
     process = CollectorRegistry()
-    body, _ = render(collection, REQUESTS, BUILD, negotiate(""), process)
+    body, _ = render(_scrape(collection, REQUESTS), negotiate(""), process)
     assert body == _reference(collection, "", process)
 
 
@@ -184,7 +191,7 @@ def test_any_job_and_task_names_give_the_same_bytes(names):
     collection = _collection(names)
     process = CollectorRegistry()
     for accept in ("text/plain;version=0.0.4", "application/openmetrics-text;version=1.0.0"):
-        body, _ = render(collection, REQUESTS, BUILD, negotiate(accept), process)
+        body, _ = render(_scrape(collection, REQUESTS), negotiate(accept), process)
         assert body == _reference(collection, accept, process)
 
 
@@ -193,11 +200,10 @@ def test_a_probe_writes_its_accounts_declarations_and_samples_alone(accept):
     healthy, failed = _collection(HOSTILE).accounts
     requests = {**REQUESTS, (failed.account, "ams", "503"): 4}
     probed = Collection(time=NOW, accounts=(healthy,))
-    process = CollectorRegistry()
-    body, _ = render(probed, requests, BUILD, negotiate(accept), process, account=healthy.account)
+    scrape = dataclasses.replace(_scrape(probed, requests), account=healthy.account)
+    body, _ = render(scrape, negotiate(accept), CollectorRegistry())
     encoder, _ = choose_encoder(accept)
-    scrape = Scrape(probed, requests, BUILD, account=healthy.account)
-    assert body == encoder(Exposition(build_families(scrape), process))
+    assert body == encoder(Exposition(build_families(scrape), CollectorRegistry()))
     assert b"ams_exporter_" not in body
     assert b'api="ams",code="200"' in body
     assert b"503" not in body

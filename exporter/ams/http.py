@@ -242,6 +242,11 @@ class RequestCounter:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
 
+    def forget(self, account: str) -> None:
+        """Drop the counts of an account that is no longer configured (its series go too)."""
+        with self._lock:
+            self._counts = {key: n for key, n in self._counts.items() if key[0] != account}
+
     def snapshot(self) -> dict[tuple[str, str, str], int]:
         """A copy of the counts so far."""
         with self._lock:

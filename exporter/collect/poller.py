@@ -309,6 +309,11 @@ class Poller:
         """The accounts' names, in configuration order."""
         return tuple(self._accounts)
 
+    @property
+    def pollers(self) -> tuple[AccountPoller, ...]:
+        """The account pollers, in configuration order."""
+        return tuple(self._accounts.values())
+
     def replace(self, accounts: Sequence[AccountPoller]) -> list[AccountPoller]:
         """Poll ``accounts`` from now on; returns the pollers dropped (for the caller to close).
 

@@ -46,12 +46,21 @@ class Group(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigStatus:
+    """How the last load of the configuration went, as Prometheus reports its own reloads."""
+
+    successful: bool
+    success_time: float  # Unix seconds of the last successful load (start-up or reload)
+
+
+@dataclass(frozen=True, slots=True)
 class Scrape:
-    """Everything one scrape exposes: the collection, the request counters, the version."""
+    """Everything one scrape exposes: the collection, request counters, version, config status."""
 
     collection: Collection
     requests: RequestCounts
     build: Build
+    config: ConfigStatus
     # The one account a probe (``/probe?account=NAME``) asks for; ``None`` for the metrics path.
     account: str | None = None
 
@@ -321,6 +330,23 @@ BUILD_INFO = ScrapeSeries(
     ],
 )
 
+CONFIG_RELOAD_SUCCESSFUL = ScrapeSeries(
+    "ams_exporter_config_last_reload_successful",
+    Kind.GAUGE,
+    (),
+    "1 if the last load of the configuration (start-up, SIGHUP or /-/reload) succeeded, else 0.",
+    Group.EXPORTER,
+    lambda scrape: [((), 1 if scrape.config.successful else 0)],
+)
+CONFIG_RELOAD_SUCCESS_TIME = ScrapeSeries(
+    "ams_exporter_config_last_reload_success_timestamp_seconds",
+    Kind.GAUGE,
+    (),
+    "When the configuration was last loaded successfully, Unix seconds.",
+    Group.EXPORTER,
+    lambda scrape: [((), scrape.config.success_time)],
+)
+
 METRICS: tuple[Declaration, ...] = (
     JOB_STATE,
     JOB_CREATED,
@@ -341,6 +367,8 @@ METRICS: tuple[Declaration, ...] = (
     UNREADABLE_ENTITIES,
     API_REQUESTS,
     BUILD_INFO,
+    CONFIG_RELOAD_SUCCESSFUL,
+    CONFIG_RELOAD_SUCCESS_TIME,
 )
 
 _REFERENCE_INTRO = """\

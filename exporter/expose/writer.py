@@ -21,7 +21,6 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.ams.model import JobState
 from exporter.collect.jobview import JobView
-from exporter.collect.snapshot import Collection
 from exporter.expose.contract import (
     JOB_LABELS,
     AccountSeries,
@@ -30,33 +29,23 @@ from exporter.expose.contract import (
     JobStateSet,
     JobValue,
     Metric,
-    RequestCounts,
     Scrape,
     ScrapeSeries,
 )
 from exporter.expose.negotiation import Negotiation
 from exporter.expose.reference import Exposition, build_families
-from exporter.version import Build
 
 
 def render(
-    collection: Collection,
-    requests: RequestCounts,
-    build: Build,
-    negotiation: Negotiation,
-    process: CollectorRegistry,
-    *,
-    account: str | None = None,
+    scrape: Scrape, negotiation: Negotiation, process: CollectorRegistry
 ) -> tuple[bytes, str]:
     """The body of a scrape in the negotiated format, and its content type.
 
     ``negotiation`` is what :func:`~exporter.expose.negotiation.negotiate` chose (before the
     collection, so that no Accept header can waste one). ``process`` (the client library's process
     and runtime metrics) follows the families, always through ``prometheus_client``; it also ends
-    an OpenMetrics body with ``# EOF``. With ``account`` it is a probe's body: that account's
-    series alone (see :attr:`~exporter.expose.contract.Scrape.declarations`).
+    an OpenMetrics body with ``# EOF``.
     """
-    scrape = Scrape(collection, requests, build, account)
     encoder, content_type = negotiation
     om = _direct_format(encoder)
     if om is None:

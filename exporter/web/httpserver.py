@@ -93,6 +93,8 @@ _LINGER_BYTES = 1024 * 1024
 # When the process has no file descriptor left, accepting pauses this long (the loop would spin).
 _ACCEPT_PAUSE = 0.1
 _FD_WARNING_INTERVAL = 60.0
+# How often a graceful shutdown looks whether the answers it waits for are written.
+_DRAIN_POLL = 0.05
 # Deadlines are enforced this late at most, so that connections opened together expire in one
 # pass over the connections instead of one pass each.
 _EXPIRY_SLACK = 0.05
@@ -278,6 +280,7 @@ class _Connection:
     events: int = 0
     discarded: int = 0
     closed: bool = False
+    tls: TlsServerConfig | None = None  # what the connection was accepted with
 
     @property
     def peer(self) -> str:
@@ -311,8 +314,8 @@ class HttpServer:
     ) -> None:
         self._app = app
         self._limits = limits or Limits()
-        self._tls = tls
-        self._context = None if tls is None else tls.context()
+        # What new connections are accepted with: the TLS settings and their context, together.
+        self._security = (tls, None if tls is None else tls.context())
         _raise_file_limit(self._limits.max_connections + _OWN_FILES)
         self._listeners = [
             _Listener(sock, sock.getsockname()) for sock in open_listeners(addresses)
@@ -335,6 +338,8 @@ class HttpServer:
         )
         self._answers: deque[tuple[_Connection, list[bytes], bool]] = deque()
         self._stopping = False
+        self._drain_until: float | None = None  # set by a graceful shutdown
+        self._listeners_closed = False
         self._loop: threading.Thread | None = None
         self._workers: list[threading.Thread] = []
         self._closed = False
@@ -352,9 +357,27 @@ class HttpServer:
         self._loop = threading.Thread(target=self._serve, name="http", daemon=True)
         self._loop.start()
 
-    def shutdown(self) -> None:
-        """Stop serving: close every connection, let the workers end; waits for the loop."""
-        self._stopping = True
+    def reconfigure(self, app: WsgiApp, tls: TlsServerConfig | None) -> None:
+        """Serve with ``app`` and accept with ``tls`` from now on (a reloaded web config).
+
+        Requests read from now on go to ``app``; connections accepted from now on use ``tls``;
+        a connection already open keeps the TLS session it has.
+        """
+        self._app = app
+        self._security = (tls, None if tls is None else tls.context())
+        self._scheme = "http" if tls is None else "https"
+
+    def shutdown(self, grace: float = 0.0) -> None:
+        """Stop serving; waits for the loop.
+
+        With ``grace`` (seconds), first stop accepting and let the requests being answered finish
+        and be written, for at most ``grace``; idle and half-read connections close at once.
+        Then close every connection and let the workers end.
+        """
+        if grace > 0 and self._loop is not None and self._loop.is_alive():
+            self._drain_until = time.monotonic() + grace
+        else:
+            self._stopping = True
         self._wake()
         if self._loop is not None and self._loop is not threading.current_thread():
             self._loop.join()
@@ -382,6 +405,8 @@ class HttpServer:
                 self._take_answers(now)
                 self._resume_accepting(now)
                 self._expire(now)
+                if self._drain_until is not None:
+                    self._wind_down(now)
         finally:
             for connection in list(self._connections):
                 self._close(connection)
@@ -395,6 +420,8 @@ class HttpServer:
         due = self._next_due
         if self._accept_paused_until is not None:
             due = min(due, self._accept_paused_until)
+        if self._drain_until is not None:
+            due = min(due, now + _DRAIN_POLL)
         return None if due == math.inf else max(0.0, due - now)
 
     def _dispatch(self, target: object, now: float) -> None:
@@ -503,21 +530,20 @@ class HttpServer:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._context is None:
+        tls, context = self._security
+        if tls is None or context is None:
             connection = _Connection(sock, address, local, _Phase.READING)
             self._connections.add(connection)
             self._arm(connection, now + self._limits.header_timeout)
             self._want(connection, selectors.EVENT_READ)
             return
         try:
-            secured = self._context.wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False
-            )
+            secured = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         except OSError as exc:
             log.debug("TLS with %s:%s failed: %s", address[0], address[1], exc)
             sock.close()
             return
-        connection = _Connection(secured, address, local, _Phase.HANDSHAKE)
+        connection = _Connection(secured, address, local, _Phase.HANDSHAKE, tls=tls)
         self._connections.add(connection)
         self._arm(connection, now + min(HANDSHAKE_TIMEOUT, self._limits.header_timeout))
         self._handshake(connection, now)
@@ -535,7 +561,28 @@ class HttpServer:
             self._selector.unregister(listener.sock)
         self._accept_paused_until = now + _ACCEPT_PAUSE
 
+    def _wind_down(self, now: float) -> None:
+        """A graceful shutdown's step: no new connections, no new requests, answers finish."""
+        if not self._listeners_closed:
+            self._listeners_closed = True
+            self._accept_paused_until = None
+            for listener in self._listeners:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(listener.sock)
+                listener.sock.close()
+        busy = 0
+        for connection in list(self._connections):
+            if connection.phase in (_Phase.ANSWERING, _Phase.WRITING):
+                busy += 1
+            else:
+                self._close(connection)
+        assert self._drain_until is not None
+        if busy == 0 or now >= self._drain_until:
+            self._stopping = True
+
     def _resume_accepting(self, now: float) -> None:
+        if self._listeners_closed:
+            return
         if self._accept_paused_until is not None and now >= self._accept_paused_until:
             self._accept_paused_until = None
             self._listen()
@@ -543,8 +590,8 @@ class HttpServer:
     # -- a connection's life -----------------------------------------------------------------
 
     def _handshake(self, connection: _Connection, now: float) -> None:
-        assert self._tls is not None
-        step = accept_tls(self._tls, cast(ssl.SSLSocket, connection.sock), connection.peer)
+        assert connection.tls is not None
+        step = accept_tls(connection.tls, cast(ssl.SSLSocket, connection.sock), connection.peer)
         if step is Handshake.WANT_READ:
             self._want(connection, selectors.EVENT_READ)
         elif step is Handshake.WANT_WRITE:
@@ -605,7 +652,7 @@ class HttpServer:
     def _send(self, connection: _Connection, parts: list[bytes], close: bool, now: float) -> None:
         connection.phase = _Phase.WRITING
         connection.outbox = deque(memoryview(part) for part in parts if part)
-        connection.close_after = close or connection.peer_done
+        connection.close_after = close or connection.peer_done or self._drain_until is not None
         self._arm(connection, now + self._limits.write_timeout)
         self._write(connection, now)
 

@@ -1,7 +1,8 @@
 """The exporter's HTTP side: the WSGI app, and ``start_server``, which serves it.
 
-Routes: ``/`` (status page), the telemetry path (``/metrics``), ``/healthz`` (the process serves) and
-``/readyz`` (every account collected successfully, recently). A scrape's collection is bounded by
+Routes: ``/`` (status page), the telemetry path (``/metrics``), ``/healthz`` and ``/-/healthy`` (the
+process serves), ``/readyz`` and ``/-/ready`` (every account collected successfully, recently) and
+``POST /-/reload`` (with ``--web.enable-lifecycle``). A scrape's collection is bounded by
 Prometheus's ``X-Prometheus-Scrape-Timeout-Seconds`` minus a margin, so the exporter answers with what
 it has (and ``ams_up 0``) instead of letting Prometheus time out. The connections themselves
 (limits, timeouts, TLS) are ``exporter/web/httpserver.py``'s.
@@ -20,8 +21,10 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from exporter.ams.http import RequestCounter
 from exporter.collect.poller import Poller
 from exporter.deadline import Deadline
+from exporter.expose.contract import ConfigStatus, Scrape
 from exporter.expose.negotiation import negotiate, qvalue
 from exporter.expose.writer import render
+from exporter.redact import redact
 from exporter.version import Build
 from exporter.web.httpserver import (
     HEADER_TIMEOUT,
@@ -44,11 +47,13 @@ Environ = dict[str, Any]
 
 # Scrape-timeout header as WSGI names it.
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
+RELOAD_PATH = "/-/reload"
 # Longest budget a header may ask for; Prometheus caps scrape_timeout at the scrape interval anyway.
 MAX_SCRAPE_TIMEOUT = 300.0
-# The status page shows a collection at most this old, collecting (shared with scrapes) otherwise,
-# so that it stays live without Prometheus and adds at most one collection per this interval.
-STATUS_PAGE_MAX_AGE = 15.0
+# The status page shows the latest collection; only when none is younger than this does it collect
+# (shared with scrapes), so that the demo stays live without Prometheus while page loads add no
+# upstream load to a scraped exporter.
+STATUS_PAGE_MAX_AGE = 60.0
 
 
 def collection_budget(header: str | None, default: float) -> float:
@@ -122,20 +127,30 @@ class ExporterApp:
         self._counter = counter
         self._build = build
         self._telemetry_path = telemetry_path
-        self._default_timeout = default_timeout
+        # The scrape budget without a timeout header; a reload may change it.
+        self.default_timeout = default_timeout
         self._process = _process_registry()
+        # Set by the process when it loads or reloads the configuration.
+        self.config_status = ConfigStatus(successful=True, success_time=time.time())
+        # ``POST /-/reload`` calls this (``--web.enable-lifecycle``): ``None`` or why it failed.
+        self.reload: Callable[[], str | None] | None = None
         self._routes: dict[str, Callable[[Environ], tuple[str, list[tuple[str, str]], bytes]]] = {
             "/": self._status_page,
             PROBE_PATH: self._probe,  # a telemetry path of the same name (refused by the CLI) wins
             telemetry_path: self._metrics,
             "/healthz": self._healthz,
+            "/-/healthy": self._healthz,
             "/readyz": self._readyz,
+            "/-/ready": self._readyz,
         }
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
-        route = self._routes.get(environ.get("PATH_INFO", "/"))
-        if route is None:
+        path = environ.get("PATH_INFO", "/")
+        route = self._routes.get(path)
+        if path == RELOAD_PATH:
+            status, headers, body = self._reload(method)
+        elif route is None:
             status, headers, body = _text("404 Not Found", "not found; see / for the endpoints\n")
         elif method not in ("GET", "HEAD"):
             status, headers, body = _text("405 Method Not Allowed", "only GET and HEAD\n")
@@ -168,7 +183,7 @@ class ExporterApp:
         """A scrape of every account, or of ``account`` alone (a probe: its series only)."""
         # Negotiated before collecting: whatever the header says, the collection is answered.
         negotiation = negotiate(environ.get("HTTP_ACCEPT", ""))
-        budget = collection_budget(environ.get(SCRAPE_TIMEOUT_HEADER), self._default_timeout)
+        budget = collection_budget(environ.get(SCRAPE_TIMEOUT_HEADER), self.default_timeout)
         # A request may have waited for a worker: its budget, like Prometheus's timeout, runs
         # from its arrival, and a collection that finished after it arrived answers it too.
         received = environ.get(RECEIVED_KEY)
@@ -182,10 +197,9 @@ class ExporterApp:
             except KeyError:  # a reload removed the account since the query was read
                 raise unknown_account(account, self._poller.names) from None
         requests = self._counter.snapshot()
+        scrape = Scrape(collection, requests, self._build, self.config_status, account)
         process = self._process if account is None else _NO_PROCESS
-        body, content_type = render(
-            collection, requests, self._build, negotiation, process, account=account
-        )
+        body, content_type = render(scrape, negotiation, process)
         headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
         if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
             body = gzip.compress(body, compresslevel=1)
@@ -195,11 +209,29 @@ class ExporterApp:
     def _status_page(self, _environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
         collection = self._poller.latest
         if collection is None or self._poller.age_of_latest() > STATUS_PAGE_MAX_AGE:
-            collection = self._poller.collect(Deadline.after(self._default_timeout))
+            collection = self._poller.collect(Deadline.after(self.default_timeout))
         page = render_status_page(
-            collection, version=self._build.version, metrics_path=self._telemetry_path
+            collection,
+            version=self._build.version,
+            metrics_path=self._telemetry_path,
+            now=time.time(),
         )
         return "200 OK", [("Content-Type", "text/html; charset=utf-8")], page.encode()
+
+    def _reload(self, method: str) -> tuple[str, list[tuple[str, str]], bytes]:
+        """``POST``/``PUT /-/reload`` as Prometheus answers it: 403 unless the lifecycle API is on."""
+        if method not in ("POST", "PUT"):
+            status, headers, body = _text("405 Method Not Allowed", "only POST and PUT\n")
+            headers.append(("Allow", "POST, PUT"))
+            return status, headers, body
+        if self.reload is None:
+            return _text("403 Forbidden", "Lifecycle API is not enabled.\n")
+        failure = self.reload()
+        if failure is not None:
+            return _text(
+                "500 Internal Server Error", f"failed to reload config: {redact(failure)}\n"
+            )
+        return _text("200 OK", "reloaded\n")
 
     def _healthz(self, _environ: Environ) -> tuple[str, list[tuple[str, str]], bytes]:
         return _text("200 OK", "ok\n")
@@ -224,6 +256,16 @@ def _text(status: str, text: str) -> tuple[str, list[tuple[str, str]], bytes]:
 ExporterServer = HttpServer
 
 
+def protected(app: ExporterApp, web_config: WebConfig | None) -> Callable[..., Any]:
+    """``app`` behind ``web_config``'s basic auth and headers (``app`` itself without one)."""
+    return app if web_config is None else ProtectedApp(app, web_config)
+
+
+def use_web_config(server: HttpServer, app: ExporterApp, web_config: WebConfig | None) -> None:
+    """Serve new connections with a reloaded web config (TLS, basic auth, headers)."""
+    server.reconfigure(protected(app, web_config), None if web_config is None else web_config.tls)
+
+
 def start_server(
     app: ExporterApp,
     addresses: Sequence[str],
@@ -241,11 +283,8 @@ def start_server(
     The limits are ``exporter/web/httpserver.py``'s; the command line sets only ``max_connections``
     (``--web.max-connections``), the timeouts are there for tests.
     """
-    served: Callable[..., Any] = app
-    if web_config is not None:
-        served = ProtectedApp(app, web_config)
     server = HttpServer(
-        served,
+        protected(app, web_config),
         addresses,
         tls=None if web_config is None else web_config.tls,
         limits=Limits(

@@ -71,10 +71,12 @@ def render_status_page(
     version: str,
     metrics_path: str,
     refresh_seconds: int = 10,
+    now: float | None = None,
 ) -> str:
     """The complete HTML document for ``/``.
 
     ``collection`` is the latest finished collection, or ``None`` before the first one completes.
+    With ``now`` (Unix seconds) the page says how old the collection is.
     """
     if collection is None:
         body = '<p class="empty" id="no-collection">No collection has completed yet.</p>'
@@ -86,6 +88,8 @@ def render_status_page(
         if not collection.accounts:
             body = '<p class="empty">No accounts are configured.</p>'
         collected = f"collected {_format_time(collection.time)}"
+        if now is not None:
+            collected += f" ({_format_duration(max(0.0, now - collection.time))} ago)"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
