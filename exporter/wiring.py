@@ -79,8 +79,7 @@ class Exporter:
                 continue
             pollers.append(_account_poller(account, self.counter))
             (changes.changed if current is not None else changes.added).append(account.name)
-        for dropped in self.poller.replace(pollers):
-            dropped.close()
+        self.poller.replace(pollers)  # it closes the dropped pollers
         wanted = {account.name for account in config.accounts}
         changes.removed = [name for name in running if name not in wanted]
         for name in changes.removed:

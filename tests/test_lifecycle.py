@@ -121,7 +121,9 @@ def test_sighup_keeps_unchanged_accounts_rebuilds_changed_adds_and_removes(tmp_p
             what="account b's series gone after SIGHUP",
         )
         assert child.returncode is None
-    assert "configuration reloaded" in child.output("stderr")
+    log = child.output("stderr")
+    assert "configuration reloaded" in log
+    assert "Traceback" not in log and "failed" not in log, "a replaced poller ends quietly"
 
 
 def test_an_invalid_file_is_logged_and_the_running_configuration_stays(tmp_path, emulators):

@@ -315,18 +315,24 @@ class Poller:
         return tuple(self._accounts.values())
 
     def replace(self, accounts: Sequence[AccountPoller]) -> list[AccountPoller]:
-        """Poll ``accounts`` from now on; returns the pollers dropped (for the caller to close).
+        """Poll ``accounts`` from now on; returns the pollers dropped.
 
         A poller that stays (the same object) keeps its collection in flight and its latest
-        result; a dropped account's latest result goes with it, and so do its series.
+        result; a dropped account's latest result goes with it, and so do its series. A dropped
+        poller is closed here: at once, or when its collection in flight ends (its result is not
+        used), so that no collection runs on closed sessions.
         """
         with self._lock:
             wanted = {account.config.name: account for account in accounts}
             dropped = [old for name, old in self._accounts.items() if wanted.get(name) is not old]
             for old in dropped:
-                self._flights.pop(old.config.name, None)
+                flight = self._flights.pop(old.config.name, None)
                 self._landed.pop(old.config.name, None)
                 self._round.pop(old.config.name, None)
+                if flight is None:
+                    old.close()
+                else:
+                    flight.future.add_done_callback(_closer(old))
             if len(wanted) > len(self._accounts):
                 old_pool, self._pool = self._pool, _worker_pool(len(wanted))
                 old_pool.shutdown(wait=False)  # what it runs still finishes
@@ -449,6 +455,15 @@ class Poller:
                 results.append(_late(flight.poller, time.monotonic() - flight.started))
         started = min((flight.time for flight in flights), default=self._wall_clock())
         return Collection(time=started, accounts=tuple(results))
+
+
+def _closer(poller: AccountPoller) -> Callable[[Future[AccountResult]], None]:
+    """A done-callback that closes ``poller`` once its last collection has ended."""
+
+    def close(_future: Future[AccountResult]) -> None:
+        poller.close()
+
+    return close
 
 
 def _worker_pool(accounts: int) -> ThreadPoolExecutor:
