@@ -1,10 +1,10 @@
 # ams-exporter container image.
 #
-#   docker build -t ams-exporter:0.1.0 .
-#   podman build --format docker -t ams-exporter:0.1.0 .
-#   docker run --rm -p 10267:10267 ams-exporter:0.1.0 --demo
+#   docker build -t ams-exporter .
+#   podman build --format docker -t ams-exporter .
+#   docker run --rm -p 10267:10267 ams-exporter --demo
 #   docker run --rm -p 10267:10267 -v "$PWD/config.yml:/etc/ams-exporter/config.yml:ro" \
-#       -e AMS_CLIENT_SECRET ams-exporter:0.1.0
+#       -e AMS_CLIENT_SECRET ams-exporter
 #
 # podman and buildah write OCI images by default, and the OCI image format has no HEALTHCHECK:
 # without --format docker they drop it (with a warning).
@@ -13,7 +13,7 @@
 # to know (see docs/deployment.md):
 #
 #   docker build --build-arg PIP_INDEX_URL=https://pypi.example.com/simple \
-#       --secret id=pip_ca,src=corporate-ca.pem -t ams-exporter:0.1.0 .
+#       --secret id=pip_ca,src=corporate-ca.pem -t ams-exporter .
 #
 # The image runs as a numeric non-root user and writes nothing outside /tmp, so it works with a
 # read-only root filesystem as long as /tmp is writable (a tmpfs or an emptyDir): the --demo
@@ -35,6 +35,9 @@ ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG REVISION=unknown
 ARG AMS_EXPORTER_REVISION=${REVISION}
 ARG SOURCE_DATE_EPOCH
+# The version is the package's (exporter/__init__.py); this file writes none. `--build-arg VERSION`
+# only labels the image (below), and a VERSION that is not the package's fails the build.
+ARG VERSION
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -52,7 +55,12 @@ COPY ams_emulator ./ams_emulator
 # trusts, and pip_netrc, a netrc with the index's credentials.
 RUN --mount=type=secret,id=pip_ca \
     --mount=type=secret,id=pip_netrc,target=/root/.netrc \
-    if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+    package="$(python -c 'import exporter; print(exporter.__version__)')" \
+    && if [ -n "${VERSION}" ] && [ "${VERSION}" != "${package}" ]; then \
+         echo "--build-arg VERSION=${VERSION} is not the package's version, ${package}" >&2; \
+         exit 1; \
+       fi \
+    && if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
     && python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv --without-pip /opt/ams-exporter \
     && python -m pip --python /opt/ams-exporter/bin/python install --no-cache-dir \
@@ -61,8 +69,9 @@ RUN --mount=type=secret,id=pip_ca \
 # --- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 
-# A LABEL cannot read the package: the default is exporter.__version__, and a test keeps it so.
-ARG VERSION=0.1.0
+# A LABEL cannot read the package: the version label is the VERSION build argument, which the
+# build stage checked against the package; without it the label says so.
+ARG VERSION=unknown
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="ams-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Azure Media Services v2 encoding jobs" \

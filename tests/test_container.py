@@ -254,7 +254,9 @@ class BuildRun:
         return self.result.stdout + self.result.stderr
 
 
-def run_build_stage(root: Path, index: PrivateIndex, secrets: set[str]) -> BuildRun:
+def run_build_stage(
+    root: Path, index: PrivateIndex, secrets: set[str], arguments: dict[str, str] | None = None
+) -> BuildRun:
     """The build stage's one RUN, as the image builder runs it, with its paths under ``root``.
 
     WORKDIR /src is a copy of what the stage COPYs from the build context; /wheels and
@@ -295,6 +297,8 @@ def run_build_stage(root: Path, index: PrivateIndex, secrets: set[str]) -> Build
         "PIP_CONFIG_FILE": os.devnull,
         **dockerfile.env(0),
         "PIP_INDEX_URL": index.url,
+        "VERSION": "",  # an ARG without a default is empty unless the build passes one
+        **(arguments or {}),
     }
     result = subprocess.run(
         ["/bin/sh", "-c", command],
@@ -307,6 +311,19 @@ def run_build_stage(root: Path, index: PrivateIndex, secrets: set[str]) -> Build
         check=False,
     )
     return BuildRun(result, paths["/opt/ams-exporter"])
+
+
+@pytest.mark.parametrize("version", [__version__, "9.9.9"])
+def test_a_version_build_argument_must_be_the_packages(
+    tmp_path: Path, private_index: PrivateIndex, version: str
+) -> None:
+    build = run_build_stage(tmp_path, private_index, {"pip_ca", "pip_netrc"}, {"VERSION": version})
+    if version == __version__:
+        assert build.result.returncode == 0, build.output
+    else:
+        assert build.result.returncode != 0
+        message = f"--build-arg VERSION=9.9.9 is not the package's version, {__version__}"
+        assert message in build.output
 
 
 def test_build_stage_installs_from_a_private_index_with_the_ca_and_netrc_secrets(
@@ -461,7 +478,9 @@ def test_oci_labels_name_source_version_and_licence() -> None:
     project = metadata.metadata("ams-exporter")
     labels = dockerfile.labels(dockerfile.last_stage)
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
-    assert dockerfile.arg_default("VERSION", dockerfile.last_stage) == __version__
+    # The version is written once, in the package: the Dockerfile has none of its own.
+    assert dockerfile.arg_default("VERSION", dockerfile.last_stage) == "unknown"
+    assert __version__ not in (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert labels["org.opencontainers.image.licenses"] == project["License"]
     assert labels["org.opencontainers.image.source"].startswith("https://")
     assert labels["org.opencontainers.image.title"] == project["Name"]
