@@ -254,10 +254,6 @@ def _text(status: str, text: str) -> tuple[str, list[tuple[str, str]], bytes]:
     return status, [("Content-Type", "text/plain; charset=utf-8")], text.encode()
 
 
-# The name ``exporter.cli`` gives the running server.
-ExporterServer = HttpServer
-
-
 def protected(app: ExporterApp, web_config: WebConfig | None) -> Callable[..., Any]:
     """``app`` behind ``web_config``'s basic auth and headers (``app`` itself without one)."""
     return app if web_config is None else ProtectedApp(app, web_config)
