@@ -45,7 +45,6 @@ class _FixedPoller:
 
     def __init__(self, collection: Collection) -> None:
         self._collection = collection
-        self.names = tuple(account.account for account in collection.accounts)
 
     def collect(self, _deadline: Deadline, arrived: float | None = None) -> Collection:
         return self._collection

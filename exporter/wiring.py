@@ -82,8 +82,7 @@ class Exporter:
         self.poller.replace(pollers)  # it closes the dropped pollers
         wanted = {account.name for account in config.accounts}
         changes.removed = [name for name in running if name not in wanted]
-        for name in changes.removed:
-            self.counter.forget(name)
+        self.counter.count_only(wanted)
         self.config = config
         self.app.default_timeout = _default_timeout(config)
         return changes

@@ -20,6 +20,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from ams_emulator import Emulator, Fault, exporter_config
+from exporter.ams.http import RequestCounter
 from tests.support.harness import running_exporter
 from tests.support.process import Child, poll
 
@@ -268,3 +269,14 @@ def quiet_upstream(emulator: Emulator, calm: int = 5) -> None:
         return still >= calm
 
     poll(settled, timeout=30, interval=0.1, what="the upstream to be quiet")
+
+
+def test_requests_of_a_removed_account_are_not_counted_any_more():
+    """A collection of a removed account still under way must not bring its series back."""
+    counter = RequestCounter()
+    counter.add("a", "ams", "200")
+    counter.add("b", "ams", "200")
+    counter.count_only(["a"])
+    counter.add("b", "aad", "200")  # the removed account's collection, finishing late
+    counter.add("a", "ams", "200")
+    assert counter.snapshot() == {("a", "ams", "200"): 2}

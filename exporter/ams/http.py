@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -235,17 +235,23 @@ class RequestCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str], int] = {}
+        self._accounts: frozenset[str] | None = None  # None: every account counts
 
     def add(self, account: str, api: str, code: str) -> None:
-        """Count one request."""
+        """Count one request (of an account still counted, see :meth:`count_only`)."""
         key = (account, api, code)
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
+            if self._accounts is None or account in self._accounts:
+                self._counts[key] = self._counts.get(key, 0) + 1
 
-    def forget(self, account: str) -> None:
-        """Drop the counts of an account that is no longer configured (its series go too)."""
+    def count_only(self, accounts: Iterable[str]) -> None:
+        """Count only ``accounts`` from now on and drop the others' counts, with their series.
+
+        After a reload: a collection of a removed account that is still under way counts nothing.
+        """
         with self._lock:
-            self._counts = {key: n for key, n in self._counts.items() if key[0] != account}
+            self._accounts = frozenset(accounts)
+            self._counts = {k: n for k, n in self._counts.items() if k[0] in self._accounts}
 
     def snapshot(self) -> dict[tuple[str, str, str], int]:
         """A copy of the counts so far."""

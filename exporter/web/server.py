@@ -196,10 +196,9 @@ class ExporterApp:
                 collection = self._poller.collect_account(account, deadline, arrived=arrived)
             except KeyError:  # a reload removed the account since the query was read
                 raise unknown_account(account, self._poller.names) from None
-        # Only configured accounts: a collection that a reload cut off may still count requests.
-        names = set(self._poller.names)
-        requests = {key: n for key, n in self._counter.snapshot().items() if key[0] in names}
-        scrape = Scrape(collection, requests, self._build, self.config_status, account)
+        scrape = Scrape(
+            collection, self._counter.snapshot(), self._build, self.config_status, account
+        )
         process = self._process if account is None else _NO_PROCESS
         body, content_type = render(scrape, negotiation, process)
         headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
