@@ -143,6 +143,11 @@ def test_an_unknown_account_is_refused_with_the_configured_names(
         "?account=a%2",
         "?account=%ff",
         "?account=%c3%28",
+        "?account=a%00",
+        "?account=a;account=b",
+        "?account=%20a",
+        "?account=a+",
+        "?account=" + "x" * 6000,
     ],
 )
 def test_a_probe_without_exactly_one_known_account_is_a_400(
@@ -280,3 +285,19 @@ def test_prometheus_probes_each_account_as_its_own_target(exporter: RunningExpor
         assert all(
             target["scrapeUrl"].startswith(f"http://{address}/probe?") for target in sharded_targets
         )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a%0D%0AX-Injected: 1", "a%0Aknown accounts:%0A  c", "%3Cscript%3E", "y" * 5000],
+)
+def test_a_refused_name_is_quoted_short_and_on_one_line(
+    exporter: RunningExporter, name: str
+) -> None:
+    """What a client sent comes back escaped and cut: no header or listing can be forged."""
+    response = exporter.get("/probe?account=" + name)
+    assert response.status_code == 400
+    assert "X-Injected" not in response.headers
+    first, rest = response.text.split("\n", 1)
+    assert len(first) < 300, "a long name is cut before it is quoted"
+    assert rest == "known accounts:\n" + "".join(f"  {a}\n" for a in ACCOUNTS)
