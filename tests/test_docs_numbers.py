@@ -354,6 +354,8 @@ FACTS = [
     Fact("docs/runbooks.md", r"For (\d+) minutes, every collection of the account has met", "alerts.yml: AMSUnreadableEntities for", lambda: _alert_for("AMSUnreadableEntities")),
     Fact("docs/runbooks.md", r"a state code outside the (\w+) documented ones", "len(JobState)", len(JobState)),
     Fact("docs/runbooks.md", r"for the scrape job `ams`\) for (\d+) minutes", "alerts.yml: AMSExporterDown for", lambda: _alert_for("AMSExporterDown")),
+    Fact("docs/runbooks.md", r"for (\d+) minutes no reload has succeeded since", "alerts.yml: AMSExporterConfigReloadFailed for", lambda: _alert_for("AMSExporterConfigReloadFailed")),
+    Fact("docs/operations.md", r"none has succeeded for (\d+) minutes", "alerts.yml: AMSExporterConfigReloadFailed for", lambda: _alert_for("AMSExporterConfigReloadFailed")),
     # -- docs/multi-target.md
     Fact("docs/multi-target.md", r"ams-exporter:(\d+)", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
     # -- docs/performance.md (the prose; the marked section is written by the benchmark)
