@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 from exporter.config.accounts import load_config
+from exporter.config.model import Config
 from exporter.errors import ConfigError
 from exporter.expose.contract import ConfigStatus
 from exporter.redact import redact
 from exporter.web.httpserver import HttpServer
 from exporter.web.server import use_web_config
-from exporter.web.webconfig import load_web_config
+from exporter.web.webconfig import WebConfig, load_web_config
 from exporter.wiring import Exporter
 
 log = logging.getLogger("exporter")
@@ -58,15 +59,24 @@ class Reloader:
                 app.config_status = ConfigStatus(False, app.config_status.success_time)
                 log.error("reloading the configuration failed; the running one stays: %s", error)
                 return redact(str(error))
-            if config is not None:
-                for warning in config.warnings:
-                    log.warning("configuration: %s", warning)
-                changes = self._exporter.apply(config)
-                log.info("configuration reloaded from %s: accounts %s", self._config_file, changes)
-            elif self._web_config_file is None:
-                log.info("nothing to reload: --demo has no configuration file")
-            if self._web_config_file is not None:
-                use_web_config(self._server, app, web_config)
-                log.info("web configuration reloaded from %s", self._web_config_file)
+            try:
+                self._apply(config, web_config)
+            except Exception as error:  # validated files that still fail (say, a file swapped
+                # since): the process keeps serving what it has, as with an invalid file
+                app.config_status = ConfigStatus(False, app.config_status.success_time)
+                log.exception("applying the reloaded configuration failed")
+                return redact(f"applying it failed: {type(error).__name__}: {error}")
             app.config_status = ConfigStatus(True, time.time())
             return None
+
+    def _apply(self, config: Config | None, web_config: WebConfig | None) -> None:
+        if config is not None:
+            for warning in config.warnings:
+                log.warning("configuration: %s", warning)
+            changes = self._exporter.apply(config)
+            log.info("configuration reloaded from %s: accounts %s", self._config_file, changes)
+        elif self._web_config_file is None:
+            log.info("nothing to reload: --demo has no configuration file")
+        if self._web_config_file is not None:
+            use_web_config(self._server, self._exporter.app, web_config)
+            log.info("web configuration reloaded from %s", self._web_config_file)
