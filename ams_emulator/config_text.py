@@ -7,6 +7,7 @@ emulator stays independent of what it stands in front of.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ def account_entry(
     The client secret is ``${secret_variable}``: the exporter reads it from the environment, so the
     text can be shown or written to a file. ``settings`` adds or overrides keys (``None`` removes
     one). Values are written as YAML scalars exactly as given (``timeout="5s"``), dicts as nested
-    mappings, lists as flow sequences of quoted strings. With the legacy root as ``endpoint``,
+    mappings, lists as flow sequences of quoted strings (or of flow mappings). With the legacy root as ``endpoint``,
     ``redirect_hosts`` lists the host its 301 leads to, unless ``settings`` gives the key.
     """
     if connection.legacy_endpoint and settings.get("endpoint") == connection.legacy_endpoint:
@@ -67,5 +68,14 @@ def _item(key: str, value: Any, indent: str) -> str:
     if isinstance(value, bool):
         return f"{indent}{key}: {'true' if value else 'false'}"
     if isinstance(value, (list, tuple)):
-        return f"{indent}{key}: [{', '.join(repr(str(v)) for v in value)}]"
+        return f"{indent}{key}: [{', '.join(_flow(v) for v in value)}]"
     return f"{indent}{key}: {value}"
+
+
+def _flow(value: Any) -> str:
+    """A list item: a mapping as a flow mapping of JSON strings (valid YAML, backslashes kept,
+    as a ``name_regex`` needs them), anything else as a quoted string."""
+    if isinstance(value, Mapping):
+        pairs = ", ".join(f"{k}: {json.dumps(str(v))}" for k, v in value.items())
+        return f"{{{pairs}}}"
+    return repr(str(value))

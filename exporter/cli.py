@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from exporter import __version__
+from exporter.collect.history_file import StorageError, prepare_directory
 from exporter.collect.poller import Poller
 from exporter.config.accounts import load_config
 from exporter.config.describe import describe_config
@@ -108,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_telemetry_path,
         default="/metrics",
         help="path under which to expose metrics (default %(default)s)",
+    )
+    parser.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        type=Path,
+        metavar="DIR",
+        help="directory where each account's job history (ams_jobs_ended_total ...) is kept, so "
+        "that after a restart the jobs that ended meanwhile are counted once; created if missing "
+        "(default: none, the history counts from the process start)",
     )
     parser.add_argument(
         "--log.level",
@@ -310,7 +320,12 @@ def _serve(
     demo: Demo | None,
     web_config: WebConfig | None,
 ) -> int:
-    exporter = build_exporter(config, telemetry_path=args.telemetry_path)
+    try:
+        storage = None if args.storage_path is None else prepare_directory(args.storage_path)
+    except StorageError as error:
+        log.error("cannot use --storage.path", extra={"err": str(error)})
+        return 2
+    exporter = build_exporter(config, telemetry_path=args.telemetry_path, storage=storage)
     try:
         server = listen(
             exporter, args.listen_addresses, web_config, max_connections=args.max_connections

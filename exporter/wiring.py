@@ -7,14 +7,18 @@ users run. ``--demo`` is wired here too: it is the only place the exporter uses 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from exporter import __version__
 from exporter.ams.auth import token_provider_for
 from exporter.ams.client import POOL_SIZE, TASK_CONCURRENCY, AmsClient
 from exporter.ams.http import RequestCounter, UpstreamSession
+from exporter.collect.history import JobHistory, resumed
+from exporter.collect.history_file import HistoryFile
 from exporter.collect.poller import AccountPoller, Poller
 from exporter.config.accounts import parse_config
 from exporter.config.model import AccountConfig, Config
@@ -31,12 +35,18 @@ DEMO_MEAN_TASK_SECONDS = 120.0
 DEMO_MAX_JOBS = 1_000_000
 
 
-def build_poller(config: Config, counter: RequestCounter) -> Poller:
-    """One :class:`AccountPoller` per configured account, each with its own sessions and tokens."""
-    return Poller([_account_poller(account, counter) for account in config.accounts])
+def build_poller(config: Config, counter: RequestCounter, storage: Path | None = None) -> Poller:
+    """One :class:`AccountPoller` per configured account, each with its own sessions and tokens;
+    with ``storage`` (``--storage.path``, prepared), each keeps its history in a file there."""
+    return Poller([_account_poller(account, counter, storage) for account in config.accounts])
 
 
-def _account_poller(account: AccountConfig, counter: RequestCounter) -> AccountPoller:
+def _account_poller(
+    account: AccountConfig,
+    counter: RequestCounter,
+    storage: Path | None,
+    previous: JobHistory | None = None,
+) -> AccountPoller:
     aad = UpstreamSession(
         account.name, "aad", counter, account.ca_file, account.timeout, USER_AGENT
     )
@@ -45,7 +55,30 @@ def _account_poller(account: AccountConfig, counter: RequestCounter) -> AccountP
         account.name, "ams", counter, account.ca_file, account.timeout, USER_AGENT, POOL_SIZE
     )
     client = AmsClient(account, token_provider_for(account, aad), ams, TASK_CONCURRENCY)
-    return AccountPoller(account, client)
+    history_file = None if storage is None else HistoryFile(storage, account.name)
+    history = _history(account, history_file, previous)
+    return AccountPoller(account, client, history=history, history_file=history_file)
+
+
+def _history(
+    account: AccountConfig, history_file: HistoryFile | None, previous: JobHistory | None
+) -> JobHistory:
+    """The account's history: the running one when only other keys changed on a reload; one
+    that goes on from the running one's state (counters at zero) when its groups or buckets
+    changed; else one from the history file, or a fresh one that counts from now."""
+    now = time.time()
+    jobs = account.jobs
+    if previous is not None:
+        with previous.lock:
+            old = previous.jobs
+            if (old.groups, old.history) == (jobs.groups, jobs.history):
+                previous.jobs = jobs
+                return previous
+            return resumed(jobs, now, previous.state, account.name)
+    state = None if history_file is None else history_file.load(now)
+    if state is None:
+        return JobHistory(jobs, now)
+    return resumed(jobs, now, state, account.name)
 
 
 @dataclass
@@ -56,6 +89,7 @@ class Exporter:
     poller: Poller
     counter: RequestCounter
     app: ExporterApp = field(repr=False)
+    storage: Path | None = None
 
     @property
     def default_timeout(self) -> float:
@@ -67,7 +101,8 @@ class Exporter:
         An account whose configuration is equal to the running one keeps its poller, with its
         token cache and its memory (tasks of failed jobs, the date-filter fallback); an added or
         changed account gets a new one; the pollers of removed and changed accounts are closed,
-        and the request counts of removed accounts are dropped with their series.
+        and the request counts of removed accounts are dropped with their series. A changed
+        account keeps its history (see :func:`_history`); a removed one's history goes with it.
         """
         running = {poller.config.name: poller for poller in self.poller.pollers}
         pollers, changes = [], Changes()
@@ -77,7 +112,8 @@ class Exporter:
                 pollers.append(current)
                 changes.kept.append(account.name)
                 continue
-            pollers.append(_account_poller(account, self.counter))
+            previous = None if current is None else current.history
+            pollers.append(_account_poller(account, self.counter, self.storage, previous))
             (changes.changed if current is not None else changes.added).append(account.name)
         self.poller.replace(pollers)  # it closes the dropped pollers
         wanted = {account.name for account in config.accounts}
@@ -105,10 +141,14 @@ class Changes:
         return ", ".join(parts)
 
 
-def build_exporter(config: Config, *, telemetry_path: str = "/metrics") -> Exporter:
-    """The poller and the app for ``config``, as ``ams-exporter`` runs them."""
+def build_exporter(
+    config: Config, *, telemetry_path: str = "/metrics", storage: Path | None = None
+) -> Exporter:
+    """The poller and the app for ``config``, as ``ams-exporter`` runs them; ``storage`` is the
+    ``--storage.path`` directory, already prepared (see
+    :func:`~exporter.collect.history_file.prepare_directory`)."""
     counter = RequestCounter()
-    poller = build_poller(config, counter)
+    poller = build_poller(config, counter, storage)
     app = ExporterApp(
         poller,
         counter,
@@ -116,7 +156,7 @@ def build_exporter(config: Config, *, telemetry_path: str = "/metrics") -> Expor
         telemetry_path=telemetry_path,
         default_timeout=_default_timeout(config),
     )
-    return Exporter(config, poller, counter, app)
+    return Exporter(config, poller, counter, app, storage)
 
 
 def _default_timeout(config: Config) -> float:
@@ -147,10 +187,11 @@ def serving(
     web_config: WebConfig | None = None,
     *,
     telemetry_path: str = "/metrics",
+    storage: Path | None = None,
     **limits: Any,
 ) -> Iterator[tuple[Exporter, HttpServer]]:
     """Wire and serve ``config`` until the block ends; then stop the server and the poller."""
-    exporter = build_exporter(config, telemetry_path=telemetry_path)
+    exporter = build_exporter(config, telemetry_path=telemetry_path, storage=storage)
     try:
         server = listen(exporter, address, web_config, **limits)
         try:

@@ -8,19 +8,23 @@ reference here. Label values come from AMS (job and task names are free text), s
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 
 from exporter.ams.model import Job, JobState, Task
+from exporter.collect.history import JobHistory
 from exporter.collect.snapshot import AccountResult, Collection
+from exporter.config.model import JobGroup, JobsConfig
 from exporter.expose.contract import METRICS, ConfigStatus, Scrape
 from exporter.expose.negotiation import negotiate
 from exporter.expose.reference import Exposition, build_families
-from exporter.expose.writer import _direct_format, render
+from exporter.expose.writer import _direct_format, _is_openmetrics, render
 from exporter.version import Build
 
 BUILD = Build("1.2.3", "0123456789abcdef0123456789abcdef01234567", "2026-12-02T01:00:00Z", "3.12.8")
@@ -112,6 +116,11 @@ def _collection(names: list[str]) -> Collection:
         if job.state in (JobState.PROCESSING, JobState.ERROR, JobState.QUEUED, JobState.FINISHED)
     }
     counts = {state: 10**i for i, state in enumerate(JobState)}
+    # Every job counted (counting started 30 days earlier): counters, buckets and exemplars whose
+    # job ids carry the hostile names.
+    groups = (JobGroup("odd.1", re.compile("[13579]")), JobGroup("all", re.compile("")))
+    history = JobHistory(JobsConfig(groups=groups), created=NOW - 30 * 86400 + 0.5)
+    history.observe(jobs, tasks)
     healthy = AccountResult(
         account='acc "one"\\',
         up=True,
@@ -121,9 +130,16 @@ def _collection(names: list[str]) -> Collection:
         tasks=tasks,
         state_counts=counts,
         dropped=3,
+        history=history.snapshot,
+        groups={job.id: history.group_of(job) for job in jobs},
     )
     failed = AccountResult(
-        account="two\n", up=False, duration_seconds=10.0, last_success=None, error="boom"
+        account="two\n",
+        up=False,
+        duration_seconds=10.0,
+        last_success=None,
+        error="boom",
+        history=JobHistory(JobsConfig(), created=NOW).snapshot,
     )
     return Collection(time=NOW, accounts=(healthy, failed))
 
@@ -142,7 +158,8 @@ def _reference(
     collection: Collection, accept: str, process: CollectorRegistry, requests=REQUESTS
 ) -> bytes:
     encoder, _ = choose_encoder(accept)
-    return encoder(Exposition(build_families(_scrape(collection, requests)), process))
+    families = build_families(_scrape(collection, requests), om=_is_openmetrics(encoder))
+    return encoder(Exposition(families, process))
 
 
 @pytest.mark.parametrize("accept", DIRECT)
@@ -203,7 +220,33 @@ def test_a_probe_writes_its_accounts_declarations_and_samples_alone(accept):
     scrape = dataclasses.replace(_scrape(probed, requests), account=healthy.account)
     body, _ = render(scrape, negotiate(accept), CollectorRegistry())
     encoder, _ = choose_encoder(accept)
-    assert body == encoder(Exposition(build_families(scrape), CollectorRegistry()))
+    families = build_families(scrape, om=_is_openmetrics(encoder))
+    assert body == encoder(Exposition(families, CollectorRegistry()))
     assert b"ams_exporter_" not in body
     assert b'api="ams",code="200"' in body
     assert b"503" not in body
+
+
+def test_exemplars_and_created_are_written_in_openmetrics_only():
+    scrape = _scrape(_collection(HOSTILE), REQUESTS)
+    om, _ = render(scrape, negotiate("application/openmetrics-text;version=1.0.0"), REGISTRY)
+    text, _ = render(scrape, negotiate("text/plain;version=0.0.4"), REGISTRY)
+    assert b" # {" not in text and b"_created{" not in text
+    families = {f.name: f for f in om_families(om.decode())}
+    ended = [s for s in families["ams_jobs_ended"].samples if s.name.endswith("_total")]
+    counted = [s for s in ended if s.value > 0]
+    assert counted and all(s.exemplar is not None and s.exemplar.value == 1 for s in counted)
+    assert all(s.exemplar is None for s in ended if s.value == 0)
+    created = {s.value for s in families["ams_jobs_ended"].samples if s.name.endswith("_created")}
+    assert created == {NOW - 30 * 86400 + 0.5, NOW}
+    buckets = [
+        s for s in families["ams_job_duration_seconds"].samples if s.name.endswith("_bucket")
+    ]
+    with_exemplar = [s for s in buckets if s.exemplar is not None]
+    assert with_exemplar
+    for sample in with_exemplar:  # an exemplar's value lies in its own bucket
+        assert sample.exemplar.value <= float(sample.labels["le"])
+        assert sample.exemplar.labels["job_id"].startswith("nb:jid:UUID:")
+
+
+REGISTRY = CollectorRegistry()

@@ -34,6 +34,12 @@ def test_exposition_has_exactly_the_contract_with_its_types_and_labels():
         assert family.type == metric.kind.value
         assert family.documentation == metric.help
         for sample in family.samples:
-            assert set(sample.labels) == set(metric.labels), (name, sample.labels)
+            if metric.kind is Kind.HISTOGRAM and sample.name.endswith("_bucket"):
+                assert set(sample.labels) == {*metric.labels, "le"}, (name, sample.labels)
+            else:
+                assert set(sample.labels) == set(metric.labels), (name, sample.labels)
             if metric.kind is Kind.COUNTER:
                 assert sample.name == metric.name
+            if metric.kind is Kind.HISTOGRAM:
+                suffixes = ("_bucket", "_count", "_sum")
+                assert sample.name in [metric.name + suffix for suffix in suffixes]

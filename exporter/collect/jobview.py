@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.ams.model import ERROR_CODES, Job, JobState, Task
+from exporter.config.model import OTHER_GROUP
 
 # The states whose tasks are read: the poller fetches their tasks, and only theirs are exposed.
 # Queued and Scheduled jobs have made no progress, Finished and Canceled ones have nothing to say.
@@ -18,11 +19,12 @@ TASKS_READ_IN = frozenset({JobState.PROCESSING, JobState.CANCELING, JobState.ERR
 
 @dataclass(frozen=True, slots=True)
 class JobView:
-    """One in-scope job with its tasks, as seen at ``now`` (Unix seconds)."""
+    """One in-scope job with its tasks, as seen at ``now`` (Unix seconds), and its history group."""
 
     job: Job
     tasks: Sequence[Task] | None
     now: float
+    group: str = OTHER_GROUP
 
     @property
     def exported_tasks(self) -> Sequence[Task]:

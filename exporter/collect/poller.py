@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from exporter.ams.client import AmsClient, Unreadable
 from exporter.ams.model import ACTIVE_STATES, Job, JobState, Task
 from exporter.ams.scope import in_scope, server_filters
+from exporter.collect.history import JobHistory
+from exporter.collect.history_file import HistoryFile
 from exporter.collect.jobview import TASKS_READ_IN
 from exporter.collect.snapshot import AccountResult, Collection
 from exporter.config.model import AccountConfig
@@ -39,8 +41,9 @@ GRACE_SECONDS = 0.25
 
 @dataclass(frozen=True, slots=True)
 class _Listing:
-    """The in-scope jobs of one account and how many of them get per-job series."""
+    """The in-scope jobs of one account and those of them that get per-job series."""
 
+    in_scope: list[Job]
     exported: list[Job]
     counts: dict[JobState, int]
     dropped: int
@@ -54,9 +57,14 @@ class AccountPoller:
         config: AccountConfig,
         client: AmsClient,
         wall_clock: Callable[[], float] = time.time,
+        *,
+        history: JobHistory | None = None,
+        history_file: HistoryFile | None = None,
     ) -> None:
         self.config = config
         self._client = client
+        self.history = history or JobHistory(config.jobs, wall_clock())
+        self.history_file = history_file
         self._wall_clock = wall_clock
         self._dates_in_filter = True
         self._selection_refused = False
@@ -112,6 +120,7 @@ class AccountPoller:
         except ExporterError as error:
             return self._failure(time.monotonic() - started, str(error))
         tasks, task_error = self._tasks(listing.exported, deadline, unreadable)
+        self._count_history(listing.in_scope, tasks, deadline)
         duration = time.monotonic() - started
         if task_error is None:
             self._last_success = self._wall_clock()
@@ -127,7 +136,30 @@ class AccountPoller:
             state_counts=listing.counts,
             dropped=listing.dropped,
             unreadable=unreadable.counts(),
+            history=self.history.snapshot,
+            groups={job.id: self.history.group_of(job) for job in listing.exported},
         )
+
+    def _count_history(
+        self, jobs: Sequence[Job], tasks: dict[str, tuple[Task, ...]], deadline: Deadline
+    ) -> None:
+        """Count what the listing shows for the first time, and keep it in the history file.
+
+        Jobs in Error beyond ``max_jobs`` have no tasks read for their series; theirs are read
+        here, once, for ``ams_job_errors_total``. A failure to read them only defers their codes.
+        """
+        history = self.history
+        with history.lock:
+            seen: dict[str, Sequence[Task]] = dict(tasks)
+            wanted = [job_id for job_id in history.codes_wanted(jobs) if job_id not in tasks]
+            if wanted and self.config.jobs.tasks:
+                fetched = self._client.list_tasks_many(wanted, deadline, Unreadable())
+                for job_id, outcome in fetched.items():
+                    if not isinstance(outcome, ExporterError):
+                        seen[job_id] = tuple(outcome)
+            changed = history.observe(jobs, seen)
+            if changed and self.history_file is not None:
+                self.history_file.save(history.state)
 
     def _failure(self, duration: float, message: str) -> AccountResult:
         self._note_outcome(message)
@@ -137,6 +169,7 @@ class AccountPoller:
             duration_seconds=duration,
             last_success=self._last_success,
             error=message,
+            history=self.history.snapshot,
         )
 
     def _note_outcome(self, error: str | None) -> None:
@@ -167,7 +200,7 @@ class AccountPoller:
         for job in in_scope_jobs:
             counts[job.state] += 1
         exported = _most_relevant(in_scope_jobs, jobs_config.max_jobs)
-        return _Listing(exported, counts, len(in_scope_jobs) - len(exported))
+        return _Listing(in_scope_jobs, exported, counts, len(in_scope_jobs) - len(exported))
 
     def _list_jobs(self, now: float, deadline: Deadline, unreadable: Unreadable) -> list[Job]:
         jobs_config = self.config.jobs
@@ -479,4 +512,5 @@ def _late(account: AccountPoller, waited: float) -> AccountResult:
         duration_seconds=waited,
         last_success=account.last_success,
         error=f"the collection did not finish within {waited:.1f} s",
+        history=account.history.snapshot,
     )

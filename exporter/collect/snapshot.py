@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter.ams.model import Job, JobState, Task
+from exporter.collect.history import HistorySnapshot
 from exporter.collect.jobview import JobView
+from exporter.config.model import OTHER_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,8 @@ class AccountResult:
     ``jobs`` holds the in-scope jobs that get per-job series (at most ``max_jobs``);
     ``state_counts`` counts every in-scope job, including the ``dropped`` ones; ``unreadable``
     counts the entities skipped because they could not be read, by kind (``job``, ``task``).
+    ``history`` is the account's history, there after failed collections too (it is the
+    exporter's own count); ``groups`` names the history group of each job in ``jobs``.
     """
 
     account: str
@@ -31,6 +35,8 @@ class AccountResult:
     state_counts: Mapping[JobState, int] = field(default_factory=dict)
     dropped: int = 0
     unreadable: Mapping[str, int] = field(default_factory=dict)
+    history: HistorySnapshot | None = None
+    groups: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def listed(self) -> bool:
@@ -39,7 +45,11 @@ class AccountResult:
 
     def views(self, now: float) -> list[JobView]:
         """The exported jobs with their tasks, as seen at ``now``."""
-        return [JobView(job, self.tasks.get(job.id), now) for job in self.jobs]
+        tasks, groups = self.tasks, self.groups
+        return [
+            JobView(job, tasks.get(job.id), now, groups.get(job.id, OTHER_GROUP))
+            for job in self.jobs
+        ]
 
 
 @dataclass(frozen=True, slots=True)

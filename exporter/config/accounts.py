@@ -24,11 +24,14 @@ from exporter.config.credentials import ca_file, certificate_file, secret_file
 from exporter.config.durations import format_duration
 from exporter.config.model import (
     CLOUDS,
+    OTHER_GROUP,
     AccountConfig,
     ClientCertificate,
     ClientSecret,
     Config,
     Credential,
+    HistoryConfig,
+    JobGroup,
     JobsConfig,
     ManagedIdentity,
     Secret,
@@ -54,7 +57,10 @@ from exporter.errors import ConfigError
 __all__ = [
     "ACCOUNT_KEYS",
     "CREDENTIAL_KEYS",
+    "GROUP_KEYS",
+    "HISTORY_KEYS",
     "JOBS_KEYS",
+    "MAX_GROUPS",
     "TOP_LEVEL_KEYS",
     "load_config",
     "parse_config",
@@ -81,7 +87,20 @@ ACCOUNT_KEYS = (
     "timeout",
     "jobs",
 )
-JOBS_KEYS = ("ids", "name_prefix", "filter", "finished_window", "max_jobs", "tasks")
+JOBS_KEYS = (
+    "ids",
+    "name_prefix",
+    "filter",
+    "finished_window",
+    "max_jobs",
+    "tasks",
+    "groups",
+    "history",
+)
+GROUP_KEYS = ("name", "name_regex")
+HISTORY_KEYS = ("duration_buckets", "queue_wait_buckets")
+MAX_GROUPS = 50
+MAX_BUCKETS = 40
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
@@ -380,7 +399,90 @@ def _jobs(ctx: Context, path: str, value: object) -> JobsConfig:
         finished_window=section.get("finished_window", _window, defaults.finished_window),
         max_jobs=section.get("max_jobs", _max_jobs, defaults.max_jobs),
         tasks=section.get("tasks", boolean, defaults.tasks),
+        groups=section.get("groups", _groups, defaults.groups),
+        history=section.get("history", _history, defaults.history),
     )
+
+
+_GROUP_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _groups(ctx: Context, path: str, value: object) -> tuple[JobGroup, ...]:
+    """``jobs.groups``: at most :data:`MAX_GROUPS`, names unique and never ``other``."""
+    if not isinstance(value, list):
+        ctx.fail(path, f"expected a list of groups (name and name_regex), got {type_name(value)}")
+    if len(value) > MAX_GROUPS:
+        ctx.fail(path, f"at most {MAX_GROUPS} groups per account, got {len(value)}")
+    groups: list[JobGroup] = []
+    for index, item in enumerate(value):
+        item_path = f"{path}[{index}]"
+        group = _group(ctx, item_path, item)
+        for other, earlier in enumerate(groups):
+            if earlier.name == group.name:
+                shown = ctx.show(join(item_path, "name"), group.name)
+                ctx.fail(join(item_path, "name"), f"{shown} is already used by {path}[{other}]")
+        groups.append(group)
+    return tuple(groups)
+
+
+def _group(ctx: Context, path: str, value: object) -> JobGroup:
+    raw = mapping(ctx, path, value, GROUP_KEYS)
+    name_path = join(path, "name")
+    name = string(ctx, name_path, required(ctx, path, raw, "name"))
+    shown = ctx.show(name_path, name)
+    if not _GROUP_NAME_RE.fullmatch(name):
+        ctx.fail(
+            name_path,
+            f"a group name is 1 to 64 letters, digits, '_', '.' or '-' (it is a label value), "
+            f"got {shown}",
+        )
+    if name == OTHER_GROUP:
+        ctx.fail(name_path, f"{shown} is the group of the jobs that no group matches; pick another")
+    regex_path = join(path, "name_regex")
+    text = string(ctx, regex_path, required(ctx, path, raw, "name_regex"))
+    try:
+        pattern = re.compile(text)
+    except re.error as error:
+        where = "" if error.pos is None else f" at position {error.pos}"
+        ctx.fail(regex_path, f"not a valid Python regular expression: {error.msg}{where}")
+    return JobGroup(name, pattern)
+
+
+def _history(ctx: Context, path: str, value: object) -> HistoryConfig:
+    """``jobs.history``: the bucket bounds of the two histograms."""
+    if value is None:
+        return HistoryConfig()
+    section = Section(ctx, path, mapping(ctx, path, value, HISTORY_KEYS))
+    defaults = HistoryConfig()
+    return HistoryConfig(
+        duration_buckets=section.get("duration_buckets", _buckets, defaults.duration_buckets),
+        queue_wait_buckets=section.get("queue_wait_buckets", _buckets, defaults.queue_wait_buckets),
+    )
+
+
+def _buckets(ctx: Context, path: str, value: object) -> tuple[float, ...]:
+    """Bucket bounds: 1 to :data:`MAX_BUCKETS` durations above 0, each longer than the one
+    before (``+Inf`` is always added)."""
+    if not isinstance(value, list) or not value:
+        got = "an empty list" if value == [] else type_name(value)
+        ctx.fail(path, f"expected a list of durations such as [30s, 5m, 1h], got {got}")
+    if len(value) > MAX_BUCKETS:
+        ctx.fail(path, f"at most {MAX_BUCKETS} buckets, got {len(value)}")
+    bounds: list[float] = []
+    for index, item in enumerate(value):
+        item_path = f"{path}[{index}]"
+        seconds = duration(ctx, item_path, item)
+        shown = format_duration(seconds)
+        if seconds <= 0:
+            ctx.fail(item_path, "a bucket bound must be more than 0s")
+        if bounds and seconds <= bounds[-1]:
+            ctx.fail(
+                item_path,
+                f"bounds must increase: {shown} is not longer than {path}[{index - 1}] "
+                f"({format_duration(bounds[-1])})",
+            )
+        bounds.append(seconds)
+    return tuple(bounds)
 
 
 def _job_ids(ctx: Context, path: str, value: object) -> tuple[str, ...]:

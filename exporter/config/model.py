@@ -20,12 +20,17 @@ from exporter.redact import forget, remember
 
 __all__ = [
     "CLOUDS",
+    "DEFAULT_DURATION_BUCKETS",
+    "DEFAULT_QUEUE_WAIT_BUCKETS",
+    "OTHER_GROUP",
     "AccountConfig",
     "ClientCertificate",
     "ClientSecret",
     "Cloud",
     "Config",
     "Credential",
+    "HistoryConfig",
+    "JobGroup",
     "JobsConfig",
     "ManagedIdentity",
     "Secret",
@@ -108,9 +113,40 @@ CLOUDS: Mapping[str, Cloud] = MappingProxyType(
 )
 
 
+# The group of the jobs that no configured group's name_regex matches.
+OTHER_GROUP = "other"
+
+# Histogram bucket bounds in seconds (the issue's defaults: 10s ... 24h and 1s ... 24h).
+DEFAULT_DURATION_BUCKETS = (
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+    86400.0,
+)  # fmt: skip
+DEFAULT_QUEUE_WAIT_BUCKETS = (
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JobGroup:
+    """A kind of job for the history metrics: the jobs whose Name ``name_regex`` matches
+    (``re.search``), labelled ``group=name``."""
+
+    name: str
+    name_regex: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """The bucket bounds, in seconds, of the duration and queue-wait histograms."""
+
+    duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
+    queue_wait_buckets: tuple[float, ...] = DEFAULT_QUEUE_WAIT_BUCKETS
+
+
 @dataclass(frozen=True)
 class JobsConfig:
-    """Which jobs of an account are exported. Durations are in seconds."""
+    """Which jobs of an account are exported, and how their history is grouped. Durations are in
+    seconds."""
 
     ids: tuple[str, ...] = ()
     name_prefix: str = ""
@@ -118,6 +154,20 @@ class JobsConfig:
     finished_window: float = 24 * 3600.0
     max_jobs: int = 2000
     tasks: bool = True
+    groups: tuple[JobGroup, ...] = ()
+    history: HistoryConfig = HistoryConfig()
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """Every ``group`` label value of the account: the configured groups, then ``other``."""
+        return (*(group.name for group in self.groups), OTHER_GROUP)
+
+    def group_of(self, job_name: str) -> str:
+        """The group of a job: the first whose ``name_regex`` matches its Name, else ``other``."""
+        for group in self.groups:
+            if group.name_regex.search(job_name):
+                return group.name
+        return OTHER_GROUP
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.ams.model import ENTITY_KINDS, JobState
+from exporter.collect.history import Count, Distribution
 from exporter.collect.jobview import JobView
 from exporter.collect.snapshot import AccountResult, Collection
 from exporter.version import Build
@@ -34,6 +35,7 @@ class Kind(enum.Enum):
 
     GAUGE = "gauge"
     COUNTER = "counter"
+    HISTOGRAM = "histogram"
 
 
 class Group(enum.Enum):
@@ -42,6 +44,7 @@ class Group(enum.Enum):
     JOB = "Per job"
     TASK = "Per task"
     ACCOUNT = "Per account"
+    HISTORY = "History"
     EXPORTER = "Exporter"
 
 
@@ -141,7 +144,50 @@ class ScrapeSeries(Metric):
     samples: Callable[[Scrape], Iterable[Sample]]
 
 
-Declaration = JobValue | JobStateSet | JobSeries | AccountSeries | ScrapeSeries
+@dataclass(frozen=True, slots=True)
+class CounterPoint:
+    """One counter series of an account: its own labels (after ``account``), its count and
+    exemplar, and when counting started (OpenMetrics' ``_created``)."""
+
+    labels: tuple[str, ...]
+    count: Count
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramPoint:
+    """One histogram series of an account: its own labels, buckets, sum, and ``_created``."""
+
+    labels: tuple[str, ...]
+    distribution: Distribution
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCounter(Metric):
+    """Counter series per account: ``account``, then the labels each point names. OpenMetrics
+    output carries their exemplars and ``_created``; the text format 0.0.4 neither."""
+
+    points: Callable[[AccountResult], Iterable[CounterPoint]]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountHistogram(Metric):
+    """Histogram series per account (``_bucket`` with ``le``, ``_count``, ``_sum``), with
+    exemplars on the buckets and ``_created`` in OpenMetrics output only."""
+
+    points: Callable[[AccountResult], Iterable[HistogramPoint]]
+
+
+Declaration = (
+    JobValue
+    | JobStateSet
+    | JobSeries
+    | AccountSeries
+    | AccountCounter
+    | AccountHistogram
+    | ScrapeSeries
+)
 
 
 def _error_codes(view: JobView) -> list[Sample]:
@@ -166,6 +212,41 @@ def _unreadable(result: AccountResult) -> list[Sample]:
     if not result.listed:
         return []
     return [((entity,), result.unreadable.get(entity, 0)) for entity in ENTITY_KINDS]
+
+
+def _ended(result: AccountResult) -> list[CounterPoint]:
+    history = result.history
+    if history is None:
+        return []
+    return [CounterPoint(key, count, history.created) for key, count in history.ended]
+
+
+def _errors(result: AccountResult) -> list[CounterPoint]:
+    history = result.history
+    if history is None:
+        return []
+    return [CounterPoint(key, count, history.created) for key, count in history.errors]
+
+
+def _durations(result: AccountResult) -> list[HistogramPoint]:
+    history = result.history
+    if history is None:
+        return []
+    return [HistogramPoint(key, values, history.created) for key, values in history.durations]
+
+
+def _queue_waits(result: AccountResult) -> list[HistogramPoint]:
+    history = result.history
+    if history is None:
+        return []
+    return [
+        HistogramPoint((group,), values, history.created) for group, values in history.queue_waits
+    ]
+
+
+def _last_ended(result: AccountResult) -> list[Sample]:
+    history = result.history
+    return [] if history is None else list(history.last_ended)
 
 
 def _requests(scrape: Scrape) -> list[Sample]:
@@ -244,6 +325,15 @@ JOB_PRIORITY = JobValue(
     Group.JOB,
     lambda view: view.job.priority,
 )
+JOB_INFO = JobSeries(
+    "ams_job_info",
+    Kind.GAUGE,
+    (*JOB_LABELS, "group"),
+    "Always 1; the job's history group (jobs.groups, else other), to join per-job series with "
+    "their group's history.",
+    Group.JOB,
+    lambda view: [((view.group,), 1)],
+)
 JOB_ERROR_INFO = JobSeries(
     "ams_job_error_info",
     Kind.GAUGE,
@@ -310,6 +400,52 @@ UNREADABLE_ENTITIES = AccountSeries(
     Group.ACCOUNT,
     _unreadable,
 )
+JOBS_ENDED = AccountCounter(
+    "ams_jobs_ended_total",
+    Kind.COUNTER,
+    ("account", "group", "state"),
+    "Jobs that ended (state: Finished, Error, Canceled), each counted once, when a collection "
+    "first sees it in that state; from the process start, or the stored watermark with "
+    "--storage.path.",
+    Group.HISTORY,
+    _ended,
+)
+JOB_DURATION = AccountHistogram(
+    "ams_job_duration_seconds",
+    Kind.HISTOGRAM,
+    ("account", "group", "state"),
+    "RunningDuration of the jobs that ended, observed once per job when it is counted in "
+    "ams_jobs_ended_total (buckets: jobs.history.duration_buckets).",
+    Group.HISTORY,
+    _durations,
+)
+JOB_QUEUE_WAIT = AccountHistogram(
+    "ams_job_queue_wait_seconds",
+    Kind.HISTOGRAM,
+    ("account", "group"),
+    "StartTime minus Created, observed once per job when a collection first sees it started "
+    "(buckets: jobs.history.queue_wait_buckets).",
+    Group.HISTORY,
+    _queue_waits,
+)
+JOB_ERRORS = AccountCounter(
+    "ams_job_errors_total",
+    Kind.COUNTER,
+    ("account", "group", "code"),
+    "ErrorDetails codes of the tasks of jobs that ended in Error, once per job and code "
+    "(documented codes, others as Unknown).",
+    Group.HISTORY,
+    _errors,
+)
+GROUP_LAST_ENDED = AccountSeries(
+    "ams_group_last_ended_timestamp_seconds",
+    Kind.GAUGE,
+    ("account", "group", "state"),
+    "EndTime of the most recent job of the group that ended in that state, Unix seconds; "
+    "absent until the exporter has seen one.",
+    Group.HISTORY,
+    _last_ended,
+)
 API_REQUESTS = ScrapeSeries(
     "ams_api_requests_total",
     Kind.COUNTER,
@@ -357,6 +493,7 @@ METRICS: tuple[Declaration, ...] = (
     JOB_QUEUED,
     JOB_PROGRESS,
     JOB_PRIORITY,
+    JOB_INFO,
     JOB_ERROR_INFO,
     TASK_PROGRESS,
     JOBS,
@@ -365,6 +502,11 @@ METRICS: tuple[Declaration, ...] = (
     LAST_SUCCESS,
     JOBS_DROPPED,
     UNREADABLE_ENTITIES,
+    JOBS_ENDED,
+    JOB_DURATION,
+    JOB_QUEUE_WAIT,
+    JOB_ERRORS,
+    GROUP_LAST_ENDED,
     API_REQUESTS,
     BUILD_INFO,
     CONFIG_RELOAD_SUCCESSFUL,

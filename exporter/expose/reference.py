@@ -8,49 +8,116 @@ for the formats Prometheus asks for, and falls back to these for the others
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.core import Metric as Family
 from prometheus_client.registry import Collector as RegistryCollector
+from prometheus_client.samples import Exemplar as ClientExemplar
+from prometheus_client.samples import Sample as ClientSample
+from prometheus_client.utils import floatToGoString
 
 from exporter.ams.model import JobState
+from exporter.collect.history import Exemplar
 from exporter.collect.jobview import JobView
 from exporter.expose.contract import (
+    AccountCounter,
+    AccountHistogram,
     AccountSeries,
-    Declaration,
     JobSeries,
     JobStateSet,
     JobValue,
     Kind,
+    Metric,
     Scrape,
+    ScrapeSeries,
 )
 
+# A number as Go (and Prometheus) prints it, as in a bucket's le label: 10.0, 1e+06, +Inf.
+_go = cast(Callable[[float], str], floatToGoString)
 
-def build_families(scrape: Scrape) -> Iterator[Family]:
-    """The scrape's families, in contract order (empty families included)."""
+
+def build_families(scrape: Scrape, *, om: bool = False) -> Iterator[Family]:
+    """The scrape's families, in contract order (empty families included).
+
+    ``om``: for OpenMetrics, with the exemplars and ``_created`` of counters and histograms;
+    the text format 0.0.4 has neither (``prometheus_client`` would write ``_created`` there as
+    gauges of their own).
+    """
     views = [
         (account.account, view)
         for account in scrape.collection.accounts
         for view in account.views(scrape.collection.time)
     ]
     for metric in scrape.declarations:
-        family = _family(metric)
-        for labels, value in _samples(metric, scrape, views):
-            family.add_metric(list(labels), value)
-        yield family
+        if isinstance(metric, AccountCounter):
+            yield _counter_family(metric, scrape, om)
+        elif isinstance(metric, AccountHistogram):
+            yield _histogram_family(metric, scrape, om)
+        else:
+            family = _family(metric)
+            for labels, value in _samples(metric, scrape, views):
+                family.add_metric(list(labels), value)
+            yield family
 
 
-def _family(metric: Declaration) -> GaugeMetricFamily | CounterMetricFamily:
+def _client_exemplar(exemplar: Exemplar | None, om: bool) -> ClientExemplar | None:
+    if exemplar is None or not om:
+        return None
+    return ClientExemplar({"job_id": exemplar.job_id}, exemplar.value, exemplar.timestamp)
+
+
+def _counter_family(metric: AccountCounter, scrape: Scrape, om: bool) -> CounterMetricFamily:
+    family = CounterMetricFamily(metric.family_name, metric.help, labels=metric.labels)
+    for result in scrape.collection.accounts:
+        for point in metric.points(result):
+            family.add_metric(
+                [result.account, *point.labels],
+                point.count.value,
+                created=point.created if om else None,
+                exemplar=_client_exemplar(point.count.exemplar, om),
+            )
+    return family
+
+
+def _histogram_family(metric: AccountHistogram, scrape: Scrape, om: bool) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(metric.family_name, metric.help, labels=metric.labels)
+    for result in scrape.collection.accounts:
+        for point in metric.points(result):
+            values = point.distribution
+            bounds = [_go(bound) for bound in values.bounds] + ["+Inf"]
+            buckets = [
+                (bound, count, exemplar) if exemplar is not None else (bound, count)
+                for bound, count, exemplar in zip(
+                    bounds,
+                    values.buckets,
+                    (_client_exemplar(one, om) for one in values.exemplars),
+                    strict=True,
+                )
+            ]
+            labels = [result.account, *point.labels]
+            family.add_metric(labels, buckets, values.sum)
+            if om:
+                named = dict(zip(metric.labels, labels, strict=True))
+                family.samples.append(
+                    ClientSample(f"{family.name}_created", named, point.created, None)
+                )
+    return family
+
+
+def _family(metric: Metric) -> GaugeMetricFamily | CounterMetricFamily:
     if metric.kind is Kind.COUNTER:
         return CounterMetricFamily(metric.family_name, metric.help, labels=metric.labels)
     return GaugeMetricFamily(metric.family_name, metric.help, labels=metric.labels)
 
 
 def _samples(
-    metric: Declaration, scrape: Scrape, views: list[tuple[str, JobView]]
+    metric: JobValue | JobStateSet | JobSeries | AccountSeries | ScrapeSeries,
+    scrape: Scrape,
+    views: list[tuple[str, JobView]],
 ) -> Iterator[tuple[tuple[str, ...], float]]:
     """``metric``'s samples with all their label values, in the order the writer writes them."""
     if isinstance(metric, JobValue):

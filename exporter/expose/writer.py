@@ -20,9 +20,12 @@ from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.utils import floatToGoString
 
 from exporter.ams.model import JobState
+from exporter.collect.history import Exemplar
 from exporter.collect.jobview import JobView
 from exporter.expose.contract import (
     JOB_LABELS,
+    AccountCounter,
+    AccountHistogram,
     AccountSeries,
     Declaration,
     JobSeries,
@@ -49,7 +52,8 @@ def render(
     encoder, content_type = negotiation
     om = _direct_format(encoder)
     if om is None:
-        return encoder(Exposition(build_families(scrape), process)), content_type
+        families = build_families(scrape, om=_is_openmetrics(encoder))
+        return encoder(Exposition(families, process)), content_type
     body = io.BytesIO()  # its getvalue() hands over the buffer: no second copy of a large body
     for text in _family_texts(scrape, om=om):
         body.write(text.encode())
@@ -79,6 +83,12 @@ def _direct_format(encoder: Callable[..., bytes]) -> bool | None:
     return None
 
 
+def _is_openmetrics(encoder: Callable[..., bytes]) -> bool:
+    """Whether ``encoder`` writes OpenMetrics (any version or escaping)."""
+    func = encoder.func if isinstance(encoder, partial) else encoder
+    return func is openmetrics_exposition.generate_latest
+
+
 # A number as Go (and Prometheus) prints it: 1.0, 1.7e+09, NaN, +Inf.
 _go = cast(Callable[[float], str], floatToGoString)
 _ONE = _go(1)
@@ -103,6 +113,10 @@ def _family_texts(scrape: Scrape, *, om: bool) -> Iterator[str]:
             lines_of = _job_lines_writer(metric)
             for start in range(0, len(jobs), _JOBS_PER_SLICE):
                 yield "".join(lines_of(jobs[start : start + _JOBS_PER_SLICE]))
+        elif isinstance(metric, AccountCounter):
+            yield "".join(_counter_lines(metric, scrape, om))
+        elif isinstance(metric, AccountHistogram):
+            yield "".join(_histogram_lines(metric, scrape, om))
         else:
             yield "".join(_other_lines(metric, scrape))
 
@@ -128,11 +142,52 @@ def _job_labels(account: str, job_id: str, job_name: str) -> str:
 
 def _line(metric: Metric, values: Sequence[str], value: float) -> str:
     """One sample, labels sorted by name as ``prometheus_client`` writes them."""
-    pairs = ",".join(
-        f'{k}="{_escape(v)}"' for k, v in sorted(zip(metric.labels, values, strict=True))
-    )
-    labels = f"{{{pairs}}}" if pairs else ""
-    return f"{metric.name}{labels} {_go(value)}\n"
+    return f"{metric.name}{_labels(metric.labels, values)} {_go(value)}\n"
+
+
+def _labels(names: Sequence[str], values: Sequence[str]) -> str:
+    """``{name="value",...}`` sorted by name; empty without labels."""
+    pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(zip(names, values, strict=True)))
+    return f"{{{pairs}}}" if pairs else ""
+
+
+def _exemplar(exemplar: Exemplar | None, om: bool) -> str:
+    """An OpenMetrics exemplar after a sample's value; nothing in the text format."""
+    if exemplar is None or not om:
+        return ""
+    labels = f'{{job_id="{_escape(exemplar.job_id)}"}}'
+    return f" # {labels} {_go(exemplar.value)} {exemplar.timestamp}"
+
+
+def _counter_lines(metric: AccountCounter, scrape: Scrape, om: bool) -> Iterator[str]:
+    created_name = f"{metric.family_name}_created"
+    for result in scrape.collection.accounts:
+        for point in metric.points(result):
+            labels = _labels(metric.labels, (result.account, *point.labels))
+            count = point.count
+            yield f"{metric.name}{labels} {_go(count.value)}{_exemplar(count.exemplar, om)}\n"
+            if om:
+                yield f"{created_name}{labels} {_go(point.created)}\n"
+
+
+def _histogram_lines(metric: AccountHistogram, scrape: Scrape, om: bool) -> Iterator[str]:
+    name = metric.name
+    names = (*metric.labels, "le")
+    for result in scrape.collection.accounts:
+        for point in metric.points(result):
+            values = (result.account, *point.labels)
+            histogram = point.distribution
+            bounds = [_go(bound) for bound in histogram.bounds] + ["+Inf"]
+            for bound, count, exemplar in zip(
+                bounds, histogram.buckets, histogram.exemplars, strict=True
+            ):
+                labels = _labels(names, (*values, bound))
+                yield f"{name}_bucket{labels} {_go(count)}{_exemplar(exemplar, om)}\n"
+            labels = _labels(metric.labels, values)
+            yield f"{name}_count{labels} {_go(histogram.count)}\n"
+            yield f"{name}_sum{labels} {_go(histogram.sum)}\n"
+            if om:
+                yield f"{name}_created{labels} {_go(point.created)}\n"
 
 
 def _job_lines_writer(
