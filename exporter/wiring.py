@@ -33,6 +33,12 @@ DEMO_SECRET_VARIABLE = "AMS_DEMO_CLIENT_SECRET"
 DEMO_ARRIVALS_PER_HOUR = 60.0
 DEMO_MEAN_TASK_SECONDS = 120.0
 DEMO_MAX_JOBS = 1_000_000
+# The demo's history groups, by the kinds of name the emulator gives its jobs.
+DEMO_GROUPS = (
+    {"name": "uhd", "name_regex": "2160p"},
+    {"name": "news", "name_regex": "newscast|interview"},
+    {"name": "events", "name_regex": "keynote|webinar|concert|town-hall"},
+)
 
 
 def build_poller(config: Config, counter: RequestCounter, storage: Path | None = None) -> Poller:
@@ -228,7 +234,10 @@ def start_demo(jobs: int) -> Demo:
     )
     emulator.start()
     try:
-        text = exporter_config(emulator.account_entry("demo", secret_variable=DEMO_SECRET_VARIABLE))
+        entry = emulator.account_entry(
+            "demo", secret_variable=DEMO_SECRET_VARIABLE, jobs={"groups": list(DEMO_GROUPS)}
+        )
+        text = exporter_config(entry)
         config = parse_config(text, {DEMO_SECRET_VARIABLE: emulator.client_secret}, source="--demo")
     except BaseException:
         emulator.stop()

@@ -893,7 +893,11 @@ name: prod
       filter: Name eq 'a"b'
       finished_window: 1d
       max_jobs: 2000
-      tasks: true"""
+      tasks: true
+      groups: []  # every job in other
+      history:
+        duration_buckets: [10s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h, 4h, 8h, 1d]
+        queue_wait_buckets: [1s, 5s, 15s, 30s, 1m, 2m, 5m, 10m, 30m, 1h, 4h, 1d]"""
     )
     assert "    credential: client_certificate\n" in accounts[2]
     assert f"    client_certificate_file: {tmp_path / 'c.pem'}  # key <redacted>\n" in accounts[2]

@@ -13,11 +13,13 @@ import yaml
 from exporter.config.durations import format_duration
 from exporter.config.model import (
     CLOUDS,
+    OTHER_GROUP,
     AccountConfig,
     ClientCertificate,
     ClientSecret,
     Config,
     Credential,
+    JobsConfig,
     ManagedIdentity,
     is_legacy_root,
 )
@@ -102,7 +104,26 @@ def _describe_account(account: AccountConfig) -> list[str]:
         f"  finished_window: {format_duration(jobs.finished_window)}",
         f"  max_jobs: {jobs.max_jobs}",
         f"  tasks: {_scalar(jobs.tasks)}",
+        *_describe_groups(jobs),
+        "  history:",
+        f"    duration_buckets: {_durations(jobs.history.duration_buckets)}",
+        f"    queue_wait_buckets: {_durations(jobs.history.queue_wait_buckets)}",
     ]
+
+
+def _describe_groups(jobs: JobsConfig) -> list[str]:
+    """The groups in matching order, and the one the other jobs fall in."""
+    if not jobs.groups:
+        return [f"  groups: []  # every job in {OTHER_GROUP}"]
+    lines = [f"  groups:  # first match wins; the other jobs are in {OTHER_GROUP}"]
+    for group in jobs.groups:
+        lines.append(f"    - name: {_scalar(group.name)}")
+        lines.append(f"      name_regex: {_scalar(group.name_regex.pattern)}")
+    return lines
+
+
+def _durations(seconds: tuple[float, ...]) -> str:
+    return f"[{', '.join(format_duration(bound) for bound in seconds)}]"
 
 
 def describe_config(config: Config) -> str:

@@ -32,6 +32,7 @@ from exporter.expose.contract import (
     JobStateSet,
     JobValue,
     Metric,
+    Sample,
     Scrape,
     ScrapeSeries,
 )
@@ -198,10 +199,14 @@ def _job_lines_writer(
         return partial(_value_lines, metric.name, metric.value)
     if isinstance(metric, JobStateSet):
         return partial(_state_set_lines, metric.state, _state_blocks(metric))
-    if list(metric.labels) != sorted(metric.labels):
-        # An own label sorts among the common ones (ams_job_error_info's code): label by label.
-        return partial(_sorted_lines, metric)
-    return partial(_series_lines, metric, metric.labels[len(JOB_LABELS) :])
+    own = metric.labels[len(JOB_LABELS) :]
+    if list(metric.labels) == sorted(metric.labels):
+        return partial(_series_lines, metric, own)
+    if list(own) == sorted(own) and all("account" < label < "job_id" for label in own):
+        # ams_job_info's group sorts between account and job_id: written between them.
+        return partial(_between_lines, metric, own)
+    # An own label sorts elsewhere among the common ones (ams_job_error_info's code): label by label.
+    return partial(_sorted_lines, metric)
 
 
 def _value_lines(
@@ -237,6 +242,22 @@ def _series_lines(metric: JobSeries, own: Sequence[str], jobs: Sequence[_Labelle
         for labels, _, view in jobs
         for values, value in metric.samples(view)
     ]
+
+
+def _between_lines(metric: JobSeries, own: Sequence[str], jobs: Sequence[_Labelled]) -> list[str]:
+    lines = []
+    name, samples = metric.name, metric.samples
+    # A sample's own labels and value as text: few distinct ones (a group per job).
+    written: dict[Sample, tuple[str, str]] = {}
+    for labels, _, view in jobs:
+        # An escaped value never holds an unescaped quote, so the first ',job_id="' is the label.
+        account, _, rest = labels.partition(',job_id="')
+        for sample in samples(view):
+            text = written.get(sample)
+            if text is None:
+                text = written[sample] = (_own_pairs(own, sample[0]), _go(sample[1]))
+            lines.append(f'{name}{{{account}{text[0]},job_id="{rest}}} {text[1]}\n')
+    return lines
 
 
 def _own_pairs(names: Sequence[str], values: Sequence[str]) -> str:
