@@ -926,6 +926,10 @@ name: mi
       finished_window: 1d
       max_jobs: 7
       tasks: false
+      groups: []  # every job in other
+      history:
+        duration_buckets: [10s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h, 4h, 8h, 1d]
+        queue_wait_buckets: [1s, 5s, 15s, 30s, 1m, 2m, 5m, 10m, 30m, 1h, 4h, 1d]
 """
     )
 
