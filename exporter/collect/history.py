@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter.ams.model import ERROR_CODES, Job, JobState, Task
+from exporter.ams.model import ERROR_CODES, FINAL_STATES, Job, JobState, Task
 from exporter.collect.jobview import JobView
 from exporter.config.durations import format_duration
 from exporter.config.model import JobsConfig
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # The final states, in the order their series are written (the ``state`` label).
 ENDED_STATES = (JobState.FINISHED, JobState.ERROR, JobState.CANCELED)
+_LABEL = {state: state.label for state in JobState}  # the property is slow in a 50,000-job loop
 # How far below the watermark jobs are still looked for (and their ids kept): a job that AMS shows
 # in its final state later than this after its EndTime is not counted.
 NEAR_SECONDS = 600.0
@@ -137,6 +138,10 @@ class _Counter:
             self.exemplar = exemplar
 
 
+def _time_and_id(item: tuple[float, str, Job]) -> tuple[float, str]:
+    return item[0], item[1]
+
+
 def ended_at(job: Job) -> float:
     """When a final job ended: its EndTime, or LastModified when AMS sent none."""
     return job.end_time if job.end_time is not None else job.last_modified
@@ -175,6 +180,7 @@ class JobHistory:
         # Error jobs counted whose tasks (and so error codes) were not read yet: id → (group, end).
         self._codes_pending: dict[str, tuple[str, float]] = {}
         self._group_cache: dict[str, str] = {}
+        self._changed = False
         self.snapshot = self._freeze()
 
     @property
@@ -204,42 +210,48 @@ class JobHistory:
         ``tasks`` holds the tasks read for jobs (those of jobs in Error give the error codes).
         Returns whether the state changed (so that it is worth writing).
         """
-        groups = {job.id: self.group_of(job) for job in jobs}
+        cache, group_of = self._group_cache, self.jobs.group_of
+        groups = {job.id: cache.get(job.id) or group_of(job.name) for job in jobs}
         self._group_cache = groups
-        before = (self._end_floor, self._start_floor, len(self._counted), len(self._waited))
-        last_before = dict(self._last_ended)
-        final = sorted(
-            (job for job in jobs if job.state.is_final), key=lambda j: (ended_at(j), j.id)
-        )
-        for job in final:
-            self._end(job, groups[job.id])
-        started = sorted(
-            (job for job in jobs if job.start_time is not None),
-            key=lambda j: (j.start_time, j.id),
-        )
-        for job in started:
-            self._wait(job, groups[job.id])
+        self._changed = False
+        ending: list[tuple[float, str, Job]] = []
+        starting: list[tuple[float, str, Job]] = []
+        counted, waited, last = self._counted, self._waited, self._last_ended
+        end_floor, start_floor = self._end_floor, self._start_floor
+        for job in jobs:  # one pass: most jobs were counted long ago
+            if job.state in FINAL_STATES:
+                end = job.end_time if job.end_time is not None else job.last_modified
+                key = (groups[job.id], _LABEL[job.state])
+                if end > last.get(key, float("-inf")):
+                    last[key] = end
+                    self._changed = True
+                if job.id not in counted and end >= end_floor:
+                    ending.append((end, job.id, job))
+            start = job.start_time
+            if start is not None and start >= start_floor and job.id not in waited:
+                starting.append((start, job.id, job))
+        # Oldest first, so that each exemplar is the latest job of its series.
+        for end, job_id, job in sorted(ending, key=_time_and_id):
+            self._end(job, groups[job_id], end)
+        for start, job_id, job in sorted(starting, key=_time_and_id):
+            self._wait(job, groups[job_id], start)
         self._count_codes(tasks)
         self._raise_floors({job.id for job in jobs})
         self.snapshot = self._freeze()
-        after = (self._end_floor, self._start_floor, len(self._counted), len(self._waited))
-        return after != before or self._last_ended != last_before
+        return self._changed
 
     def group_of(self, job: Job) -> str:
         """The job's group, as the last :meth:`observe` classified it."""
         return self._group_cache.get(job.id) or self.jobs.group_of(job.name)
 
     def _counts(self, job: Job, end: float) -> bool:
+        """Whether ``observe`` would count the final ``job``, which ended at ``end``."""
         return job.id not in self._counted and end >= self._end_floor
 
-    def _end(self, job: Job, group: str) -> None:
-        end = ended_at(job)
-        key = (group, job.state.label)
-        if end > self._last_ended.get(key, float("-inf")):
-            self._last_ended[key] = end
-        if not self._counts(job, end):
-            return
+    def _end(self, job: Job, group: str, end: float) -> None:
+        self._changed = True
         self._counted[job.id] = end
+        key = (group, _LABEL[job.state])
         self._ended[key].add(_exemplar(job.id, 1.0, end))
         running = JobView(job, None, end).running_seconds
         if running is not None:
@@ -249,12 +261,10 @@ class JobHistory:
         if self._watermark is None or end > self._watermark:
             self._watermark = end
 
-    def _wait(self, job: Job, group: str) -> None:
-        start = job.start_time
-        if start is None or job.id in self._waited or start < self._start_floor:
-            return
+    def _wait(self, job: Job, group: str, start: float) -> None:
         if job.state.is_final and ended_at(job) < self._end_floor:
             return  # ended before counting started: its wait is as old as its end
+        self._changed = True
         self._waited[job.id] = start
         wait = max(0.0, start - job.created)
         self._waits[group].observe(wait, _exemplar(job.id, wait, start))
@@ -275,11 +285,14 @@ class JobHistory:
         below them; forget pending codes of jobs that left the listing."""
         if self._watermark is not None:
             horizon = self._watermark - NEAR_SECONDS
-            self._end_floor = max(self._end_floor, horizon)
-            self._start_floor = max(self._start_floor, horizon)
-        self._counted = {i: t for i, t in self._counted.items() if t >= self._end_floor}
-        self._waited = {i: t for i, t in self._waited.items() if t >= self._start_floor}
-        self._codes_pending = {i: v for i, v in self._codes_pending.items() if i in listed}
+            if horizon > self._end_floor or horizon > self._start_floor:
+                self._changed = True
+                self._end_floor = max(self._end_floor, horizon)
+                self._start_floor = max(self._start_floor, horizon)
+                self._counted = {i: t for i, t in self._counted.items() if t >= self._end_floor}
+                self._waited = {i: t for i, t in self._waited.items() if t >= self._start_floor}
+        if any(job_id not in listed for job_id in self._codes_pending):
+            self._codes_pending = {i: v for i, v in self._codes_pending.items() if i in listed}
 
     def _freeze(self) -> HistorySnapshot:
         def count(counter: _Counter) -> Count:
