@@ -216,11 +216,16 @@ def test_recording_rule_names_are_level_metric_operations(name: str) -> None:
     assert re.fullmatch(r"[a-z]+(?:_[a-z]+)*", level)
     assert metric.startswith("ams_")
     assert re.fullmatch(r"[a-z0-9]+(?:_[a-z0-9]+)*", operations)
-    assert set(level.split("_")) <= {"account", "state"}
+    assert set(level.split("_")) <= {"account", "group", "state"}
 
 
 RAW_METRIC = re.compile(r"(?<![\w:])(ams_[a-z_]+)\b")
-DEDUPLICATED = re.compile(r"max by \([a-z_, ]+\) \( ?(?:changes\(|last_over_time\()?$")
+# A gauge is read directly or through last_over_time/changes; a counter or histogram bucket
+# through increase/rate, per series, before the max (never increase() of a max).
+RANGE_FUNCTIONS = ("changes(", "last_over_time(", "increase(", "rate(")
+DEDUPLICATED = re.compile(
+    r"max by \([a-z_, ]+\) \( ?(?:" + "|".join(map(re.escape, RANGE_FUNCTIONS)) + ")?$"
+)
 
 
 def all_rules() -> list[tuple[str, str]]:
@@ -248,7 +253,7 @@ def test_job_series_are_bridged_over_failed_collections(name: str, expr: str) ->
     for match in RAW_METRIC.finditer(flat):
         if match.group(1).startswith("ams_job"):
             before = flat[: match.start()]
-            assert before.endswith(("last_over_time(", "changes(")), (name, match.group(1))
+            assert before.endswith(RANGE_FUNCTIONS), (name, match.group(1))
 
 
 # Unit-test coverage
