@@ -187,14 +187,18 @@ def test_links_between_the_alerting_docs_resolve(doc: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(ALERT_RULES))
 def test_descriptions_name_what_the_alert_is_about(name: str) -> None:
-    """Per-job alerts name the account, job name and job id; account alerts name the account."""
+    """Per-job alerts name the account, job name and job id; account alerts name the account,
+    group alerts the account and the group."""
     rule = ALERT_RULES[name]
     description = rule["annotations"]["description"]
     flat = " ".join(rule["expr"].split())
     grouping = re.match(r"(?:\( )?max by \(([a-z_, ]+)\)", flat)
-    labels = {label.strip() for label in grouping.group(1).split(",")} if grouping else set()
-    if "account:" in rule["expr"]:
-        labels.add("account")
+    # Else the alert keeps the labels of the recording rule it compares: its level names them.
+    recorded = re.match(r"\(? ?([a-z_]+):ams_", flat)
+    if grouping:
+        labels = {label.strip() for label in grouping.group(1).split(",")}
+    else:
+        labels = set(recorded.group(1).split("_")) if recorded else set()
     if name == "AMSExporterDown":
         labels = {"instance", "job"}
     assert labels, name
@@ -338,13 +342,18 @@ def test_alerting_doc_lists_the_alert_with_its_severity_and_for(name: str) -> No
 # Forms read from the expr:
 # - `> N`, `> N * M` or `>= N` after a selector: seconds if the metric name says `seconds`, a ratio
 #   if it says `ratio`, else a count (`> 0` means "any" and is not a threshold);
+# - `> on (...) group_left (...) N * <recorded>`: a multiple of a recorded value;
 # - the window of `changes(...[W])` and an `offset W`: durations (how long nothing changed);
 # - with none of these, a non-zero `for:` is the threshold.
-# How the texts state them: durations as `30 min`/`6 h` in the table, `30m`/`6h` in descriptions
-# and `30 minutes`/`6 hours` in summaries; ratios as `20 %`; counts as `at least 5` (>=) or
-# `more than 5` (>).
+# The texts may also state the `for:` and the windows of the recording rules the expr reads (the
+# `1h` of `...:increase1h`, the `7d` of `...:p95_7d`), but need not.
+# How the texts state them: durations as `30 min`/`6 h`/`7 days` in the table, `30m`/`6h`/`7d` in
+# descriptions and `30 minutes`/`6 hours`/`7 days` in summaries; ratios as `20 %`; multiples as
+# `3 times`; counts as `at least 5` (>=) or `more than 5` (>).
 
 COMPARISON = re.compile(r"(>=|>) *(\d+(?:\.\d+)?(?: *\* *\d+(?:\.\d+)?)*)")
+MULTIPLE = re.compile(r"> on \([a-z_, ]+\) group_left(?: \([a-z_, ]*\))? (\d+(?:\.\d+)?) \*")
+RECORDED_WINDOW = re.compile(r"\b[a-z_]+:ams_[a-z0-9_]+:[a-z0-9_]*?(\d+[smhd])\b")
 SERIES_NAME = re.compile(r"[a-z_]+:ams_[a-z0-9_]+:[a-z0-9_]+|ams_[a-z_]+|\bup\b")
 WINDOW = re.compile(r"changes\([^()\[]*\[(\w+)\]|offset (\w+)")
 
@@ -370,6 +379,8 @@ def expr_thresholds(expr: str) -> set[Threshold]:
             "duration" if "seconds" in names[-1] else "ratio" if "ratio" in names[-1] else "count"
         )
         found.add(threshold(kind, value, match.group(1)))
+    for match in MULTIPLE.finditer(flat):
+        found.add(threshold("multiple", float(match.group(1))))
     for match in WINDOW.finditer(flat):
         found.add(threshold("duration", duration(match.group(1) or match.group(2))))
     return found
@@ -377,17 +388,22 @@ def expr_thresholds(expr: str) -> set[Threshold]:
 
 def rule_thresholds(rule: dict[str, Any]) -> tuple[set[Threshold], set[Threshold]]:
     """The thresholds of an alert (from its expr, else its `for:`), and what its texts may also
-    mention (its `for:`)."""
+    mention (its `for:`, the windows of the recording rules it reads)."""
     for_seconds = duration(rule.get("for", "0m"))
     for_: set[Threshold] = {threshold("duration", for_seconds)} if for_seconds else set()
-    return expr_thresholds(rule["expr"]) or for_, for_
+    windows = {
+        threshold("duration", duration(window))
+        for window in RECORDED_WINDOW.findall(" ".join(rule["expr"].split()))
+    }
+    return expr_thresholds(rule["expr"]) or for_, for_ | windows
 
 
 DURATION_TEXT = {
-    "table": re.compile(r"\b(\d+) (min|h)\b"),
-    "description": re.compile(r"\b(\d+)([mh])\b"),
-    "summary": re.compile(r"\b(\d+) (minute|hour)s?\b"),
+    "table": re.compile(r"\b(\d+) (min|h|days?)\b"),
+    "description": re.compile(r"\b(\d+)([mhd])\b"),
+    "summary": re.compile(r"\b(\d+) (minute|hour|day)s?\b"),
 }
+UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
 
 def stated_thresholds(text: str, style: str) -> set[Threshold]:
@@ -395,10 +411,14 @@ def stated_thresholds(text: str, style: str) -> set[Threshold]:
     text = re.sub(r"\{\{.*?\}\}", "", text, flags=re.S)  # template actions are not text
     found = set()
     for number, unit in DURATION_TEXT[style].findall(text):
-        found.add(threshold("duration", int(number) * (3600 if unit[0] == "h" else 60)))
+        found.add(threshold("duration", int(number) * UNIT_SECONDS[unit[0]]))
     for number in re.findall(r"\b(\d+(?:\.\d+)?) ?%", text):
         found.add(threshold("ratio", round(float(number) / 100, 6)))
-    for words, number in re.findall(r"\b(at least|more than) (\d+)\b(?! ?(?:%|min|h\b|m\b))", text):
+    for number in re.findall(r"\b(\d+(?:\.\d+)?) times\b", text):
+        found.add(threshold("multiple", float(number)))
+    for words, number in re.findall(
+        r"\b(at least|more than) (\d+)\b(?! ?(?:%|min|h\b|m\b|d\b|days?\b|times\b))", text
+    ):
         found.add(threshold("count", float(number), ">=" if words == "at least" else ">"))
     return found
 
@@ -453,6 +473,16 @@ def test_the_threshold_parser_reads_the_forms_the_rules_use() -> None:
     assert expr_thresholds(ALERT_RULES["AMSJobsDropped"]["expr"]) == set()
     assert rule_thresholds(ALERT_RULES["AMSJobStuckCanceling"])[0] == {("duration", 900.0, "")}
     assert rule_thresholds(ALERT_RULES["AMSJobFailed"]) == (set(), set())
+    assert expr_thresholds(ALERT_RULES["AMSJobRunningLongerThanUsual"]["expr"]) == {
+        ("multiple", 3.0, ""),
+        ("count", 20.0, ">="),
+    }
+    # The windows of the recording rules read may be stated; they are no thresholds.
+    assert rule_thresholds(ALERT_RULES["AMSGroupFailingOnly"]) == (set(), {("duration", 21600, "")})
+    assert rule_thresholds(ALERT_RULES["AMSJobRunningLongerThanUsual"])[1] == {
+        ("duration", 300, ""),
+        ("duration", 604800, ""),
+    }
     text = "more than 20 % of at least 5 ended, more than 3 jobs, for 30 min or 6 h"
     assert stated_thresholds(text, "table") == {
         ("ratio", 0.2, ""),
@@ -464,6 +494,11 @@ def test_the_threshold_parser_reads_the_forms_the_rules_use() -> None:
     assert stated_thresholds('{{ query "x[5m]" }} (threshold 15m) 6h', "description") == {
         ("duration", 900, ""),
         ("duration", 21600, ""),
+    }
+    assert stated_thresholds("more than 3 times the p95 over 7 days, of at least 20", "table") == {
+        ("multiple", 3.0, ""),
+        ("duration", 604800, ""),
+        ("count", 20.0, ">="),
     }
 
 
@@ -484,6 +519,12 @@ def test_table_and_description_state_the_threshold_of_the_expr(name: str) -> Non
         ("AMSJobErrorRateHigh", ">= 5", ">= 10"),
         ("AMSAccountDataStale", "> 15 * 60", "> 20 * 60"),
         ("AMSJobsDropped", "> 0", "> 10"),
+        ("AMSGroupErrorRateHigh", "> 0.2", "> 0.25"),
+        ("AMSGroupErrorRateHigh", ">= 5", ">= 10"),
+        ("AMSGroupFailingOnly", ":increase6h", ":increase1h"),
+        ("AMSJobRunningLongerThanUsual", "3 * account_group", "4 * account_group"),
+        ("AMSJobRunningLongerThanUsual", ">= 20", ">= 50"),
+        ("AMSJobRunningLongerThanUsual", "7d", "1d"),
     ],
 )
 def test_changing_a_threshold_only_in_the_expr_is_caught(name: str, old: str, new: str) -> None:
