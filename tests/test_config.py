@@ -1599,3 +1599,308 @@ def test_any_structure_gives_config_or_config_error(accounts: Any) -> None:
 )
 def test_near_valid_accounts_give_config_or_config_error(raw: dict[str, Any]) -> None:
     _outcome(yaml.safe_dump({"accounts": [raw]}))
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs.groups and jobs.history
+
+# The defaults the history metrics were specified with, in seconds.
+SPECIFIED_DURATION_BUCKETS = (
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1200.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    86400.0,
+)  # fmt: skip  (10s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h, 4h, 8h, 24h)
+SPECIFIED_QUEUE_WAIT_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    14400.0,
+    86400.0,
+)  # fmt: skip  (1s, 5s, 15s, 30s, 1m, 2m, 5m, 10m, 30m, 1h, 4h, 24h)
+GROUPS = "accounts[0].jobs.groups"
+HISTORY = "accounts[0].jobs.history"
+
+
+def jobs_of(jobs: object, **kwargs: Any) -> JobsConfig:
+    return first(account(jobs=jobs), **kwargs).jobs
+
+
+def group(name: object = "news", name_regex: object = "^news_") -> dict[str, object]:
+    return {"name": name, "name_regex": name_regex}
+
+
+def patterns(jobs: JobsConfig) -> list[tuple[str, str]]:
+    return [(g.name, g.name_regex.pattern) for g in jobs.groups]
+
+
+def test_groups_are_read_in_order_and_a_job_is_in_the_first_that_matches() -> None:
+    jobs = jobs_of(
+        {
+            "groups": [
+                group("news", r"^news_\d+$"),
+                group("vod", "vod"),
+                group("vod-late", "^vod-late"),
+            ]
+        }
+    )
+    assert patterns(jobs) == [("news", r"^news_\d+$"), ("vod", "vod"), ("vod-late", "^vod-late")]
+    assert jobs.group_names == ("news", "vod", "vod-late", "other")
+    assert jobs.group_of("news_12") == "news"
+    assert jobs.group_of("news_12x") == "other"  # the $ anchor holds
+    assert jobs.group_of("my-vod-1") == "vod"  # searched, not matched from the start
+    assert jobs.group_of("vod-late-1") == "vod"  # the first match wins
+    assert jobs.group_of("") == "other"
+
+
+@pytest.mark.parametrize("groups", [None, {"ids": []}])
+def test_without_groups_every_job_is_in_other(groups: dict[str, Any] | None) -> None:
+    jobs = jobs_of(groups)
+    assert jobs.groups == ()
+    assert jobs.group_names == ("other",)
+    assert jobs.group_of("news_1") == "other"
+    assert jobs_of({"groups": []}).groups == ()
+
+
+@pytest.mark.parametrize(
+    "name", ["a", "news", "EU-west_2.live", "-x", "_", "1.2", "9" * 64, "other-news", "Other"]
+)
+def test_valid_group_names(name: str) -> None:
+    assert patterns(jobs_of({"groups": [group(name, "x")]})) == [(name, "x")]
+
+
+def test_fifty_groups_are_accepted() -> None:
+    groups = [group(f"g{index}", f"^g{index}-") for index in range(50)]
+    assert len(jobs_of({"groups": groups}).groups) == 50
+
+
+# Regexes as they would be written in a file, in each YAML quoting style.
+@pytest.mark.parametrize(
+    ("written", "pattern"),
+    [
+        (r"'^news_\d+$'", r"^news_\d+$"),
+        (r'"^news_\\d+$"', r"^news_\d+$"),
+        (r"^news_\d+$", r"^news_\d+$"),
+        (r"'^a\.b\\c$'", r"^a\.b\\c$"),
+        (r"'(?i)^live-(eu|us)$'", r"(?i)^live-(eu|us)$"),
+        (r"'a$|b$'", r"a$|b$"),
+        (r"'(x$)'", r"(x$)"),
+        (r"'$'", r"$"),
+        (r"'^\$\{x\}$'", r"^\$\{x\}$"),
+        (r"'a{2,3}$'", r"a{2,3}$"),
+    ],
+)
+def test_a_regex_is_read_exactly_as_written(written: str, pattern: str) -> None:
+    text = (
+        "accounts:\n  - name: a\n    endpoint: https://media.windows.net/api/\n"
+        "    managed_identity: true\n    jobs:\n      groups:\n"
+        f"        - name: g\n          name_regex: {written}\n"
+    )
+    # With variables on (as in any real run) and off, a $ that starts no ${NAME} stays.
+    for env in (ENV, {}):
+        (got,) = parse_config(text, env).accounts[0].jobs.groups
+        assert got.name_regex.pattern == pattern
+
+
+def test_a_variable_in_a_regex_is_expanded_and_the_anchor_after_it_stays() -> None:
+    jobs = jobs_of({"groups": [group("g", "^${AMS_HOST}$")]})
+    assert patterns(jobs) == [("g", "^prodams.restv2.westeurope.media.azure.net$")]
+
+
+def test_double_dollar_in_a_regex_is_one_literal_dollar_as_in_every_string() -> None:
+    # The one place where a regex is not read as written: "$$" is "$" in every string value,
+    # so a literal $ before the end anchor (\$$) is written \$$$.
+    jobs = jobs_of({"groups": [group("a", r"price\$$"), group("b", r"price\$$$")]})
+    assert patterns(jobs) == [("a", r"price\$"), ("b", r"price\$$")]
+
+
+def test_history_buckets_default_to_the_specified_bounds() -> None:
+    for jobs in (None, {}, {"history": None}, {"history": {}}):
+        history = jobs_of(jobs).history
+        assert history.duration_buckets == SPECIFIED_DURATION_BUCKETS
+        assert history.queue_wait_buckets == SPECIFIED_QUEUE_WAIT_BUCKETS
+    assert JobsConfig().history.duration_buckets == SPECIFIED_DURATION_BUCKETS
+    assert JobsConfig().history.queue_wait_buckets == SPECIFIED_QUEUE_WAIT_BUCKETS
+
+
+def test_history_buckets_are_read_and_the_other_list_keeps_its_default() -> None:
+    durations = jobs_of({"history": {"duration_buckets": ["500ms", "1m30s", "2h", "1d"]}}).history
+    assert durations.duration_buckets == (0.5, 90.0, 7200.0, 86400.0)
+    assert durations.queue_wait_buckets == SPECIFIED_QUEUE_WAIT_BUCKETS
+    waits = jobs_of({"history": {"queue_wait_buckets": ["1ms"]}}).history
+    assert waits.queue_wait_buckets == (0.001,)
+    assert waits.duration_buckets == SPECIFIED_DURATION_BUCKETS
+
+
+def test_forty_buckets_are_accepted() -> None:
+    bounds = [f"{index}s" for index in range(1, 41)]
+    history = jobs_of(
+        {"history": {"duration_buckets": bounds, "queue_wait_buckets": bounds}}
+    ).history
+    assert history.duration_buckets == tuple(float(index) for index in range(1, 41))
+    assert history.queue_wait_buckets == history.duration_buckets
+
+
+_GROUP_NAME_RULE = "a group name is 1 to 64 letters, digits, '_', '.' or '-' (it is a label value)"
+_BUCKETS_HINT = "expected a list of durations such as [30s, 5m, 1h]"
+
+
+@pytest.mark.parametrize(
+    ("jobs", "expected"),
+    [
+        ({"groups": "news"}, f"{GROUPS}: expected a list of groups (name and name_regex), got a string"),
+        ({"groups": {"name": "a"}}, f"{GROUPS}: expected a list of groups (name and name_regex), got a mapping"),
+        ({"groups": None}, f"{GROUPS}: expected a list of groups (name and name_regex), got an empty value"),
+        ({"groups": 3}, f"{GROUPS}: expected a list of groups (name and name_regex), got an integer"),
+        ({"groups": ["news"]}, f"{GROUPS}[0]: expected a mapping, got a string"),
+        ({"groups": [group(), ["x"]]}, f"{GROUPS}[1]: expected a mapping, got a list"),
+        ({"groups": [None]}, f"{GROUPS}[0]: expected a mapping, got an empty value"),
+        ({"groups": [{**group(), "nam": "x"}]}, f"{GROUPS}[0].nam: unknown key; did you mean 'name'?"),
+        ({"groups": [{**group(), "name_regexp": "x"}]}, f"{GROUPS}[0].name_regexp: unknown key; did you mean 'name_regex'?"),
+        ({"groups": [{**group(), "zzz": 1}]}, f"{GROUPS}[0].zzz: unknown key; known keys: name, name_regex"),
+        ({"groups": [{"name_regex": "x"}]}, f"{GROUPS}[0].name: required"),
+        ({"groups": [{"name": "a"}]}, f"{GROUPS}[0].name_regex: required"),
+        ({"groups": [{}]}, f"{GROUPS}[0].name: required"),
+        ({"groups": [group(name="")]}, f"{GROUPS}[0].name: must not be empty"),
+        ({"groups": [group(name=5)]}, f"{GROUPS}[0].name: expected a string, got an integer (put it in quotes)"),
+        ({"groups": [group(name="has space")]}, f"{GROUPS}[0].name: {_GROUP_NAME_RULE}, got 'has space'"),
+        ({"groups": [group(name="a/b")]}, f"{GROUPS}[0].name: {_GROUP_NAME_RULE}, got 'a/b'"),
+        ({"groups": [group(name="nëws")]}, f"{GROUPS}[0].name: {_GROUP_NAME_RULE}, got 'nëws'"),
+        ({"groups": [group(name="a" * 65)]}, f"{GROUPS}[0].name: {_GROUP_NAME_RULE}, got '{'a' * 65}'"),
+        ({"groups": [group(name="other")]}, f"{GROUPS}[0].name: 'other' is the group of the jobs that no group matches; pick another"),
+        ({"groups": [group("a", "x"), group("b", "y"), group("a", "z")]}, f"{GROUPS}[2].name: 'a' is already used by {GROUPS}[0]"),
+        ({"groups": [group("a", "x"), group("b", "y"), group("b", "z")]}, f"{GROUPS}[2].name: 'b' is already used by {GROUPS}[1]"),
+        ({"groups": [group(f"g{i}", "x") for i in range(51)]}, f"{GROUPS}: at most 50 groups per account, got 51"),
+        ({"groups": [group(name_regex="")]}, f"{GROUPS}[0].name_regex: must not be empty"),
+        ({"groups": [group(name_regex=7)]}, f"{GROUPS}[0].name_regex: expected a string, got an integer (put it in quotes)"),
+        ({"groups": [group(name_regex=["a"])]}, f"{GROUPS}[0].name_regex: expected a string, got a list"),
+        ({"groups": [group(name_regex="(")]}, f"{GROUPS}[0].name_regex: not a valid Python regular expression: missing ), unterminated subpattern at position 0"),
+        ({"groups": [group(name_regex="news_[")]}, f"{GROUPS}[0].name_regex: not a valid Python regular expression: unterminated character set at position 5"),
+        ({"groups": [group(name_regex="*news")]}, f"{GROUPS}[0].name_regex: not a valid Python regular expression: nothing to repeat at position 0"),
+        ({"groups": [group(name_regex="a)")]}, f"{GROUPS}[0].name_regex: not a valid Python regular expression: unbalanced parenthesis at position 1"),
+        ({"groups": [group(name_regex="x${1}")]}, f"{GROUPS}[0].name_regex: invalid variable reference: write ${{NAME}} (letters, digits, _) and $$ for a literal $"),
+        ({"groups": [group(name_regex="a\nb")]}, f"{GROUPS}[0].name_regex: must not contain control characters (newline, tab, ...)"),
+        ({"history": []}, f"{HISTORY}: expected a mapping, got a list"),
+        ({"history": "1s"}, f"{HISTORY}: expected a mapping, got a string"),
+        ({"history": {"duration_bucket": ["1s"]}}, f"{HISTORY}.duration_bucket: unknown key; did you mean 'duration_buckets'?"),
+        ({"history": {"queue_buckets": ["1s"]}}, f"{HISTORY}.queue_buckets: unknown key; did you mean 'queue_wait_buckets'?"),
+        ({"history": {"zzz": 1}}, f"{HISTORY}.zzz: unknown key; known keys: duration_buckets, queue_wait_buckets"),
+        ({"history": {"duration_buckets": []}}, f"{HISTORY}.duration_buckets: {_BUCKETS_HINT}, got an empty list"),
+        ({"history": {"queue_wait_buckets": []}}, f"{HISTORY}.queue_wait_buckets: {_BUCKETS_HINT}, got an empty list"),
+        ({"history": {"duration_buckets": None}}, f"{HISTORY}.duration_buckets: {_BUCKETS_HINT}, got an empty value"),
+        ({"history": {"duration_buckets": "1s"}}, f"{HISTORY}.duration_buckets: {_BUCKETS_HINT}, got a string"),
+        ({"history": {"duration_buckets": 30}}, f"{HISTORY}.duration_buckets: {_BUCKETS_HINT}, got an integer"),
+        ({"history": {"duration_buckets": {"a": "1s"}}}, f"{HISTORY}.duration_buckets: {_BUCKETS_HINT}, got a mapping"),
+        ({"history": {"duration_buckets": ["1s", 30]}}, f"{HISTORY}.duration_buckets[1]: expected a duration such as 30s, 5m or 24h, got the number 30 (add a unit, e.g. 30s)"),
+        ({"history": {"duration_buckets": ["30"]}}, f"{HISTORY}.duration_buckets[0]: expected a duration such as 30s, 5m or 24h, got '30' (add a unit, e.g. 30s)"),
+        ({"history": {"duration_buckets": [1.5]}}, f"{HISTORY}.duration_buckets[0]: expected a duration such as 30s, 5m or 24h, got a number"),
+        ({"history": {"duration_buckets": ["-1s"]}}, f"{HISTORY}.duration_buckets[0]: expected a duration such as 30s, 5m or 24h, got '-1s'"),
+        ({"history": {"duration_buckets": ["0s"]}}, f"{HISTORY}.duration_buckets[0]: a bucket bound must be more than 0s"),
+        ({"history": {"queue_wait_buckets": ["1s", "0ms"]}}, f"{HISTORY}.queue_wait_buckets[1]: a bucket bound must be more than 0s"),
+        ({"history": {"duration_buckets": ["1m", "30s"]}}, f"{HISTORY}.duration_buckets[1]: bounds must increase: 30s is not longer than {HISTORY}.duration_buckets[0] (1m)"),
+        ({"history": {"duration_buckets": ["10s", "1m", "60s"]}}, f"{HISTORY}.duration_buckets[2]: bounds must increase: 1m is not longer than {HISTORY}.duration_buckets[1] (1m)"),
+        ({"history": {"queue_wait_buckets": ["5s", "1h", "2m"]}}, f"{HISTORY}.queue_wait_buckets[2]: bounds must increase: 2m is not longer than {HISTORY}.queue_wait_buckets[1] (1h)"),
+        ({"history": {"duration_buckets": [f"{i}s" for i in range(1, 42)]}}, f"{HISTORY}.duration_buckets: at most 40 buckets, got 41"),
+        ({"history": {"queue_wait_buckets": ["1s"] * 41}}, f"{HISTORY}.queue_wait_buckets: at most 40 buckets, got 41"),
+    ],
+)  # fmt: skip
+def test_bad_groups_and_history_are_errors(jobs: dict[str, Any], expected: str) -> None:
+    assert error(account(jobs=jobs)) == expected
+
+
+def test_a_group_name_from_a_variable_is_named_by_it() -> None:
+    env = {**ENV, "G": "a b", "N": "news"}
+    assert error(account(jobs={"groups": [group(name="${G}")]}), env=env) == (
+        f"{GROUPS}[0].name: {_GROUP_NAME_RULE}, got the value of ${{G}}"
+    )
+    assert error(account(jobs={"groups": [group(), group(name="${N}")]}), env=env) == (
+        f"{GROUPS}[1].name: the value of ${{N}} is already used by {GROUPS}[0]"
+    )
+
+
+# An invalid regex or a misplaced bound that came from a variable: the message must name the
+# variable, not quote what it held (Python's regex messages quote group names and escapes).
+@pytest.mark.parametrize(
+    "jobs",
+    [
+        {"groups": [group(name="${PLANTED}")]},
+        {"groups": [group(name_regex="(?P=${PLANTED})")]},
+        {"groups": [group(name_regex="(?P<${PLANTED}>x)")]},
+        {"groups": [group(name_regex="${PLANTED}[")]},
+        {"groups": [group(name_regex="\\${PLANTED}")]},
+        {"groups": "${PLANTED}"},
+        {"groups": [{**group(), PLANTED: 1}]},
+        {"history": {"duration_buckets": ["${PLANTED}"]}},
+        {"history": {"duration_buckets": "${PLANTED}"}},
+        {"history": {PLANTED: ["1s"]}},
+    ],
+)
+def test_a_planted_variable_value_in_groups_or_history_appears_in_no_error(
+    jobs: dict[str, Any],
+) -> None:
+    message = error(account(jobs=jobs), env=PLANTED_ENV)
+    for part in PLANTED.split("/"):
+        assert part not in message
+
+
+@pytest.mark.parametrize(("bounds", "variable"), [(["1m", "${B}"], "30s"), (["${B}", "30s"], "1m")])
+def test_bounds_out_of_order_from_a_variable_are_named_by_it(
+    bounds: list[str], variable: str
+) -> None:
+    message = error(
+        account(jobs={"history": {"duration_buckets": bounds}}), env={**ENV, "B": variable}
+    )
+    assert message.startswith(f"{HISTORY}.duration_buckets[1]: bounds must increase: ")
+    assert "${B}" in message
+    assert variable not in message
+
+
+def test_describe_shows_groups_in_matching_order_and_both_bucket_lists() -> None:
+    config = parse(
+        account(
+            jobs={
+                "groups": [group("news", r"^news_\d+$"), group("odd", "a #b: c")],
+                "history": {"duration_buckets": ["90s", "1h"]},
+            }
+        ),
+        account(name="b"),
+    )
+    text = describe_config(config)
+    assert (
+        "      groups:  # first match wins; the other jobs are in other\n"
+        "        - name: news\n"
+        "          name_regex: ^news_\\d+$\n"
+        "        - name: odd\n"
+        '          name_regex: "a #b: c"\n'
+        "      history:\n"
+        "        duration_buckets: [1m30s, 1h]\n"
+        "        queue_wait_buckets: [1s, 5s, 15s, 30s, 1m, 2m, 5m, 10m, 30m, 1h, 4h, 1d]\n"
+    ) in text
+    described = [a["jobs"] for a in yaml.safe_load(text)["accounts"]]
+    assert described[0]["groups"] == [
+        {"name": "news", "name_regex": r"^news_\d+$"},
+        {"name": "odd", "name_regex": "a #b: c"},
+    ]
+    assert described[1]["groups"] == []
+    assert [parse_duration(b) for b in described[1]["history"]["duration_buckets"]] == list(
+        SPECIFIED_DURATION_BUCKETS
+    )
+    assert [parse_duration(b) for b in described[1]["history"]["queue_wait_buckets"]] == list(
+        SPECIFIED_QUEUE_WAIT_BUCKETS
+    )
