@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from grafana_foundation_sdk.builders import bargauge, common, histogram, stat, statetimeline, table
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    common,
+    heatmap,
+    histogram,
+    stat,
+    statetimeline,
+    table,
+)
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import prometheus as prom
 from grafana_foundation_sdk.builders import timeseries as ts
@@ -51,11 +59,16 @@ DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 ACCOUNT = 'account=~"$account"'
 # (?s): a job name may contain newlines, which a plain "." does not match in Prometheus 2.
 JOBS = 'account=~"$account", job_name=~"(?s:$job_name)"'
+# The history metrics count per group of jobs (the configured groups and "other").
+GROUPS = 'account=~"$account", group=~"$group"'
 ACTIVE_STATES = [s for s in JobState if not s.is_final]
 ACTIVE = "|".join(s.label for s in ACTIVE_STATES)
 # Grafana's theme colours, for thresholds that are not about a job state.
 GREEN, ORANGE, RED = "green", "orange", "red"
 BY_ACCOUNT, BY_STATE, BY_JOB = "{{account}}", "{{state}}", "{{job_id}}"
+BY_GROUP, BY_CODE, BY_BOUND = "{{group}}", "{{code}}", "{{le}}"
+BY_ACCOUNT_GROUP = f"{BY_ACCOUNT} / {BY_GROUP}"
+TOP_ERROR_CODES = 10
 # Stat and bar gauge panels show each series' latest value (the queries are instant).
 LAST_VALUE = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 # The annotation query's step; its expression compares each step with the one before.
@@ -65,6 +78,7 @@ ERROR_ANNOTATION = "Jobs entering Error"
 PanelT = TypeVar(
     "PanelT",
     bargauge.Panel,
+    heatmap.Panel,
     histogram.Panel,
     stat.Panel,
     statetimeline.Panel,
@@ -110,6 +124,26 @@ def ended_in_range(state: JobState) -> str:
     return f"count(({in_state_then}) and on (account, job_id) ({ended})) or vector(0)"
 
 
+def replicas_collapsed(func: str, selector: str, labels: str, window: str) -> str:
+    """PromQL: ``func`` (rate or increase) over ``window`` of each series of a history counter or
+    histogram, then the replicas of an HA pair collapsed by ``max by (labels)``.
+
+    Both replicas count the same jobs, so their rates agree. The max of the rates, not the rate of
+    a max: when one replica restarts, its counters start again from zero, which ``rate`` of its
+    own series reads as a reset; a max of the two counters would instead step down to the other
+    replica's value, and ``rate`` would count that step as a reset, adding the whole value again.
+    """
+    return f"max by ({labels}) ({func}({selector}[{window}]))"
+
+
+def per_minute(histogram: str, labels: str) -> str:
+    """PromQL: jobs per minute in each bucket of ``histogram``, whose series have ``labels``
+    besides ``le``; a heatmap's query (Grafana takes the cumulative buckets apart)."""
+    selector = f"{histogram}_bucket{{{GROUPS}}}"
+    rates = replicas_collapsed("rate", selector, f"{labels}, le", "$__rate_interval")
+    return f"60 * sum by (le) ({rates})"
+
+
 def query(expr: str, legend: str = "__auto", ref: str = "A") -> Any:
     """A range query, for the panels that draw the series over time."""
     q = prom.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE).legend_format(legend)
@@ -124,6 +158,11 @@ def instant(expr: str, legend: str = "__auto", ref: str = "A") -> Any:
 def per_account(record: str) -> Any:
     """A range query of a per-account recording rule, one series per selected account."""
     return query(f"{record}{{{ACCOUNT}}}", BY_ACCOUNT)
+
+
+def per_group(record: str) -> Any:
+    """A range query of a per-group recording rule, one series per selected account and group."""
+    return query(f"{record}{{{GROUPS}}}", BY_ACCOUNT_GROUP)
 
 
 # --- Field configuration ------------------------------------------------------------------------
@@ -177,6 +216,7 @@ COUNT = Unit("short", decimals=0)  # whole numbers: jobs, processes
 SECONDS = Unit("s", decimals=0)
 PERCENT = Unit("percentunit", decimals=0, ratio=True)
 STACKED = common.StackingConfig().mode(cm.StackingMode.NORMAL)
+DASHED = {"fill": "dash", "dash": [10, 10]}  # a series' custom.lineStyle
 THRESHOLD_LINES = common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)
 
 
@@ -240,6 +280,35 @@ def duration_histogram(title: str, state: JobState) -> histogram.Panel:
     """A histogram of one duration over the jobs, in the colour of the jobs' state."""
     built = panel(histogram.Panel, title, (6, 8)).combine(True).unit("s").fill_opacity(80)
     return built.color_scheme(fixed_colour_scheme(STATE_COLOURS[state]))
+
+
+def histogram_heatmap(title: str, histogram: str, labels: str) -> heatmap.Panel:
+    """A heatmap of a histogram's buckets over time: how many jobs per minute fell in each.
+
+    The buckets come as they are (``format: heatmap``), not recalculated by Grafana, and the
+    exemplars (the Id of the latest job of each bucket) are drawn on the cells.
+    """
+    target = query(per_minute(histogram, labels), BY_BOUND).format(pm.PromQueryFormat.HEATMAP)
+    return (
+        panel(heatmap.Panel, title, (12, 9))
+        .with_target(target.exemplar(True))
+        .calculate(False)
+        .rows_frame(heatmap.RowsHeatmapOptions().layout(cm.HeatmapCellLayout.LE))
+        .y_axis(heatmap.YAxisConfig().unit("s").decimals(0))
+        .cell_values(heatmap.CellValues().unit("cpm"))
+        .show_value(cm.VisibilityMode.NEVER)
+    )
+
+
+def quantiles(title: str, record: str, legend: str = BY_ACCOUNT_GROUP) -> ts.Panel:
+    """The recorded median and 95th percentile over the last hour (``<record>:p50_1h`` and
+    ``:p95_1h``), the 95th dashed."""
+    return (
+        graph(title, (8, 8), SECONDS)
+        .with_target(query(f"{record}:p50_1h{{{GROUPS}}}", f"{legend} p50"))
+        .with_target(query(f"{record}:p95_1h{{{GROUPS}}}", f"{legend} p95", "B"))
+        .override_by_query("B", props({"custom.lineStyle": DASHED}))
+    )
 
 
 def jobs_table(
@@ -460,6 +529,79 @@ def durations() -> list[Builder[Any]]:
     ]
 
 
+def job_history() -> list[Builder[Any]]:
+    error_codes = replicas_collapsed(
+        "increase", f"ams_job_errors_total{{{GROUPS}}}", "account, group, code", "$__range"
+    )
+    top_codes = f"sort_desc(topk({TOP_ERROR_CODES}, sum by (code) ({error_codes}) > 0))"
+    ended = f"sum by (state) (account_group_state:ams_jobs_ended:increase1h{{{GROUPS}}})"
+    return [
+        row("History"),
+        state_colour_overrides(
+            graph("Jobs ended per hour by state", (10, 8), COUNT)
+            .description(
+                "Jobs of the selected groups that ended in the hour up to each point, per final "
+                "state (account_group_state:ams_jobs_ended:increase1h), stacked."
+            )
+            .with_target(query(ended, BY_STATE))
+            .fill_opacity(40)
+            .stacking(STACKED)
+        ),
+        graph("Error ratio by group (1 h window)", (7, 8), Unit("percentunit", 1, ratio=True))
+        .description(
+            "Jobs ended in Error ÷ jobs ended, over the last hour, per account and group "
+            "(account_group:ams_jobs_error:ratio1h)."
+        )
+        .with_target(per_group("account_group:ams_jobs_error:ratio1h"))
+        .thresholds(thresholds((None, GREEN), (0.2, RED)))
+        .thresholds_style(THRESHOLD_LINES),
+        panel(bargauge.Panel, "Top error codes", (7, 8), COUNT)
+        .description(
+            f"The {TOP_ERROR_CODES} ErrorDetails codes most counted in failed jobs within the "
+            "selected time range (ams_job_errors_total)."
+        )
+        .with_target(instant(top_codes, BY_CODE))
+        .reduce_options(LAST_VALUE)
+        .thresholds(thresholds((None, STATE_COLOURS[JobState.ERROR])))
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .orientation(cm.VizOrientation.HORIZONTAL),
+        histogram_heatmap(
+            "Job duration heatmap", "ams_job_duration_seconds", "account, group, state"
+        ).description(
+            "RunningDuration of the jobs that ended (ams_job_duration_seconds), per bucket and "
+            "minute; the marks are exemplars, each one ended job's Id."
+        ),
+        histogram_heatmap(
+            "Queue wait heatmap", "ams_job_queue_wait_seconds", "account, group"
+        ).description(
+            "How long the jobs that started waited, StartTime - Created "
+            "(ams_job_queue_wait_seconds), per bucket and minute; the marks are exemplars, each "
+            "one started job's Id."
+        ),
+        quantiles(
+            "Job duration p50 / p95 by group (1 h window)",
+            "account_group:ams_job_duration_seconds",
+        ).description(
+            "Median and 95th percentile of the RunningDuration of the jobs that ended in the "
+            "last hour, all final states together, per account and group."
+        ),
+        quantiles(
+            "Job duration p50 / p95 by final state (1 h window)",
+            "account_group_state:ams_job_duration_seconds",
+            f"{BY_ACCOUNT_GROUP} {BY_STATE}",
+        ).description(
+            "The same per final state: how long Finished jobs took, how long failed and "
+            "canceled ones ran."
+        ),
+        quantiles(
+            "Queue wait p50 / p95 by group (1 h window)", "account_group:ams_job_queue_wait_seconds"
+        ).description(
+            "Median and 95th percentile of the queue wait of the jobs that started in the last "
+            "hour, per account and group."
+        ),
+    ]
+
+
 def exporter_health() -> list[Builder[Any]]:
     requests = f"sum by (api, code) (rate(ams_api_requests_total{{{ACCOUNT}}}[$__rate_interval]))"
     return [
@@ -473,10 +615,7 @@ def exporter_health() -> list[Builder[Any]]:
             query(f"max by (account) (ams_collection_duration_seconds{{{ACCOUNT}}})", BY_ACCOUNT)
         )
         .with_target(query("vector($scrape_timeout)", "scrape timeout", "B"))
-        .override_by_query(
-            "B",
-            props({"color": fixed(RED), "custom.lineStyle": {"fill": "dash", "dash": [10, 10]}}),
-        ),
+        .override_by_query("B", props({"color": fixed(RED), "custom.lineStyle": DASHED})),
         graph("AMS API requests by status code", (8, 8), Unit("reqps"))
         .description("Requests to AMS and Azure AD per second, by API and HTTP status.")
         .with_target(query(requests, "{{api}} {{code}}"))
@@ -515,10 +654,34 @@ def job_detail() -> list[Builder[Any]]:
     ]
 
 
-ROWS = (overview, states_over_time, running_jobs, failures, durations, exporter_health, job_detail)
+ROWS = (
+    overview,
+    states_over_time,
+    running_jobs,
+    failures,
+    durations,
+    job_history,
+    exporter_health,
+    job_detail,
+)
 
 
 # --- Dashboard ----------------------------------------------------------------------------------
+
+
+def label_variable(name: str, label: str, source: str) -> dash.QueryVariable:
+    """One, several or all values of the label ``name`` of the series ``source`` selects."""
+    return (
+        dash.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query({"query": f"label_values({source}, {name})", "refId": name})
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    )
 
 
 def variables() -> list[Builder[dm.VariableModel]]:
@@ -529,15 +692,11 @@ def variables() -> list[Builder[dm.VariableModel]]:
         .current(
             dm.VariableOption(selected=True, text="${DS_PROMETHEUS}", value="${DS_PROMETHEUS}")
         ),
-        dash.QueryVariable("account")
-        .label("Account")
-        .datasource(DATASOURCE)
-        .query({"query": "label_values(ams_up, account)", "refId": "account"})
-        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(dm.VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*"),
+        label_variable("account", "Account", "ams_up"),
+        # Every group's counters exist from the exporter's first collection, so all are listed.
+        label_variable("group", "Group", f"ams_jobs_ended_total{{{ACCOUNT}}}").description(
+            "the History row shows these groups (the configured ones and other)"
+        ),
         dash.TextBoxVariable("job_name")
         .label("Job name (regex)")
         .description("A regular expression matched against the whole job name, newlines included.")
@@ -666,6 +825,8 @@ def variable_docs(model: dict[str, Any]) -> list[str]:
             meaning = (
                 f"{variable['label']}: values of `{variable['query']['query']}`, multi, All = `.*`"
             )
+            if variable.get("description"):
+                meaning += f"; {variable['description']}"
         elif variable["type"] == "datasource":
             meaning = "Prometheus datasource; the import dialog fills it in (`DS_PROMETHEUS`)"
         lines.append(f"| `${variable['name']}` | {variable['type']} | {meaning} |")
@@ -687,19 +848,41 @@ def annotation_docs(model: dict[str, Any]) -> list[str]:
     return lines
 
 
+# What a reader of docs/dashboard.md needs to know about a row beyond its panels' queries.
+ROW_NOTES = {
+    "History": [
+        "The history counters and histograms count each job once, from the exporter's start",
+        "(or its `--storage.path` state); every series exists at zero from the first",
+        "collection, for each configured group and `other`. A group is one account's: the",
+        "panels keep `account` beside `group`. Two exporter replicas count the same jobs, so",
+        "every query, like the recording rules it reads, takes `rate()` or `increase()` of each",
+        "series first, collapses the replicas with a `max by` over all the series' own labels,",
+        "and only then sums. The `$group` variable filters this row only.",
+        "",
+        "The heatmaps read the buckets themselves and ask for exemplars: the Id of the latest",
+        "job of each bucket (`job_id`). Grafana shows them when Prometheus scrapes the exporter",
+        "with OpenMetrics (its default) and keeps exemplars (`--enable-feature=exemplar-storage`).",
+        "The p50 / p95 panels read recorded series, which carry no exemplars.",
+        "",
+    ],
+}
+
+
 def panel_docs(model: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for panel in model["panels"]:
         if panel["type"] == "row":
-            lines += [f"## Row: {panel['title']}", ""]
+            lines += [f"## Row: {panel['title']}", "", *ROW_NOTES.get(panel["title"], [])]
             continue
         lines += [f"### {panel['title']} ({panel['type']})", "", panel.get("description", ""), ""]
         for target in panel["targets"]:
             kind = "instant" if target.get("instant") else "range"
-            fmt = ", table" if target.get("format") == "table" else ""
+            fmt = target.get("format", "time_series")
+            fmt_note = "" if fmt == "time_series" else f", {fmt}"
+            exemplar_note = ", exemplars" if target.get("exemplar") else ""
             legend = target.get("legendFormat", "__auto")
             legend_note = f", legend `{legend}`" if legend != "__auto" else ""
-            heading = f"Query {target['refId']} ({kind}{fmt}{legend_note}):"
+            heading = f"Query {target['refId']} ({kind}{fmt_note}{exemplar_note}{legend_note}):"
             lines += [heading, "", "```promql", target["expr"], "```", ""]
     return lines
 

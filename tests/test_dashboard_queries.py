@@ -83,6 +83,7 @@ def variable_values(stack: Stack, *, account: str, job_id: str) -> dict[str, str
     start = range_start(stack)
     return {
         "account": account,
+        "group": ".*",
         "job_name": ".*",
         "job_id": job_id,
         "scrape_timeout": "15",
