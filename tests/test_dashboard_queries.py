@@ -9,16 +9,22 @@ Grafana would, and sent to ``/api/v1/query`` (and ``/api/v1/query_range`` for ra
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import re
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ams_emulator import Emulator
+from exporter.config.model import DEFAULT_DURATION_BUCKETS, DEFAULT_QUEUE_WAIT_BUCKETS
 from tests.support.dashboard import DASHBOARD, queries
 from tests.support.expected import ACTIVE, STATE_NAMES, ended_at, split_scope
 from tests.support.harness import running_exporter
@@ -43,28 +49,44 @@ class Stack:
     now: float  # the emulator's (frozen) clock
 
 
+def load_model() -> dict[str, Any]:
+    model: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return model
+
+
+@contextlib.contextmanager
+def scraped(
+    emulator: Emulator,
+    per_account: Mapping[str, Any] | None = None,
+    scrape_jobs: Sequence[str] = ("ams",),
+) -> Iterator[PrometheusServer]:
+    """A Prometheus with the real rules, scraping an exporter of ``emulator`` once per scrape
+    job (two stand for the two replicas of an HA pair), until the exporter's first success."""
+    with running_exporter({ACCOUNT: emulator}, {ACCOUNT: per_account or {}}) as exporter:
+        target = exporter.url.removeprefix("http://")
+        scrapes = [
+            {"job_name": name, "static_configs": [{"targets": [target]}]} for name in scrape_jobs
+        ]
+        with running_prometheus(scrapes, [RULES]) as prometheus:
+            prometheus.wait_for_query(
+                f'count(ams_up{{account="{ACCOUNT}"}} == 1) == {len(scrape_jobs)}', timeout=45
+            )
+            yield prometheus
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    model = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    with (
-        Emulator(jobs=400, seed=7, speed=0) as emulator,
-        running_exporter({ACCOUNT: emulator}) as exporter,
-    ):
-        scrape = {
-            "job_name": "ams",
-            "static_configs": [{"targets": [exporter.url.removeprefix("http://")]}],
-        }
-        with running_prometheus([scrape], [RULES]) as prometheus:
-            prometheus.wait_for_query(f'ams_up{{account="{ACCOUNT}"}} == 1', timeout=45)
-            # Recording rules run after the first scrapes; rate() needs two samples in its window.
-            prometheus.wait_for_query(f'account:ams_jobs_active:sum{{account="{ACCOUNT}"}}')
-            prometheus.wait_for_query(
-                f'rate(ams_api_requests_total{{account="{ACCOUNT}"}}[5s]) > 0', timeout=30
-            )
-            now = emulator.clock.now().timestamp()
-            inside, outside = split_scope(emulator.jobs(), now, DAY)
-            assert len(inside) + len(outside) == len(emulator.jobs()), "a job on the window's edge"
-            yield Stack(emulator, prometheus, model, inside, now)
+    model = load_model()
+    with Emulator(jobs=400, seed=7, speed=0) as emulator, scraped(emulator) as prometheus:
+        # Recording rules run after the first scrapes; rate() needs two samples in its window.
+        prometheus.wait_for_query(f'account:ams_jobs_active:sum{{account="{ACCOUNT}"}}')
+        prometheus.wait_for_query(
+            f'rate(ams_api_requests_total{{account="{ACCOUNT}"}}[5s]) > 0', timeout=30
+        )
+        now = emulator.clock.now().timestamp()
+        inside, outside = split_scope(emulator.jobs(), now, DAY)
+        assert len(inside) + len(outside) == len(emulator.jobs()), "a job on the window's edge"
+        yield Stack(emulator, prometheus, model, inside, now)
 
 
 def range_start(stack: Stack) -> int:
@@ -105,8 +127,12 @@ def processing_job_id(stack: Stack) -> str:
 
 def panel_exprs(stack: Stack, values: dict[str, str]) -> dict[str, dict[str, str]]:
     """Panel title → refId → the expression with variables filled in."""
+    return exprs_of(stack.model, values)
+
+
+def exprs_of(model: dict[str, Any], values: dict[str, str]) -> dict[str, dict[str, str]]:
     result: dict[str, dict[str, str]] = {}
-    for panel in queries.iter_panels(stack.model):
+    for panel in queries.iter_panels(model):
         for target in panel.get("targets", []):
             result.setdefault(panel["title"], {})[target["refId"]] = queries.substitute(
                 target["expr"], values
@@ -278,3 +304,309 @@ def test_job_detail_row_follows_the_job_id_variable(stack: Stack) -> None:
     # Before a job is picked, the detail row is empty rather than showing every job.
     empty = panel_exprs(stack, variable_values(stack, account=ACCOUNT, job_id=""))
     assert prom.query(empty["Job state"]["A"]) == []
+
+
+# --- The History row ------------------------------------------------------------------------------
+# Its counters and histograms count the jobs that end (or start) after the exporter started, so the
+# History row gets an emulator of its own: no scenario jobs, nothing arriving, a frozen clock; the
+# test adds jobs with chosen durations once Prometheus holds the counters at zero. Two scrape jobs
+# of the same exporter stand for an HA pair: every panel must count each job once.
+
+HISTORY_GROUPS = {"ingest": "^ingest-", "encode": "^Encode "}
+OTHER_GROUP = "other"
+REPLICAS = ("ams", "ams-replica")
+# Seconds of samples (one a second) Prometheus holds before the jobs end. rate() and increase()
+# extrapolate past the last sample by up to 1.1 scrape intervals, here under 3 %: a count read
+# through them is off by less than half a job for up to 15 jobs, so rounding gives it exactly.
+SAMPLES_BEFORE = 40
+# The heatmaps' $__rate_interval in this test: a window over the whole test, so that the rates
+# count every job (60 * rate per minute over 10 minutes is ten times the count).
+HEATMAP_WINDOW_MINUTES = 10
+
+
+@dataclass(frozen=True)
+class HistoryJob:
+    """A job the History test adds: Created ``wait`` before its StartTime, ended (if final) at
+    the same moment with a RunningDuration of ``running`` seconds."""
+
+    name: str
+    state: int
+    running: float | None
+    wait: float
+    error_code: str | None = None
+
+
+# At most 15 jobs (see SAMPLES_BEFORE). Each group has an odd number of ended and of started jobs:
+# no quantile over a group ranks a whole number of jobs, where the sum of the rates of its states
+# (each extrapolated) could tip a tie into either bucket.
+HISTORY_JOBS = (
+    HistoryJob("ingest-2026-12-01-harbour-1080p.mp4", 3, 45, 3),
+    HistoryJob("ingest-2026-12-01-orbit-720p.mov", 4, 250, 20, "ErrorProcessingTask"),
+    HistoryJob(
+        "ingest-2026-12-01-quartz-480p.ts", 4, 20, 100, "ErrorDownloadingInputAssetServiceFailure"
+    ),
+    HistoryJob("Encode harbour 001 to Adaptive Streaming", 3, 900, 400),
+    HistoryJob("Encode orbit 002 to Adaptive Streaming", 4, 100, 2, "ErrorProcessingTask"),
+    HistoryJob("Encode quartz 003 to Adaptive Streaming", 5, 500, 50),
+    HistoryJob("Encode meadow 004 to Adaptive Streaming", 2, None, 8),
+    HistoryJob("Encode meadow 005 to Adaptive Streaming", 2, None, 1000),
+    HistoryJob("promo-0042-2160p", 3, 5000, 7000),
+    HistoryJob("promo-0043-1080p", 3, 15000, 60),
+    HistoryJob("promo-0044-720p", 5, 5, 0.5),
+)
+
+
+@dataclass
+class HistoryStack:
+    emulator: Emulator
+    prometheus: PrometheusServer
+    model: dict[str, Any]
+    jobs: list[Any]  # the emulator's copies of the jobs added, as it serves them
+
+
+def group_yaml() -> str:
+    """``jobs.groups`` as a YAML flow sequence (the config text writes a string as it is)."""
+    items = (f"{{name: {name}, name_regex: '{regex}'}}" for name, regex in HISTORY_GROUPS.items())
+    return f"[{', '.join(items)}]"
+
+
+def group_of(job: Any) -> str:
+    """The group a job's Name puts it in, by the configuration's rule (the first match)."""
+    for name, regex in HISTORY_GROUPS.items():
+        if re.search(regex, job.name or ""):
+            return name
+    return OTHER_GROUP
+
+
+@pytest.fixture(scope="module")
+def history() -> Iterator[HistoryStack]:
+    with (
+        Emulator(jobs=0, arrivals_per_hour=0, seed=3, speed=0) as emulator,
+        scraped(emulator, {"jobs": {"groups": group_yaml()}}, REPLICAS) as prometheus,
+    ):
+        series = len(REPLICAS) * (len(HISTORY_GROUPS) + 1) * 3
+        prometheus.wait_for_query(
+            f'count(ams_jobs_ended_total{{account="{ACCOUNT}"}} == 0) == {series}'
+        )
+        prometheus.wait_for_query(
+            f'count_over_time(ams_up{{account="{ACCOUNT}", job="{REPLICAS[0]}"}}[1m])'
+            f" >= {SAMPLES_BEFORE}",
+            timeout=SAMPLES_BEFORE + 30,
+        )
+        # The exporter counts the jobs that end after it started: move the frozen clock to now.
+        emulator.clock.set(datetime.now(timezone.utc))
+        now = emulator.clock.now()
+        added = [
+            emulator.add_job(
+                name=job.name,
+                state=job.state,
+                created=now - timedelta(seconds=job.wait),
+                start_time=now,
+                end_time=now if job.running is not None else None,
+                running_duration_ms=None if job.running is None else job.running * 1000,
+                error_code=job.error_code,
+            )
+            for job in HISTORY_JOBS
+        ]
+        jobs = [job for job in emulator.jobs() if job.id in set(added)]
+        assert len(jobs) == len(HISTORY_JOBS) <= 15
+        final = [job for job in jobs if job.state in (3, 4, 5)]
+        codes = sum(len(error_codes(job)) for job in final)
+        for name, total in (
+            ("ams_jobs_ended_total", len(final)),
+            ("ams_job_errors_total", codes),
+            ("ams_job_queue_wait_seconds_count", len(jobs)),
+        ):
+            prometheus.wait_for_query(
+                f'count(sum by (job) ({name}{{account="{ACCOUNT}"}}) == {total}) == {len(REPLICAS)}'
+            )
+        # Most panels read recording rules: wait for an evaluation over the complete counts.
+        complete = time.time()
+        prometheus.wait_for_query(
+            "min(timestamp(account_group_state:ams_jobs_ended:increase1h"
+            f'{{account="{ACCOUNT}"}})) > {complete}'
+        )
+        yield HistoryStack(emulator, prometheus, load_model(), jobs)
+
+
+def error_codes(job: Any) -> set[str]:
+    """The ErrorDetails codes of a job's tasks (a job counts each of its codes once)."""
+    return {detail["Code"] for task in job.tasks for detail in task.error_details}
+
+
+def ended(stack: HistoryStack) -> list[Any]:
+    return [job for job in stack.jobs if job.state in (3, 4, 5)]
+
+
+def duration(job: Any) -> float:
+    return float(job.running_duration_ms) / 1000.0
+
+
+def queue_wait(job: Any) -> float:
+    return float((job.start_time - job.created).total_seconds())
+
+
+def history_exprs(stack: HistoryStack, **values: str) -> dict[str, dict[str, str]]:
+    """Every panel's expressions for the last hour, all groups unless ``values`` say otherwise."""
+    defaults = {
+        "account": ACCOUNT,
+        "group": ".*",
+        "job_name": ".*",
+        "job_id": "",
+        "scrape_timeout": "15",
+        "__range": "1h",
+        "__rate_interval": f"{HEATMAP_WINDOW_MINUTES}m",
+        "__from:date:seconds": str(int(time.time()) - 3600),
+    }
+    return exprs_of(stack.model, {**defaults, **values})
+
+
+def by_label(samples: list[dict[str, Any]], label: str) -> dict[str, float]:
+    return {s["metric"][label]: float(s["value"][1]) for s in samples}
+
+
+def whole(values: Mapping[str, float]) -> dict[str, int]:
+    """Counts read through increase(), which extrapolates a little past the last sample."""
+    return {key: round(value) for key, value in values.items()}
+
+
+def test_group_variable_lists_the_configured_groups_and_other(history: HistoryStack) -> None:
+    (variable,) = [q for q in queries.iter_queries(history.model) if q.where == "variable group"]
+    selector = queries.substitute(variable.expr, {"account": ACCOUNT})
+    groups = history.prometheus.api("label/group/values", **{"match[]": selector})
+    assert groups == sorted([*HISTORY_GROUPS, OTHER_GROUP])
+
+
+def test_jobs_ended_per_hour_counts_each_job_once_per_state(history: HistoryStack) -> None:
+    panel = history_exprs(history)["Jobs ended per hour by state"]
+    shown = whole(by_label(history.prometheus.query(panel["A"]), "state"))
+    expected = Counter(STATE_NAMES[job.state] for job in ended(history))
+    assert shown == {state: expected[state] for state in ("Finished", "Error", "Canceled")}
+    # One group alone, through the group variable.
+    alone = history_exprs(history, group="ingest")["Jobs ended per hour by state"]["A"]
+    in_group = Counter(STATE_NAMES[j.state] for j in ended(history) if group_of(j) == "ingest")
+    shown_alone = whole(by_label(history.prometheus.query(alone), "state"))
+    assert {k: v for k, v in shown_alone.items() if v} == dict(in_group)
+
+
+def test_error_ratio_by_group_is_failed_over_ended(history: HistoryStack) -> None:
+    panel = history_exprs(history)["Error ratio by group (1 h window)"]
+    shown = by_label(history.prometheus.query(panel["A"]), "group")
+    groups = {group_of(job) for job in ended(history)}
+    expected = {
+        group: sum(1 for j in ended(history) if group_of(j) == group and j.state == 4)
+        / sum(1 for j in ended(history) if group_of(j) == group)
+        for group in groups
+    }
+    assert shown == pytest.approx(expected, abs=0.02)
+    assert 0 in expected.values() and max(expected.values()) > 0.5
+
+
+def test_top_error_codes_rank_the_codes_of_failed_jobs(history: HistoryStack) -> None:
+    panel = history_exprs(history)["Top error codes"]
+    result = history.prometheus.query(panel["A"])
+    expected = Counter(code for job in ended(history) for code in error_codes(job))
+    assert len(expected) > 1
+    assert whole(by_label(result, "code")) == dict(expected)
+    assert [s["metric"]["code"] for s in result] == [code for code, _ in expected.most_common()]
+
+
+def cumulative(values: Sequence[float], bounds: Sequence[float]) -> dict[float, int]:
+    """Cumulative bucket counts by upper bound, +Inf included."""
+    return {bound: sum(1 for v in values if v <= bound) for bound in (*bounds, math.inf)}
+
+
+@pytest.mark.parametrize(
+    ("title", "bounds", "observed"),
+    [
+        ("Job duration heatmap", DEFAULT_DURATION_BUCKETS, "ended"),
+        ("Queue wait heatmap", DEFAULT_QUEUE_WAIT_BUCKETS, "started"),
+    ],
+)
+def test_heatmaps_count_the_jobs_per_bucket(
+    history: HistoryStack, title: str, bounds: tuple[float, ...], observed: str
+) -> None:
+    expr = history_exprs(history)[title]["A"]
+    per_minute = by_label(history.prometheus.query(expr), "le")
+    counts = {float(le): round(value * HEATMAP_WINDOW_MINUTES) for le, value in per_minute.items()}
+    values = (
+        [duration(job) for job in ended(history)]
+        if observed == "ended"
+        else [queue_wait(job) for job in history.jobs]
+    )
+    assert counts == cumulative(values, bounds)
+    # Over time too, one series per bucket, as the heatmap draws them.
+    end = time.time()
+    data = history.prometheus.api(
+        "query_range", query=expr, start=str(end - 30), end=str(end), step="5"
+    )
+    assert {float(s["metric"]["le"]) for s in data["result"]} == set(counts)
+
+
+def quantile_bucket(
+    values: Sequence[float], bounds: Sequence[float], q: float
+) -> tuple[float, float]:
+    """The bucket histogram_quantile interpolates in: the first whose cumulative count reaches
+    ``q`` of the observations (a quantile in +Inf is the highest finite bound)."""
+    rank = q * len(values)
+    lower = 0.0
+    for bound in bounds:
+        if sum(1 for v in values if v <= bound) >= rank:
+            return lower, bound
+        lower = bound
+    return bounds[-1], bounds[-1]
+
+
+def history_labels(job: Any) -> dict[str, str]:
+    """The labels a job's history series carry, by the configuration's rules."""
+    return {"group": group_of(job), "state": STATE_NAMES[job.state]}
+
+
+@pytest.mark.parametrize(
+    ("title", "bounds", "observed", "labels"),
+    [
+        (
+            "Job duration p50 / p95 by group (1 h window)",
+            DEFAULT_DURATION_BUCKETS,
+            "ended",
+            ("group",),
+        ),
+        (
+            "Job duration p50 / p95 by final state (1 h window)",
+            DEFAULT_DURATION_BUCKETS,
+            "ended",
+            ("group", "state"),
+        ),
+        (
+            "Queue wait p50 / p95 by group (1 h window)",
+            DEFAULT_QUEUE_WAIT_BUCKETS,
+            "started",
+            ("group",),
+        ),
+    ],
+    ids=["duration", "duration-per-state", "queue-wait"],
+)
+def test_quantiles_fall_in_the_buckets_of_the_jobs_values(
+    history: HistoryStack,
+    title: str,
+    bounds: tuple[float, ...],
+    observed: str,
+    labels: tuple[str, ...],
+) -> None:
+    panel = history_exprs(history)[title]
+    jobs = ended(history) if observed == "ended" else history.jobs
+    measure = duration if observed == "ended" else queue_wait
+
+    def key(job: Any) -> tuple[str, ...]:
+        return tuple(history_labels(job)[label] for label in labels)
+
+    for ref, q in (("A", 0.5), ("B", 0.95)):
+        shown = {
+            tuple(s["metric"][label] for label in labels): float(s["value"][1])
+            for s in history.prometheus.query(panel[ref])
+        }
+        assert set(shown) == {key(job) for job in jobs}, ref
+        for series, value in shown.items():
+            values = [measure(job) for job in jobs if key(job) == series]
+            lower, upper = quantile_bucket(values, bounds, q)
+            assert lower <= value <= upper, (ref, series, values)
