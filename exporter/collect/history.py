@@ -181,6 +181,7 @@ class JobHistory:
         self._codes_pending: dict[str, tuple[str, float]] = {}
         self._group_cache: dict[str, str] = {}
         self._changed = False
+        self._now = float("inf")
         self.snapshot = self._freeze()
 
     @property
@@ -204,18 +205,28 @@ class JobHistory:
             and (job.id in self._codes_pending or self._counts(job, ended_at(job)))
         ]
 
-    def observe(self, jobs: Sequence[Job], tasks: Mapping[str, Sequence[Task]]) -> bool:
+    def observe(
+        self,
+        jobs: Sequence[Job],
+        tasks: Mapping[str, Sequence[Task]],
+        now: float | None = None,
+    ) -> bool:
         """Count what a complete listing of the in-scope ``jobs`` shows for the first time.
 
         ``tasks`` holds the tasks read for jobs (those of jobs in Error give the error codes).
-        Returns whether the state changed (so that it is worth writing).
+        ``now`` is the collection time: an EndTime after it (a clock ahead, or a hostile answer)
+        moves the watermark no further than ``now``, so that it cannot stop the counting of
+        the jobs that really end meanwhile. Returns whether the state changed (so that it is
+        worth writing).
         """
+        self._now = float("inf") if now is None else now
         cache, group_of = self._group_cache, self.jobs.group_of
         groups = {job.id: cache.get(job.id) or group_of(job.name) for job in jobs}
         self._group_cache = groups
         self._changed = False
-        ending: list[tuple[float, str, Job]] = []
-        starting: list[tuple[float, str, Job]] = []
+        # By id: a job listed twice (two filters of one listing) is still one job.
+        ending: dict[str, tuple[float, str, Job]] = {}
+        starting: dict[str, tuple[float, str, Job]] = {}
         counted, waited, last = self._counted, self._waited, self._last_ended
         end_floor, start_floor = self._end_floor, self._start_floor
         for job in jobs:  # one pass: most jobs were counted long ago
@@ -226,14 +237,14 @@ class JobHistory:
                     last[key] = end
                     self._changed = True
                 if job.id not in counted and end >= end_floor:
-                    ending.append((end, job.id, job))
+                    ending[job.id] = (end, job.id, job)
             start = job.start_time
             if start is not None and start >= start_floor and job.id not in waited:
-                starting.append((start, job.id, job))
+                starting[job.id] = (start, job.id, job)
         # Oldest first, so that each exemplar is the latest job of its series.
-        for end, job_id, job in sorted(ending, key=_time_and_id):
+        for end, job_id, job in sorted(ending.values(), key=_time_and_id):
             self._end(job, groups[job_id], end)
-        for start, job_id, job in sorted(starting, key=_time_and_id):
+        for start, job_id, job in sorted(starting.values(), key=_time_and_id):
             self._wait(job, groups[job_id], start)
         self._count_codes(tasks)
         self._raise_floors({job.id for job in jobs})
@@ -258,8 +269,9 @@ class JobHistory:
             self._durations[key].observe(running, _exemplar(job.id, running, end))
         if job.state is JobState.ERROR:
             self._codes_pending[job.id] = (group, end)
-        if self._watermark is None or end > self._watermark:
-            self._watermark = end
+        mark = min(end, self._now)
+        if self._watermark is None or mark > self._watermark:
+            self._watermark = mark
 
     def _wait(self, job: Job, group: str, start: float) -> None:
         if job.state.is_final and ended_at(job) < self._end_floor:

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 FORMAT = "ams-exporter-history"
 VERSION = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024
-_MAX_ID_CHARS = 1024
 _STATES = frozenset(state.label for state in ENDED_STATES)
 
 
@@ -42,12 +41,12 @@ def prepare_directory(directory: Path) -> Path:
 
     Raises :class:`StorageError` with the reason, for the command line to report at start-up.
     """
+    if directory.exists() and not directory.is_dir():
+        raise StorageError(f"{directory} is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StorageError(f"cannot create {directory}: {error.strerror}") from None
-    if not directory.is_dir():
-        raise StorageError(f"{directory} is not a directory")
     try:
         descriptor, probe = tempfile.mkstemp(dir=directory, prefix=".probe-")
         os.close(descriptor)
@@ -85,7 +84,7 @@ class HistoryFile:
             if len(data) > MAX_FILE_BYTES:
                 raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
             state = _decode(data, self.account, now)
-        except ValueError as error:
+        except (ValueError, TypeError, OverflowError, RecursionError) as error:
             self._set_aside(str(error))
             return None
         return state
@@ -164,7 +163,8 @@ def _decode(data: bytes, account: str, now: float) -> HistoryState:
         raise ValueError(f"not JSON: {_short(error)}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError("not an ams-exporter history file")
-    if document.get("version") != VERSION:
+    version = document.get("version")
+    if type(version) is not int or version != VERSION:  # True == 1, but is no version
         raise ValueError(f"format version {_shown(document.get('version'))}, expected {VERSION}")
     if document.get("account") != account:
         raise ValueError(f"it belongs to the account {_shown(document.get('account'))}")
@@ -186,10 +186,15 @@ def _decode(data: bytes, account: str, now: float) -> HistoryState:
 
 
 def _time(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise ValueError(f"{key}: expected a number of seconds, got {_shown(value)}")
-    if not 0 <= value < 1e11:
-        raise ValueError(f"{key}: {value} is not a Unix time")
+    if not 0 <= value < 1e11:  # an int is compared as it is: float() of 400 digits overflows
+        shown = value if isinstance(value, float) else _shown(value)
+        raise ValueError(f"{key}: {shown} is not a Unix time")
     return float(value)
 
 
@@ -198,8 +203,6 @@ def _times(value: object, key: str) -> dict[str, float]:
         raise ValueError(f"{key}: expected an object of job ids, got {_shown(value)}")
     times = {}
     for job_id, at in value.items():
-        if len(job_id) > _MAX_ID_CHARS:
-            raise ValueError(f"{key}: a job id longer than {_MAX_ID_CHARS} characters")
         times[job_id] = _time(at, f"{key}[{job_id!r}]")
     return times
 
@@ -213,6 +216,7 @@ def _last_ended(value: object) -> dict[GroupState, float]:
             not isinstance(item, list)
             or len(item) != 3
             or not isinstance(item[0], str)
+            or not isinstance(item[1], str)
             or item[1] not in _STATES
         ):
             raise ValueError("last_ended: expected [group, state, time] entries")
@@ -222,6 +226,8 @@ def _last_ended(value: object) -> dict[GroupState, float]:
 
 def _shown(value: object) -> str:
     """A value from the file, short enough for a log line."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return f"a {len(str(abs(value)))}-digit number"
     text = json.dumps(value) if not isinstance(value, (dict, list)) else type(value).__name__
     return text if len(text) <= 80 else text[:77] + "..."
 

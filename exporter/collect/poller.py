@@ -120,7 +120,7 @@ class AccountPoller:
         except ExporterError as error:
             return self._failure(time.monotonic() - started, str(error))
         tasks, task_error = self._tasks(listing.exported, deadline, unreadable)
-        self._count_history(listing.in_scope, tasks, deadline)
+        self._count_history(listing.in_scope, tasks, deadline, now)
         duration = time.monotonic() - started
         if task_error is None:
             self._last_success = self._wall_clock()
@@ -141,7 +141,11 @@ class AccountPoller:
         )
 
     def _count_history(
-        self, jobs: Sequence[Job], tasks: dict[str, tuple[Task, ...]], deadline: Deadline
+        self,
+        jobs: Sequence[Job],
+        tasks: dict[str, tuple[Task, ...]],
+        deadline: Deadline,
+        now: float,
     ) -> None:
         """Count what the listing shows for the first time, and keep it in the history file.
 
@@ -157,7 +161,7 @@ class AccountPoller:
                 for job_id, outcome in fetched.items():
                     if not isinstance(outcome, ExporterError):
                         seen[job_id] = tuple(outcome)
-            changed = history.observe(jobs, seen)
+            changed = history.observe(jobs, seen, now)
             if changed and self.history_file is not None:
                 self.history_file.save(history.state)
 

@@ -444,6 +444,9 @@ def _group(ctx: Context, path: str, value: object) -> JobGroup:
         pattern = re.compile(text)
     except re.error as error:
         where = "" if error.pos is None else f" at position {error.pos}"
+        if regex_path in ctx.expanded:  # the reason may quote the text: name the variable
+            shown = ctx.show(regex_path, text)
+            ctx.fail(regex_path, f"{shown} is not a valid Python regular expression{where}")
         ctx.fail(regex_path, f"not a valid Python regular expression: {error.msg}{where}")
     return JobGroup(name, pattern)
 
@@ -472,14 +475,15 @@ def _buckets(ctx: Context, path: str, value: object) -> tuple[float, ...]:
     for index, item in enumerate(value):
         item_path = f"{path}[{index}]"
         seconds = duration(ctx, item_path, item)
-        shown = format_duration(seconds)
+        shown = ctx.show(item_path, format_duration(seconds), quote=False)
         if seconds <= 0:
             ctx.fail(item_path, "a bucket bound must be more than 0s")
         if bounds and seconds <= bounds[-1]:
+            before = f"{path}[{index - 1}]"
             ctx.fail(
                 item_path,
-                f"bounds must increase: {shown} is not longer than {path}[{index - 1}] "
-                f"({format_duration(bounds[-1])})",
+                f"bounds must increase: {shown} is not longer than {before} "
+                f"({ctx.show(before, format_duration(bounds[-1]), quote=False)})",
             )
         bounds.append(seconds)
     return tuple(bounds)
