@@ -695,7 +695,7 @@ def variables() -> list[Builder[dm.VariableModel]]:
         label_variable("account", "Account", "ams_up"),
         # Every group's counters exist from the exporter's first collection, so all are listed.
         label_variable("group", "Group", f"ams_jobs_ended_total{{{ACCOUNT}}}").description(
-            "the History row shows these groups (the configured ones and other)"
+            "The job groups the History row shows (the configured ones and other)."
         ),
         dash.TextBoxVariable("job_name")
         .label("Job name (regex)")
@@ -826,7 +826,7 @@ def variable_docs(model: dict[str, Any]) -> list[str]:
                 f"{variable['label']}: values of `{variable['query']['query']}`, multi, All = `.*`"
             )
             if variable.get("description"):
-                meaning += f"; {variable['description']}"
+                meaning += f". {variable['description']}"
         elif variable["type"] == "datasource":
             meaning = "Prometheus datasource; the import dialog fills it in (`DS_PROMETHEUS`)"
         lines.append(f"| `${variable['name']}` | {variable['type']} | {meaning} |")
