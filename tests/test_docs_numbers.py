@@ -6,7 +6,8 @@ as the doc writes it, in its sentence, what the number restates, and the value t
 the doc's unit. A doc that drifts fails with both values; a sentence reworded so that its row no
 longer finds it fails too, so that the row is updated with the sentence, never silently dropped.
 
-Not covered here: docs/metrics.md and docs/dashboard.md (generated, checked by their own tests),
+Not covered here: the tables of docs/metrics.md (generated from the contract; its prose, written in
+exporter/expose/contract.py, has rows) and docs/dashboard.md (generated, checked by its own tests),
 docs/architecture.md, the fault matrix's generated rows in docs/reliability.md (checked by
 tests/test_fault_matrix.py) apart from the two sizes below, the alert thresholds of the table in
 docs/alerting.md (tests/test_rules.py), and the benchmark's measured figures.
@@ -38,16 +39,42 @@ from exporter.ams.client import (
     TASK_CONCURRENCY,
 )
 from exporter.ams.http import DEFAULT_MAX_BODY_BYTES
-from exporter.ams.model import JobState
+from exporter.ams.model import ENTITY_KINDS, ERROR_CODES, FINAL_STATES, Job, JobState, Task
 from exporter.ams.odata import _MAX_RUNNING_MS, MAX_NAME_CHARS
 from exporter.ams.scope import IDS_PER_FILTER
 from exporter.cli import DEFAULT_LISTEN_ADDRESS, SHUTDOWN_MARGIN, build_parser
-from exporter.config.accounts import DEFAULT_TIMEOUT, MAX_TIMEOUT, MAX_WINDOW, parse_config
+from exporter.collect.history import ENDED_STATES, NEAR_SECONDS, JobHistory
+from exporter.collect.history_file import MAX_FILE_BYTES, VERSION, HistoryFile, _decode
+from exporter.collect.jobview import JobView
+from exporter.collect.snapshot import AccountResult
+from exporter.config.accounts import (
+    DEFAULT_TIMEOUT,
+    MAX_BUCKETS,
+    MAX_GROUPS,
+    MAX_TIMEOUT,
+    MAX_WINDOW,
+    parse_config,
+)
 from exporter.config.credentials import MAX_PEM_SIZE, MAX_SECRET_SIZE
-from exporter.config.durations import parse_duration
-from exporter.config.model import JobsConfig
+from exporter.config.durations import format_duration, parse_duration
+from exporter.config.model import (
+    DEFAULT_DURATION_BUCKETS,
+    DEFAULT_QUEUE_WAIT_BUCKETS,
+    HistoryConfig,
+    JobsConfig,
+)
 from exporter.config.yamlio import MAX_CONFIG_SIZE
 from exporter.errors import ConfigError
+from exporter.expose.contract import (
+    METRICS,
+    AccountCounter,
+    AccountHistogram,
+    AccountSeries,
+    Group,
+    JobSeries,
+    JobStateSet,
+    JobValue,
+)
 from exporter.redact import _MIN_NEEDLE
 from exporter.web.httpserver import (
     HEADER_TIMEOUT,
@@ -128,10 +155,25 @@ def _hour_window() -> float:
     return int(found.group(1)) / HOUR
 
 
-def _image_uid() -> int:
-    found = re.search(r"^USER (\d+):\d+$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+def _image_user() -> tuple[int, int]:
+    found = re.search(r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert found, "the Dockerfile has no USER uid:gid"
-    return int(found.group(1))
+    return int(found.group(1)), int(found.group(2))
+
+
+def _image_uid() -> int:
+    return _image_user()[0]
+
+
+def _image_gid() -> int:
+    return _image_user()[1]
+
+
+def _k8s_args() -> str:
+    """The base Deployment's container arguments, as a YAML block list reads in prose."""
+    deployment = _yaml("deploy/kubernetes/deployment.yaml")
+    args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return " - ".join(args)
 
 
 def _k8s_resources() -> dict[str, dict[str, str]]:
@@ -181,6 +223,187 @@ def _fewest_wildcard_labels() -> int:
         for n, host in hosts.items()
         if _config_error(extra=f"    redirect_hosts: ['{host}']\n") is None
     )
+
+
+def _longest_group_name() -> int:
+    def accepted(n: int) -> bool:
+        groups = f"    jobs:\n      groups: [{{name: {'g' * n}, name_regex: x}}]\n"
+        return _config_error(extra=groups) is None
+
+    return _longest(accepted)
+
+
+def _bounds(seconds: tuple[float, ...], *, day: str = "1d") -> str:
+    """Bucket bounds as a doc lists them: as ``--config.check`` writes durations, or with a day
+    written ``day`` (``24h`` in the example files)."""
+    return ", ".join(format_duration(bound).replace("1d", day) for bound in seconds)
+
+
+def _future_hours_accepted() -> int:
+    """How many hours ahead of the clock a history file's times may be."""
+
+    def accepted(hours: int) -> bool:
+        ahead = 1e9 + hours * HOUR
+        text = (
+            f'{{"format": "ams-exporter-history", "version": {VERSION}, "account": "a", '
+            f'"end_floor": {ahead}, "start_floor": {ahead}, "watermark": {ahead}, '
+            '"ended": {}, "waited": {}, "last_ended": []}'
+        )
+        try:
+            _decode(text.encode(), "a", 1e9)
+        except ValueError:
+            return False
+        return True
+
+    return _longest(accepted)
+
+
+def _history_hash_digits() -> int:
+    name = HistoryFile(ROOT, "prod").path.name
+    found = re.fullmatch(r"history-([0-9a-f]+)\.json", name)
+    assert found, f"the history file is named {name}"
+    return len(found.group(1))
+
+
+def _job_series(state: JobState, *, started: bool = True, tasks: int = 0, codes: int = 0) -> int:
+    """The series of one exported job in ``state``, counted from the per-job declarations: with
+    ``tasks`` tasks of ``codes`` error codes each, when the state is one whose tasks are read."""
+    final = state in FINAL_STATES
+    begun = started and state not in (JobState.QUEUED, JobState.SCHEDULED)
+    job = Job(
+        id="nb:jid:UUID:00000000-0000-0000-0000-000000000001",
+        name="job",
+        state=state,
+        created=1000.0,
+        last_modified=1100.0,
+        start_time=1010.0 if begun else None,
+        end_time=1100.0 if final else None,
+        priority=0,
+        running_duration_seconds=90.0 if final else 0.0,
+    )
+    read = tuple(
+        Task(f"nb:tid:{i}", "task", 2, 50.0, None, None, None, ERROR_CODES[1 : 1 + codes])
+        for i in range(tasks)
+    )
+    view = JobView(job, read or None, 1200.0)
+    count = 0
+    for metric in METRICS:
+        if isinstance(metric, JobStateSet):
+            count += len(JobState)
+        elif isinstance(metric, JobValue):
+            count += metric.value(view) is not None
+        elif isinstance(metric, JobSeries):
+            count += len(list(metric.samples(view)))
+    return count
+
+
+def _account_series() -> int:
+    """The series of one listed account, without its history and request counts."""
+    result = AccountResult(
+        "a", True, 1.0, 1.0, state_counts={JobState.QUEUED: 1}, unreadable={"job": 0}
+    )
+    return sum(
+        len(list(metric.samples(result)))
+        for metric in METRICS
+        if isinstance(metric, AccountSeries) and metric.group is Group.ACCOUNT
+    )
+
+
+def _history_series(bounds: int | None = None, *, created: bool = False) -> int:
+    """The history series of one group, counted from the declarations of the History section,
+    after a job ended in each final state: with the default buckets or ``bounds`` bounds in both
+    histograms; ``created``: only the ``_created`` lines of OpenMetrics."""
+    config = HistoryConfig()
+    if bounds is not None:
+        config = HistoryConfig(
+            tuple(map(float, range(1, bounds + 1))), tuple(map(float, range(1, bounds + 1)))
+        )
+    history = JobHistory(JobsConfig(history=config), created=1000.0)
+    ended = [
+        Job(f"nb:jid:UUID:{i}", "job", state, 1000.0, 1100.0, 1010.0, 1100.0, 0, 90.0)
+        for i, state in enumerate(ENDED_STATES)
+    ]
+    history.observe(ended, {})
+    result = AccountResult("a", True, 1.0, 1.0, history=history.snapshot)
+    count = 0
+    for metric in METRICS:
+        if metric.group is not Group.HISTORY:
+            continue
+        if isinstance(metric, AccountCounter):
+            count += len(list(metric.points(result)))
+        elif isinstance(metric, AccountHistogram):
+            points = list(metric.points(result))
+            count += (
+                len(points) if created else sum(len(p.distribution.buckets) + 2 for p in points)
+            )
+        elif isinstance(metric, AccountSeries) and not created:
+            count += len(list(metric.samples(result)))
+    return count
+
+
+def _worked_example_series() -> int:
+    """docs/scaling.md's worked example: 100 queued, 40 processing, 1,800 finished, 50 failed and
+    10 canceled jobs of one task (failed ones with one error code), no groups, and 36 series of
+    the account and the exporter."""
+    return (
+        100 * _job_series(JobState.QUEUED)
+        + 40 * _job_series(JobState.PROCESSING, tasks=1)
+        + 1800 * _job_series(JobState.FINISHED)
+        + 50 * _job_series(JobState.ERROR, tasks=1, codes=1)
+        + 10 * _job_series(JobState.CANCELED)
+        + _history_series()
+        + 36
+    )
+
+
+# docs/scaling.md's account whose finished_window is shortened: the share of its in-scope jobs that
+# have ended, and the window it is shortened to.
+ENDED_SHARE = 0.95
+SHORT_WINDOW = HOUR
+
+
+def _window_facts(jobs: int) -> list[Fact]:
+    """The row of docs/scaling.md's table of what the shorter window saves, for ``jobs`` in scope
+    at the default finished_window."""
+    ended = jobs * ENDED_SHARE
+    kept = ended * SHORT_WINDOW / JOBS_DEFAULTS.finished_window
+    row = rf"\| {jobs:,} \|"
+    pair = r"[\d,]+ → [\d,]+ \|"
+    doc, source = "docs/scaling.md", f"{jobs:,} jobs at the default finished_window"
+    return [
+        Fact(doc, rf"{row} ([\d,]+) → [\d,]+ \|", f"{source}: ended", round(ended)),
+        Fact(doc, rf"{row} [\d,]+ → ([\d,]+) \|", f"{source}: ended at 1h", round(kept)),
+        Fact(
+            doc,
+            rf"{row} {pair} ([\d,]+) →",
+            f"{source}: their series",
+            lambda: round(ended * _job_series(JobState.FINISHED)),
+        ),
+        Fact(
+            doc,
+            rf"{row} {pair} [\d,]+ → ([\d,]+) \|",
+            f"{source}: their series at 1h",
+            lambda: round(kept * _job_series(JobState.FINISHED)),
+        ),
+        Fact(
+            doc,
+            rf"{row} {pair} {pair} ([\d,]+) \|",
+            f"{source}: series saved",
+            lambda: round((ended - kept) * _job_series(JobState.FINISHED)),
+        ),
+        Fact(
+            doc,
+            rf"{row} {pair} {pair} [\d,]+ \| (\d+) →",
+            f"{source}: job pages",
+            jobs // PAGE_SIZE + 1,
+        ),
+        Fact(
+            doc,
+            rf"{row} {pair} {pair} [\d,]+ \| \d+ → (\d+) \|",
+            f"{source}: job pages at 1h",
+            int(jobs - ended + kept) // PAGE_SIZE + 1,
+        ),
+    ]
 
 
 def _python_floor() -> str:
@@ -237,6 +460,13 @@ FACTS = [
     Fact("docs/security.md", r"The default `:(\d+)` is", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
     Fact("docs/deployment.md", r"runs as uid/gid (\d+)", "Dockerfile USER", _image_uid),
     Fact("docs/deployment.md", r"Prometheus scrapes every (\w+) in this stack", "deploy/compose/prometheus.yml scrape_interval", lambda: _yaml("deploy/compose/prometheus.yml")["global"]["scrape_interval"]),
+    Fact("docs/deployment.md", r"writable by the image's user, uid (\d+)", "Dockerfile USER uid", _image_uid),
+    Fact("docs/deployment.md", r"sudo chown (\d+):\d+ history", "Dockerfile USER uid", _image_uid),
+    Fact("docs/deployment.md", r"sudo chown \d+:(\d+) history", "Dockerfile USER gid", _image_gid),
+    Fact("docs/deployment.md", r"--entrypoint chown [^`]*? (\d+):\d+ /var/lib", "Dockerfile USER uid", _image_uid),
+    Fact("docs/deployment.md", r"--entrypoint chown [^`]*? \d+:(\d+) /var/lib", "Dockerfile USER gid", _image_gid),
+    Fact("docs/deployment.md", r"fsGroup: (\d+)", "Dockerfile USER gid", _image_gid),
+    Fact("docs/deployment.md", r"repeat the base's arguments - (.+?) - --storage\.path", "deployment.yaml args", _k8s_args),
     # -- docs/configuration.md
     Fact("docs/configuration.md", r"`name` \| yes \| \| The `account` label value\. 1 to (\d+) characters", "accounts: longest name accepted", _longest_name),
     Fact("docs/configuration.md", r"`timeout` \| no \| `(\d+)s`", "accounts.DEFAULT_TIMEOUT", DEFAULT_TIMEOUT),
@@ -253,6 +483,25 @@ FACTS = [
     Fact("docs/configuration.md", r"quoted only when it looks like one \(at most (\d+) letters", "yamlio: longest unknown key quoted", _longest_quoted_key),
     Fact("docs/configuration.md", r"may be at most (\d+) MiB; a larger file is refused", "yamlio.MAX_CONFIG_SIZE", MAX_CONFIG_SIZE / MiB),
     Fact("docs/configuration.md", r"over the (\d+) MiB limit`", "yamlio.MAX_CONFIG_SIZE", MAX_CONFIG_SIZE / MiB),
+    Fact("docs/configuration.md", r"A list of at most (\d+) groups per account", "accounts.MAX_GROUPS", MAX_GROUPS),
+    Fact("docs/configuration.md", r"The `group` label value: 1 to (\d+) characters", "accounts: longest group name accepted", _longest_group_name),
+    Fact("docs/configuration.md", r"with the default buckets (\d+) series per group", "history series of one group", _history_series),
+    Fact("docs/configuration.md", r"\| `duration_buckets` \| `\[([^\]]+)\]`", "model.DEFAULT_DURATION_BUCKETS", _bounds(DEFAULT_DURATION_BUCKETS)),
+    Fact("docs/configuration.md", r"\| `queue_wait_buckets` \| `\[([^\]]+)\]`", "model.DEFAULT_QUEUE_WAIT_BUCKETS", _bounds(DEFAULT_QUEUE_WAIT_BUCKETS)),
+    Fact("docs/configuration.md", r"Each is a list of 1 to (\d+) \[durations\]", "accounts.MAX_BUCKETS", MAX_BUCKETS),
+    Fact("docs/configuration.md", r"the first (\d+) hexadecimal digits", "history_file: the hash in the file name", _history_hash_digits),
+    Fact("docs/configuration.md", r"cut -c1-(\d+)`", "history_file: the hash in the file name", _history_hash_digits),
+    Fact("docs/configuration.md", r"`version` \((\d+)\)", "history_file.VERSION", VERSION),
+    Fact("docs/configuration.md", r"at most (\d+) minutes before the watermark", "history.NEAR_SECONDS", NEAR_SECONDS / MINUTE),
+    Fact("docs/configuration.md", r"times more than (\d+) hours ahead", "history_file: times ahead of the clock accepted", _future_hours_accepted),
+    Fact("docs/configuration.md", r"or larger than (\d+) MiB", "history_file.MAX_FILE_BYTES", MAX_FILE_BYTES / MiB),
+    # -- docs/config.example.yml
+    Fact("docs/config.example.yml", r"At most (\d+); names are label values", "accounts.MAX_GROUPS", MAX_GROUPS),
+    Fact("docs/config.example.yml", r"1 to (\d+) # increasing durations", "accounts.MAX_BUCKETS", MAX_BUCKETS),
+    Fact("docs/config.example.yml", r"duration_buckets: \[([^\]]+)\]", "model.DEFAULT_DURATION_BUCKETS", _bounds(DEFAULT_DURATION_BUCKETS, day="24h")),
+    Fact("docs/config.example.yml", r"queue_wait_buckets: \[([^\]]+)\]", "model.DEFAULT_QUEUE_WAIT_BUCKETS", _bounds(DEFAULT_QUEUE_WAIT_BUCKETS, day="24h")),
+    # -- docs/metrics.md: the prose of exporter/expose/contract.py (the tables are generated)
+    Fact("docs/metrics.md", r"(\d+) minutes below", "history.NEAR_SECONDS", NEAR_SECONDS / MINUTE),
     # -- docs/scaling.md
     Fact("docs/scaling.md", r"`ams_job_state` \(one per state\) \| (\d+) \|", "len(JobState)", len(JobState)),
     Fact("docs/scaling.md", r"`ams_jobs` \((\d+)\)", "len(JobState)", len(JobState)),
@@ -265,7 +514,7 @@ FACTS = [
     Fact("docs/scaling.md", r"tasks of one account are read at most (\d+) at a time", "client.TASK_CONCURRENCY", TASK_CONCURRENCY),
     Fact("docs/scaling.md", r"the job pages at most (\d+) at a time", "client.PAGE_WINDOW", PAGE_WINDOW),
     # The worked example: J = 2,000, 40 processing jobs, 2 new failures.
-    Fact("docs/scaling.md", r"\| account and exporter \| 35 \| (\d+) job pages", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"\| account and exporter \| 36 \| (\d+) job pages", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
     Fact("docs/scaling.md", r"job pages \+ ≤ (\d+) read-ahead", "client.PAGE_WINDOW - 1", PAGE_WINDOW - 1),
     Fact("docs/scaling.md", r"\*\*≈ (\d+)\u2013\d+\*\*", "40 + 2 + job pages", 40 + 2 + 2000 // PAGE_SIZE + 1),
     Fact("docs/scaling.md", r"\*\*≈ \d+\u2013(\d+)\*\*", "40 + 2 + job pages + client.PAGE_WINDOW - 1", 40 + 2 + 2000 // PAGE_SIZE + PAGE_WINDOW),
@@ -273,9 +522,62 @@ FACTS = [
     Fact("docs/scaling.md", r"The Deployment's requests \(\w+ CPU, (\w+)\)", "deployment.yaml requests.memory", lambda: _k8s_resources()["requests"]["memory"]),
     Fact("docs/scaling.md", r"memory limit \((\w+)\)", "deployment.yaml limits.memory", lambda: _k8s_resources()["limits"]["memory"]),
     Fact("docs/scaling.md", r"fit one account at the default `max_jobs: (\d+)`", "JobsConfig.max_jobs", JOBS_DEFAULTS.max_jobs),
+    # The series of one job, per state (T tasks, E error codes), from the contract's declarations.
+    Fact("docs/scaling.md", r"\| \*\*total\*\* \| \*\*(\d+)\*\* \|", "series of a Queued job", lambda: _job_series(JobState.QUEUED)),
+    Fact("docs/scaling.md", r"\| \*\*total\*\* \| \*\*\d+\*\* \| \*\*(\d+) \+ T\*\*", "series of a Processing job - T", lambda: _job_series(JobState.PROCESSING, tasks=1) - 1),
+    Fact("docs/scaling.md", r"\+ T\*\* \| \*\*(\d+)\*\* \|", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
+    Fact("docs/scaling.md", r"\*\*(\d+) \+ T \+ E\*\*", "series of a job in Error - T - E", lambda: _job_series(JobState.ERROR, tasks=1, codes=1) - 2),
+    Fact("docs/scaling.md", r"\*\*(\d+) or \d+\*\* \|", "series of a Canceled job that never started", lambda: _job_series(JobState.CANCELED, started=False)),
+    Fact("docs/scaling.md", r"\*\*\d+ or (\d+)\*\* \|", "series of a Canceled job that started", lambda: _job_series(JobState.CANCELED)),
+    Fact("docs/scaling.md", r"\*\*(\d+) series per job\*\*", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
+    Fact("docs/scaling.md", r"`ams_unreadable_entities` \((\d+)\)", "len(ENTITY_KINDS)", len(ENTITY_KINDS)),
+    Fact("docs/scaling.md", r"about \*\*(\d+) series per account\*\*", "account series + 3 request counts", lambda: _account_series() + 3),
+    # The history of one group.
+    Fact("docs/scaling.md", r"`ams_jobs_ended_total` \(one per final state\) \| (\d+) \|", "len(ENDED_STATES)", len(ENDED_STATES)),
+    Fact("docs/scaling.md", r"`Unknown` included\) \| (\d+) \|", "len(ERROR_CODES)", len(ERROR_CODES)),
+    Fact("docs/scaling.md", r"once a job ended in it\) \| up to (\d+) \|", "len(ENDED_STATES)", len(ENDED_STATES)),
+    Fact("docs/scaling.md", r"default buckets \(B = (\d+)", "len(DEFAULT_DURATION_BUCKETS)", len(DEFAULT_DURATION_BUCKETS)),
+    Fact("docs/scaling.md", r"default buckets \(B = \d+, Q = (\d+)\)", "len(DEFAULT_QUEUE_WAIT_BUCKETS)", len(DEFAULT_QUEUE_WAIT_BUCKETS)),
+    Fact("docs/scaling.md", r"Q = \d+\)\*\* \| \*\*(\d+)\*\*", "history series of one group", _history_series),
+    Fact("docs/scaling.md", r"An account without groups has (\d+) history series", "history series of one group", _history_series),
+    Fact("docs/scaling.md", r"one with 5 groups \((\d+) with `other`\)", "5 groups and other", 5 + 1),
+    Fact("docs/scaling.md", r"with `other`\) ([\d,]+);", "6 * history series of one group", lambda: 6 * _history_series()),
+    Fact("docs/scaling.md", r"the most an account can have, (\d+) groups", "accounts.MAX_GROUPS", MAX_GROUPS),
+    Fact("docs/scaling.md", r"groups and (\d+) bounds in each histogram", "accounts.MAX_BUCKETS", MAX_BUCKETS),
+    Fact("docs/scaling.md", r"in each histogram, is (\d+) \u00d7", "accounts.MAX_GROUPS + other", MAX_GROUPS + 1),
+    Fact("docs/scaling.md", r"in each histogram, is \d+ \u00d7 (\d+) =", "history series of one group at MAX_BUCKETS", lambda: _history_series(MAX_BUCKETS)),
+    Fact("docs/scaling.md", r"in each histogram, is \d+ \u00d7 \d+ = ([\d,]+)\.", "the most history series of an account", lambda: (MAX_GROUPS + 1) * _history_series(MAX_BUCKETS)),
+    Fact("docs/scaling.md", r"as a series of its own: (\d+) more per group", "_created lines of one group", lambda: _history_series(created=True)),
+    Fact("docs/scaling.md", r"more per group, (\d+) with the default buckets", "history series and _created lines of one group", lambda: _history_series() + _history_series(created=True)),
+    Fact("docs/scaling.md", r"The history costs the same at either size, (\d+) series per group", "history series of one group", _history_series),
+    # The worked example's series.
+    Fact("docs/scaling.md", r"\| 100 queued \u00d7 (\d+) \|", "series of a Queued job", lambda: _job_series(JobState.QUEUED)),
+    Fact("docs/scaling.md", r"\| 100 queued \u00d7 \d+ \| ([\d,]+) \|", "100 * series of a Queued job", lambda: 100 * _job_series(JobState.QUEUED)),
+    Fact("docs/scaling.md", r"\| 40 processing \u00d7 \((\d+) \+ 1\)", "series of a Processing job - T", lambda: _job_series(JobState.PROCESSING, tasks=1) - 1),
+    Fact("docs/scaling.md", r"\| 40 processing \u00d7 \(\d+ \+ 1\) \| ([\d,]+) \|", "40 * series of a Processing job of one task", lambda: 40 * _job_series(JobState.PROCESSING, tasks=1)),
+    Fact("docs/scaling.md", r"\| 1,800 finished \u00d7 (\d+) \|", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
+    Fact("docs/scaling.md", r"\| 1,800 finished \u00d7 \d+ \| ([\d,]+) \|", "1,800 * series of a Finished job", lambda: 1800 * _job_series(JobState.FINISHED)),
+    Fact("docs/scaling.md", r"\| 50 failed \u00d7 \((\d+) \+ 1 \+ 1\)", "series of a job in Error - T - E", lambda: _job_series(JobState.ERROR, tasks=1, codes=1) - 2),
+    Fact("docs/scaling.md", r"\| 50 failed \u00d7 \(\d+ \+ 1 \+ 1\) \| ([\d,]+) \|", "50 * series of a job in Error, one task, one code", lambda: 50 * _job_series(JobState.ERROR, tasks=1, codes=1)),
+    Fact("docs/scaling.md", r"\| 10 canceled \u00d7 (\d+) \|", "series of a Canceled job that started", lambda: _job_series(JobState.CANCELED)),
+    Fact("docs/scaling.md", r"\| 10 canceled \u00d7 \d+ \| ([\d,]+) \|", "10 * series of a Canceled job that started", lambda: 10 * _job_series(JobState.CANCELED)),
+    Fact("docs/scaling.md", r"\| history, no `groups` \(`other` only\) \| (\d+) \|", "history series of one group", _history_series),
+    Fact("docs/scaling.md", r"\*\*≈ ([\d,]+)\*\* \| \*\*≈", "the worked example's series (account and exporter: 36)", lambda: round(_worked_example_series(), -3)),
+    # The shorter finished_window.
+    Fact("docs/scaling.md", r"at the default `finished_window: (\d+)h`", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("docs/scaling.md", r"of which (\d+) % have ended", "ENDED_SHARE", ENDED_SHARE * 100),
+    Fact("docs/scaling.md", r"the per-job series stop at ([\d,]+) jobs", "JobsConfig.max_jobs", JOBS_DEFAULTS.max_jobs),
+    Fact("docs/scaling.md", r"and (\d+) series per ended job", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
+    Fact("docs/scaling.md", r"Going from (\d+)h to \d+h", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
+    Fact("docs/scaling.md", r"Going from \d+h to (\d+)h", "SHORT_WINDOW", SHORT_WINDOW / HOUR),
+    Fact("docs/scaling.md", r"keeps one ended job in (\d+)", "finished_window / SHORT_WINDOW", JOBS_DEFAULTS.finished_window / SHORT_WINDOW),
+    Fact("docs/scaling.md", r"requires `finished_window` ≥ (\d+)h \(\[alerting", "rules.yml: account:ams_jobs_failed:count1h window", _hour_window),
+    *_window_facts(10_000),
+    *_window_facts(50_000),
     # -- docs/operations.md
     Fact("docs/operations.md", r"only when no collection is younger than (\d+) s", "server.STATUS_PAGE_MAX_AGE", STATUS_PAGE_MAX_AGE),
     Fact("docs/operations.md", r"the longest account `timeout` plus (\d+) s", "cli.SHUTDOWN_MARGIN", SHUTDOWN_MARGIN),
+    Fact("docs/operations.md", r"cut -c1-(\d+)`", "history_file: the hash in the file name", _history_hash_digits),
     # -- docs/security.md
     Fact("docs/security.md", r"A secret under (\d+) characters is not searched for", "redact._MIN_NEEDLE", _MIN_NEEDLE),
     Fact("docs/security.md", r"quoted only when it looks like a key \(at most (\d+) characters", "yamlio: longest unknown key quoted", _longest_quoted_key),

@@ -528,6 +528,76 @@ Which jobs are exported: every job in Queued, Scheduled, Processing or Canceling
 and Canceled jobs for `finished_window` after they end, within the optional `ids`, `name_prefix` and
 `filter` of the account, and at most `max_jobs` of them per account (`ams_jobs_dropped` counts the
 rest; `ams_jobs` counts them all). Series of a job disappear when it leaves that scope.
+
+The history series (`ams_jobs_ended_total`, `ams_job_duration_seconds`, `ams_job_queue_wait_seconds`,
+`ams_job_errors_total`, `ams_group_last_ended_timestamp_seconds`) are per account and `group`, never
+per job: each in-scope job is counted once, `max_jobs` or not, and stays counted after it leaves the
+scope. `group` is the first of the account's `jobs.groups` whose `name_regex` matches the job's Name,
+else `other`; `ams_job_info` names it for each exported job. How a job is counted, and from when, is
+described [below the History table](#how-the-history-counts).
+"""
+
+_HISTORY_SEMANTICS = """\
+### How the history counts
+
+- **Once per job, by Id.** Every collection whose job listing succeeds sees all the in-scope jobs of
+  the account, those beyond `max_jobs` included. A job is counted in `ams_jobs_ended_total` and
+  `ams_job_duration_seconds` by the first collection that sees it Finished, Error or Canceled, and
+  by no later one, however many see it again. A job created and ended between two collections is
+  counted all the same: it is still in the listing, for `finished_window` after it ended. Its queue
+  wait (StartTime minus Created) is observed by the first collection that sees a StartTime. A job's
+  end is its EndTime (LastModified when AMS sent none); its duration is its RunningDuration (StartTime
+  to EndTime when AMS sent none that can be read), and a job with neither is counted but not
+  observed. A collection whose listing fails counts nothing; the next one that succeeds counts the
+  jobs that ended meanwhile, as long as they are still in scope.
+- **From when: the watermark.** A job is counted only if it ended at or after the account's *end
+  floor*, and its queue wait observed only if it started at or after the *start floor* (and, for a
+  job that has ended, if it ended at or after the end floor). Without `--storage.path`, both floors
+  are the process start: jobs that ended before it are in scope but not counted, the counters start
+  at zero and their `_created` is the start. As jobs are counted, the *watermark*, the latest EndTime
+  counted (never later than the collection that counted it, whatever AMS's clock says), moves up,
+  and both floors follow it 10 minutes below. The Ids counted above the floors are
+  remembered, so that no job counts twice, and forgotten below them, so that the memory stays small.
+  A job that a collection first sees ended when its EndTime is already more than 10 minutes below the
+  watermark is not counted. EndTime is AMS's clock and the process start the exporter's: keep the
+  exporter's clock synchronised.
+- **Across restarts: `--storage.path`.** With it, the exporter keeps each account's floors,
+  watermark, the Ids counted near the watermark and the last ended timestamps in a file, written
+  after every collection that changed them, atomically (a temporary file in the same directory,
+  fsync, rename). After a restart, the floors come from the file: the first collection counts, once,
+  the jobs that ended while the exporter was down, as far back as the listing reaches, i.e.
+  `finished_window`. The start-up log says from when jobs are counted, and a warning says which span
+  of a longer downtime could not be recovered. On the first start with the flag (no file yet), and
+  when the file cannot be read or belongs to something else (it is renamed `<file>.unreadable`, with
+  a warning), the account starts afresh, as without the flag; it never stops the exporter. The file
+  is described in [configuration.md](configuration.md#history-storage).
+- **Counters restart at zero** after every restart, with the flag or without; `increase()` and
+  `rate()` take the drop as a counter reset. With the flag, the jobs of the downtime are the first
+  increase after it. Prometheus sees a reset only where the first value after the restart is below
+  the last one before it; at a steady rate of jobs, that holds unless the exporter was down longer
+  than it had run.
+- **HA pairs and replicas.** The two Prometheus servers of an HA pair that scrape one exporter read
+  the same counters. Two exporters that export the same account (one beside each server of a pair,
+  or the old and the new pod of a rolling update) count the same jobs, each from its own start, and
+  reset at different times. Take `increase()` or
+  `rate()` of each series first, then the maximum over the replicas (`max without (instance)`, or
+  `max by` the labels that identify the series), and only then sum: never sum the replicas, never
+  take `increase()` of their maximum. The recording rules in `prometheus/rules.yml` and the
+  dashboard do so.
+- **Error codes.** `ams_job_errors_total` counts the ErrorDetails codes of the tasks of each job
+  counted in Error, once per job and code. The tasks of jobs in Error beyond `max_jobs`, which have
+  no per-job series, are read once for their codes (a failed read is retried by the next collection
+  while the job is in scope). With `jobs.tasks: false` no tasks are read and no codes are counted.
+- **Last ended.** `ams_group_last_ended_timestamp_seconds` is the latest EndTime of the in-scope
+  jobs seen in that group and state, counted or not (a job that ended before counting started
+  sets it too); with `--storage.path` it is kept across restarts.
+- **Reloads.** An account removed by a reload drops its history with its series; its file stays on
+  disk, and the account goes on from it if it is added again. An account whose `groups` or
+  `history` buckets change keeps its floors and Ids but restarts its counters at zero, with a new
+  `_created`; any other change keeps the counters.
+- **OpenMetrics only:** every history counter and histogram series carries `_created`, and each
+  counter and bucket an exemplar with the `job_id` of the latest job it counted; the text format
+  0.0.4 has neither.
 """
 
 
@@ -548,6 +618,8 @@ def reference_markdown() -> str:
                     f"| `{metric.name}` | {metric.kind.value} | {labels} | {metric.help} |"
                 )
         lines.append("")
+        if group is Group.HISTORY:
+            lines.append(_HISTORY_SEMANTICS)
     return "\n".join(lines)
 
 
