@@ -1904,3 +1904,14 @@ def test_describe_shows_groups_in_matching_order_and_both_bucket_lists() -> None
     assert [parse_duration(b) for b in described[1]["history"]["queue_wait_buckets"]] == list(
         SPECIFIED_QUEUE_WAIT_BUCKETS
     )
+
+
+@pytest.mark.parametrize(("window", "warned"), [("0s", True), ("9m59s", True), ("10m", False)])
+def test_a_finished_window_too_short_for_the_history_is_warned_about(window, warned) -> None:
+    config = parse(account(jobs={"finished_window": window}))
+    expected = (
+        f"accounts[0].jobs.finished_window: {window} keeps ended jobs in the listing for less "
+        "than 10m: a job that ends between two collections further apart may never be seen "
+        "ended, and is then missing from the history (ams_jobs_ended_total ...)"
+    )
+    assert config.warnings == ((expected,) if warned else ())

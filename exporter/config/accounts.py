@@ -101,6 +101,8 @@ GROUP_KEYS = ("name", "name_regex")
 HISTORY_KEYS = ("duration_buckets", "queue_wait_buckets")
 MAX_GROUPS = 50
 MAX_BUCKETS = 40
+# A finished_window below this loses ends between collections (the history's overlap, 10 min).
+MIN_HISTORY_WINDOW = 600.0
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
@@ -392,11 +394,20 @@ def _jobs(ctx: Context, path: str, value: object) -> JobsConfig:
         return JobsConfig()
     section = Section(ctx, path, mapping(ctx, path, value, JOBS_KEYS))
     defaults = JobsConfig()
+    window = section.get("finished_window", _window, defaults.finished_window)
+    if window < MIN_HISTORY_WINDOW:
+        ctx.warn(
+            join(path, "finished_window"),
+            f"{format_duration(window)} keeps ended jobs in the listing for less than "
+            f"{format_duration(MIN_HISTORY_WINDOW)}: a job that ends between two collections "
+            "further apart may never be seen ended, and is then missing from the history "
+            "(ams_jobs_ended_total ...)",
+        )
     return JobsConfig(
         ids=section.get("ids", _job_ids, defaults.ids),
         name_prefix=section.get("name_prefix", optional_string, defaults.name_prefix),
         filter=section.get("filter", optional_string, defaults.filter),
-        finished_window=section.get("finished_window", _window, defaults.finished_window),
+        finished_window=window,
         max_jobs=section.get("max_jobs", _max_jobs, defaults.max_jobs),
         tasks=section.get("tasks", boolean, defaults.tasks),
         groups=section.get("groups", _groups, defaults.groups),
