@@ -34,10 +34,18 @@ class PrometheusError(AssertionError):
 
 
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
+    return _binary("prometheus")
+
+
+def promtool_binary() -> str:
+    return _binary("promtool")
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
     if path is None:
         raise PrometheusError(
-            "prometheus not found: install the Debian package 'prometheus' (scripts/test does)"
+            f"{name} not found: install the Debian package 'prometheus' (scripts/test does)"
         )
     return path
 
@@ -153,8 +161,14 @@ def write_config(
     return path
 
 
-def start(config_file: Path, data_dir: Path, folder: Path) -> PrometheusServer:
-    """Start Prometheus and wait until ``/-/ready``; retry on another port if the port was taken."""
+def start(
+    config_file: Path, data_dir: Path, folder: Path, extra_args: Sequence[str] = ()
+) -> PrometheusServer:
+    """Start Prometheus and wait until ``/-/ready``; retry on another port if the port was taken.
+
+    ``extra_args`` go on the command line after the harness's own flags
+    (``--enable-feature=exemplar-storage`` ...).
+    """
     binary = prometheus_binary()
     for attempt in range(1, START_ATTEMPTS + 1):
         port = free_port()
@@ -164,6 +178,7 @@ def start(config_file: Path, data_dir: Path, folder: Path) -> PrometheusServer:
             f"--storage.tsdb.path={data_dir}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=1d",
+            *extra_args,
         ]
         child = Child(argv, folder, f"prometheus-{attempt}")
         server = PrometheusServer(f"http://127.0.0.1:{port}", child, config_file, data_dir)
@@ -202,11 +217,13 @@ def running_prometheus(
     *,
     scrape_interval: str = "1s",
     evaluation_interval: str = "1s",
+    extra_args: Sequence[str] = (),
 ) -> Iterator[PrometheusServer]:
     """A Prometheus scraping ``scrape_configs`` and evaluating ``rule_files`` until the block ends.
 
     ``scrape_configs`` are Prometheus ``scrape_configs`` entries (``job_name``, ``static_configs``
-    ...); the scrape timeout defaults to the scrape interval.
+    ...); the scrape timeout defaults to the scrape interval. ``extra_args`` are more command-line
+    flags (see :func:`start`).
     """
     with tempfile.TemporaryDirectory(prefix="ams-prometheus-") as tmp:
         directory = Path(tmp)
@@ -219,7 +236,7 @@ def running_prometheus(
         )
         data_dir = directory / "data"
         data_dir.mkdir()
-        server = start(config_file, data_dir, directory)
+        server = start(config_file, data_dir, directory, extra_args)
         try:
             yield server
         finally:
