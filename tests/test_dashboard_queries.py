@@ -59,6 +59,7 @@ def scraped(
     emulator: Emulator,
     per_account: Mapping[str, Any] | None = None,
     scrape_jobs: Sequence[str] = ("ams",),
+    prometheus_args: Sequence[str] = (),
 ) -> Iterator[PrometheusServer]:
     """A Prometheus with the real rules, scraping an exporter of ``emulator`` once per scrape
     job (two stand for the two replicas of an HA pair), until the exporter's first success."""
@@ -67,7 +68,7 @@ def scraped(
         scrapes = [
             {"job_name": name, "static_configs": [{"targets": [target]}]} for name in scrape_jobs
         ]
-        with running_prometheus(scrapes, [RULES]) as prometheus:
+        with running_prometheus(scrapes, [RULES], extra_args=prometheus_args) as prometheus:
             prometheus.wait_for_query(
                 f'count(ams_up{{account="{ACCOUNT}"}} == 1) == {len(scrape_jobs)}', timeout=45
             )
@@ -315,6 +316,8 @@ def test_job_detail_row_follows_the_job_id_variable(stack: Stack) -> None:
 HISTORY_GROUPS = {"ingest": "^ingest-", "encode": "^Encode "}
 OTHER_GROUP = "other"
 REPLICAS = ("ams", "ams-replica")
+# Prometheus keeps the exemplars of OpenMetrics scrapes only with this flag.
+EXEMPLAR_STORAGE = "--enable-feature=exemplar-storage"
 # Seconds of samples (one a second) Prometheus holds before the jobs end. rate() and increase()
 # extrapolate past the last sample by up to 1.1 scrape intervals, here under 3 %: a count read
 # through them is off by less than half a job for up to 15 jobs, so rounding gives it exactly.
@@ -382,7 +385,9 @@ def group_of(job: Any) -> str:
 def history() -> Iterator[HistoryStack]:
     with (
         Emulator(jobs=0, arrivals_per_hour=0, seed=3, speed=0) as emulator,
-        scraped(emulator, {"jobs": {"groups": group_yaml()}}, REPLICAS) as prometheus,
+        scraped(
+            emulator, {"jobs": {"groups": group_yaml()}}, REPLICAS, [EXEMPLAR_STORAGE]
+        ) as prometheus,
     ):
         series = len(REPLICAS) * (len(HISTORY_GROUPS) + 1) * 3
         prometheus.wait_for_query(
@@ -541,6 +546,53 @@ def test_heatmaps_count_the_jobs_per_bucket(
         "query_range", query=expr, start=str(end - 30), end=str(end), step="5"
     )
     assert {float(s["metric"]["le"]) for s in data["result"]} == set(counts)
+
+
+def bucket_of(value: float, bounds: Sequence[float]) -> float:
+    """The upper bound of the bucket ``value`` falls in (``le``: a bound holds its own value)."""
+    return next((bound for bound in bounds if value <= bound), math.inf)
+
+
+@pytest.mark.parametrize(
+    ("title", "bounds", "observed", "labels"),
+    [
+        ("Job duration heatmap", DEFAULT_DURATION_BUCKETS, "ended", ("group", "state")),
+        ("Queue wait heatmap", DEFAULT_QUEUE_WAIT_BUCKETS, "started", ("group",)),
+    ],
+    ids=["duration", "queue-wait"],
+)
+def test_heatmap_exemplars_name_a_job_of_each_bucket(
+    history: HistoryStack,
+    title: str,
+    bounds: tuple[float, ...],
+    observed: str,
+    labels: tuple[str, ...],
+) -> None:
+    """What Grafana asks for a heatmap's exemplars: its query, sent to /api/v1/query_exemplars.
+    Each exemplar is a job of that series and bucket, with its value; every bucket of a series
+    that holds jobs has one (the latest of them)."""
+    expr = history_exprs(history)[title]["A"]
+    jobs = ended(history) if observed == "ended" else history.jobs
+    measure = duration if observed == "ended" else queue_wait
+    by_id = {job.id: job for job in jobs}
+    end = time.time()
+    found = history.prometheus.api(
+        "query_exemplars", query=expr, start=str(end - 3600), end=str(end)
+    )
+    cells = set()
+    for series in found:
+        cell = (*(series["seriesLabels"][label] for label in labels), series["seriesLabels"]["le"])
+        for exemplar in series["exemplars"]:
+            job = by_id[exemplar["labels"]["job_id"]]
+            value = measure(job)
+            assert float(exemplar["value"]) == pytest.approx(value), exemplar
+            assert float(cell[-1]) == bucket_of(value, bounds), (cell, value)
+            assert cell[:-1] == tuple(history_labels(job)[label] for label in labels)
+            cells.add((*cell[:-1], bucket_of(value, bounds)))
+    assert cells == {
+        (*(history_labels(job)[label] for label in labels), bucket_of(measure(job), bounds))
+        for job in jobs
+    }
 
 
 def quantile_bucket(
