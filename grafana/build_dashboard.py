@@ -862,7 +862,8 @@ ROW_NOTES = {
         "The heatmaps read the buckets themselves and ask for exemplars: the Id of the latest",
         "job of each bucket (`job_id`). Grafana shows them when Prometheus scrapes the exporter",
         "with OpenMetrics (its default) and keeps exemplars (`--enable-feature=exemplar-storage`).",
-        "The p50 / p95 panels read recorded series, which carry no exemplars.",
+        "The p50 / p95 panels read recorded series, which carry no exemplars. The Prometheus of",
+        "`compose.yaml` runs with exemplar storage.",
         "",
     ],
 }

@@ -322,3 +322,12 @@ def test_grafana_image_is_at_least_the_version_the_dashboard_requires() -> None:
         return tuple(int(part) for part in version.split("."))
 
     assert numbers(image_version) >= numbers(required)
+
+
+def test_prometheus_keeps_exemplars_for_the_history_heatmaps() -> None:
+    # tests/test_history_prometheus.py runs the real Prometheus with this same flag.
+    command = service("prometheus")["command"]
+    assert "--enable-feature=exemplar-storage" in command
+    # Setting the command replaces the image's: its config and data paths must still be given.
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command
+    assert "--storage.tsdb.path=/prometheus" in command
