@@ -13,9 +13,12 @@ import json
 import math
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from ams_emulator import EmuJob, Emulator, JobState
 from tests.support.expected import split_scope
@@ -575,3 +578,55 @@ def counts(found: Scrape) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value for s in found.samples if s.name in names
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reloads
+
+
+def reload(run: ExporterRun) -> None:
+    response = requests.post(run.url + "/-/reload", timeout=60)
+    assert response.status_code == 200, response.text
+
+
+def test_a_reload_keeps_counting_restarts_changed_groups_at_zero_and_drops_removed_accounts(
+    tmp_path,
+):
+    config = tmp_path / "config.yml"
+    with dense_emulator(seed=1420) as emulator:
+        env = write_config(config, emulator, accounts=(ACCOUNT, "b"))
+        with start_exporter(
+            tmp_path, "exporter", config, env, emulator, "--web.enable-lifecycle"
+        ) as run:
+            ledger = Ledger(run.started[1])
+            ledger.see(emulator.jobs())
+            step_over_start(emulator, run.started)
+            # Ended before the reload by the wall clock, which a history started afresh at the
+            # reload would not count.
+            before = [
+                emulator.add_job(name=f"before-the-reload-{n}.mp4", state=JobState.FINISHED)
+                for n in range(3)
+            ]
+            follow_the_wall(run, emulator, ledger, 2)
+            # Another finished_window makes a changed account with the same groups: its poller is
+            # new, its counters go on. Account b is removed, and its series with it.
+            write_config(config, emulator, jobs={"finished_window": "2d"})
+            reload(run)
+            follow_the_wall(run, emulator, ledger, 2)
+            found = run.scrape()
+            assert not [s for s in found.samples if s.labels.get("account") == "b"]
+            assert set(before) <= {job.id for job in ledger.counted()}
+            # New groups restart the account's counters at zero; what was counted stays counted.
+            groups = Groups((("ingest", "^ingest-"), ("encode", "^Encode ")))
+            write_config(
+                config, emulator, jobs={"finished_window": "2d", "groups": groups.setting()}
+            )
+            reload(run)
+            regrouped = replace(ledger.resumed(), groups=groups)
+            regrouped.see(emulator.jobs())
+            assert_history(run.scrape(), ACCOUNT, regrouped, "right after the groups changed")
+            assert regrouped.counted() == []
+            after = emulator.add_job(name="ingest-after-the-reload.mp4", state=JobState.FINISHED)
+            follow_the_wall(run, emulator, regrouped, 2)
+            assert after in {job.id for job in regrouped.counted()}
+            assert run.stop() == 0
