@@ -894,6 +894,7 @@ name: prod
       finished_window: 1d
       max_jobs: 2000
       tasks: true
+      capacity_interval: 5m
       groups: []  # every job in other
       history:
         duration_buckets: [10s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h, 4h, 8h, 1d]
@@ -926,6 +927,7 @@ name: mi
       finished_window: 1d
       max_jobs: 7
       tasks: false
+      capacity_interval: 5m
       groups: []  # every job in other
       history:
         duration_buckets: [10s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h, 4h, 8h, 1d]
@@ -1915,3 +1917,23 @@ def test_a_finished_window_too_short_for_the_history_is_warned_about(window, war
         "ended, and is then missing from the history (ams_jobs_ended_total ...)"
     )
     assert config.warnings == ((expected,) if warned else ())
+
+
+def test_capacity_interval_defaults_to_five_minutes_and_reads_a_duration() -> None:
+    assert first(account()).jobs.capacity_interval == 300.0
+    assert first(account(jobs={"capacity_interval": "1h30m"})).jobs.capacity_interval == 5400.0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0s", "must be more than 0s and at most 1d, got 0s"),
+        ("2d", "must be more than 0s and at most 1d, got 2d"),
+        (300, "expected a duration such as 30s, 5m or 24h, got the number 300 (add a unit, e.g. 300s)"),
+        ("often", "expected a duration such as 30s, 5m or 24h, got 'often'"),
+    ],
+)  # fmt: skip
+def test_capacity_interval_errors_name_the_key(value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(account(jobs={"capacity_interval": value}))
+    assert str(caught.value) == f"accounts[0].jobs.capacity_interval: {message}"

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 
-from exporter.ams.model import Job, JobState, Task
+from exporter.ams.model import Job, JobState, MediaProcessor, ReservedUnits, Task
 from exporter.collect.history import JobHistory
 from exporter.collect.snapshot import AccountResult, Collection
 from exporter.config.model import JobGroup, JobsConfig
@@ -98,6 +98,8 @@ def _task(index: int, name: str, progress: float, codes: tuple[str, ...] = ()) -
         start_time=NOW - 100,
         end_time=None,
         error_codes=codes,
+        # Task 1 runs on a listed processor, task 2 on one the set does not list.
+        media_processor_id=f"nb:mpid:UUID:{index}-{name[:6]}",
     )
 
 
@@ -132,6 +134,13 @@ def _collection(names: list[str]) -> Collection:
         dropped=3,
         history=history.snapshot,
         groups={job.id: history.group_of(job) for job in jobs},
+        reserved_units=ReservedUnits("S2", 10, 25),
+        processors={
+            f"nb:mpid:UUID:1-{name[:6]}": MediaProcessor(
+                f"nb:mpid:UUID:1-{name[:6]}", f"processor {name}", f'v"{name[:3]}'
+            )
+            for name in names
+        },
     )
     failed = AccountResult(
         account="two\n",
@@ -250,3 +259,16 @@ def test_exemplars_and_created_are_written_in_openmetrics_only():
 
 
 REGISTRY = CollectorRegistry()
+
+
+def test_task_info_names_a_listed_processor_and_shows_the_id_of_an_unlisted_one():
+    scrape = _scrape(_collection(["plain"] * 5), REQUESTS)
+    text, _ = render(scrape, negotiate(""), REGISTRY)
+    lines = [line for line in text.decode().splitlines() if line.startswith("ams_task_info{")]
+    assert lines
+    listed = [line for line in lines if 'media_processor="processor plain"' in line]
+    unlisted = [line for line in lines if 'media_processor="nb:mpid:UUID:2-plain"' in line]
+    assert listed and all('media_processor_version="v\\"pla"' in line for line in listed)
+    assert unlisted and all('media_processor_version=""' in line for line in unlisted)
+    assert len(listed) + len(unlisted) == len(lines)
+    assert 'ams_encoding_reserved_units{account="acc \\"one\\"\\\\",type="S2"} 10.0' in text.decode()

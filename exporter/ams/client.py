@@ -31,7 +31,7 @@ import requests
 from exporter.ams import odata
 from exporter.ams.auth import TokenProvider
 from exporter.ams.http import BodyTooLarge, UpstreamSession, transport_reason
-from exporter.ams.model import ENTITY_KINDS, Job, Task
+from exporter.ams.model import ENTITY_KINDS, Job, MediaProcessor, ReservedUnits, Task
 from exporter.config.model import AccountConfig
 from exporter.deadline import Deadline
 from exporter.errors import (
@@ -68,7 +68,10 @@ TASK_FIELDS = (
     "StartTime",
     "EndTime",
     "ErrorDetails",
+    "MediaProcessorId",
 )
+RESERVED_UNIT_FIELDS = ("ReservedUnitType", "CurrentReservedUnits", "MaxReservableUnits")
+PROCESSOR_FIELDS = ("Id", "Name", "Version")
 PAGE_WINDOW = 4  # job pages in flight at most
 TASK_CONCURRENCY = 16  # task requests in flight at most (one round for a typical account)
 POOL_SIZE = PAGE_WINDOW + TASK_CONCURRENCY
@@ -208,6 +211,42 @@ class AmsClient:
         entities = self._entity_list(body, f"tasks of job {job_id}")
         tracker = unreadable or Unreadable()
         return self._readable(entities, odata.task_from_entity, "task", tracker, job_id)
+
+    def read_reserved_units(self, deadline: Deadline) -> ReservedUnits | None:
+        """The account's encoding reserved units; ``None`` when the set is empty.
+
+        An account has one ``EncodingReservedUnitTypes`` entity; should it list more, the first
+        is used and the others are logged.
+        """
+        body = self._get(
+            "EncodingReservedUnitTypes", {"$select": ",".join(RESERVED_UNIT_FIELDS)}, deadline
+        )
+        entities = self._entity_list(body, "encoding reserved units")
+        if not entities:
+            return None
+        if len(entities) > 1:
+            log.debug(
+                "account %s: %d reserved unit entities; using the first", self._name, len(entities)
+            )
+        try:
+            return odata.reserved_units_from_entity(entities[0])
+        except odata.ODataFormatError as exc:
+            raise AmsResponseError(
+                self._name, f"unreadable encoding reserved units: {exc}"
+            ) from None
+
+    def list_media_processors(self, deadline: Deadline) -> dict[str, MediaProcessor]:
+        """The account's media processors by Id; entries that cannot be read are skipped."""
+        body = self._get("MediaProcessors", {"$select": ",".join(PROCESSOR_FIELDS)}, deadline)
+        processors: dict[str, MediaProcessor] = {}
+        for entity in self._entity_list(body, "media processors"):
+            try:
+                processor = odata.processor_from_entity(entity)
+            except odata.ODataFormatError as exc:
+                log.debug("account %s: skipping a media processor: %s", self._name, exc)
+                continue
+            processors.setdefault(processor.id, processor)
+        return processors
 
     def list_tasks_many(
         self, job_ids: Sequence[str], deadline: Deadline, unreadable: Unreadable | None = None

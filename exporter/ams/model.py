@@ -70,6 +70,30 @@ class Task:
     start_time: float | None
     end_time: float | None
     error_codes: tuple[str, ...] = ()
+    media_processor_id: str = ""  # "" when AMS sent none that can be read
+
+
+# ReservedUnitType codes of EncodingReservedUnitTypes, as the ``type`` label.
+RESERVED_UNIT_TYPES = ("S1", "S2", "S3")
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedUnits:
+    """An account's encoding reserved units (its ``EncodingReservedUnitTypes`` entity): how many
+    tasks run at once. ``type`` is S1, S2 or S3; ``maximum`` is ``None`` when it cannot be read."""
+
+    type: str
+    current: int
+    maximum: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaProcessor:
+    """One entry of the ``MediaProcessors`` set: what runs a task."""
+
+    id: str
+    name: str
+    version: str
 
 
 @dataclass(frozen=True, slots=True)

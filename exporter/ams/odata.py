@@ -16,7 +16,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from exporter.ams.model import ERROR_CODES, Job, JobState, Task
+from exporter.ams.model import (
+    ERROR_CODES,
+    RESERVED_UNIT_TYPES,
+    Job,
+    JobState,
+    MediaProcessor,
+    ReservedUnits,
+    Task,
+)
 from exporter.redact import SECRETS, redact
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,8 @@ _DOTNET_MIN_YEAR = 1
 _DOTNET_MIN_TS = datetime(2, 1, 1, tzinfo=timezone.utc).timestamp()
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _EXACT_INT = 2**53
+# Far above any account's reserved units (25 by default; more by quota request).
+_MAX_UNITS = 100_000
 _JOB_STATES = tuple(JobState)
 
 
@@ -350,7 +360,52 @@ def task_from_entity(d: Mapping[str, Any]) -> Task:
         start_time=_optional(parse_datetime, d, "StartTime"),
         end_time=_optional(parse_datetime, d, "EndTime"),
         error_codes=_optional(_error_codes, d, "ErrorDetails") or (),
+        media_processor_id=_short(_optional(_string, d, "MediaProcessorId") or ""),
     )
+
+
+def reserved_units_from_entity(d: Mapping[str, Any]) -> ReservedUnits:
+    """The account's reserved units from its ``EncodingReservedUnitTypes`` entity.
+
+    ``ReservedUnitType`` (0, 1, 2 for S1, S2, S3) and ``CurrentReservedUnits`` are required;
+    ``MaxReservableUnits`` is read when it can be.
+    """
+    code = d.get("ReservedUnitType")
+    try:
+        kind = int(_integer(code))
+    except ODataFormatError as exc:
+        raise ODataFormatError(f"'ReservedUnitType' {exc}") from None
+    if code is None or not 0 <= kind < len(RESERVED_UNIT_TYPES):
+        raise ODataFormatError(f"'ReservedUnitType' {excerpt(str(code), 40)} is not 0, 1 or 2")
+    if d.get("CurrentReservedUnits") is None:
+        raise ODataFormatError("'CurrentReservedUnits' is missing")
+    try:
+        current = _unit_count(d.get("CurrentReservedUnits"))
+    except ODataFormatError as exc:
+        raise ODataFormatError(f"'CurrentReservedUnits' {exc}") from None
+    maximum = _optional(_unit_count, d, "MaxReservableUnits") if "MaxReservableUnits" in d else None
+    return ReservedUnits(RESERVED_UNIT_TYPES[kind], current, maximum)
+
+
+def _unit_count(value: object) -> int:
+    count = _integer(value)
+    if not 0 <= count <= _MAX_UNITS:
+        raise ODataFormatError(f"is not a count of reserved units: {excerpt(str(value), 40)!r}")
+    return int(count)
+
+
+def processor_from_entity(d: Mapping[str, Any]) -> MediaProcessor:
+    """One ``MediaProcessors`` entity; ``Id`` is required, ``Name`` and ``Version`` optional."""
+    return MediaProcessor(
+        id=_short(_required_str(d, "Id")),
+        name=_short(_optional(_string, d, "Name") or ""),
+        version=_short(_optional(_string, d, "Version") or ""),
+    )
+
+
+def _short(text: str) -> str:
+    """A label value from a small closed set (processor ids, names, versions): cut like a name."""
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + "…"
 
 
 _T = TypeVar("_T")

@@ -6,10 +6,10 @@ once, from the job as AMS reported it and the collection time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from exporter.ams.model import ERROR_CODES, Job, JobState, Task
+from exporter.ams.model import ERROR_CODES, Job, JobState, MediaProcessor, Task
 from exporter.config.model import OTHER_GROUP
 
 # The states whose tasks are read: the poller fetches their tasks, and only theirs are exposed.
@@ -25,6 +25,15 @@ class JobView:
     tasks: Sequence[Task] | None
     now: float
     group: str = OTHER_GROUP
+    processors: Mapping[str, MediaProcessor] = field(default_factory=dict)
+
+    def processor_of(self, task: Task) -> tuple[str, str]:
+        """The name and version of the processor that runs ``task``: its Id as the name when the
+        MediaProcessors set does not list it (yet)."""
+        known = self.processors.get(task.media_processor_id)
+        if known is None:
+            return task.media_processor_id, ""
+        return known.name or known.id, known.version
 
     @property
     def exported_tasks(self) -> Sequence[Task]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from exporter.ams.client import AmsClient, Unreadable
 from exporter.ams.model import ACTIVE_STATES, Job, JobState, Task
 from exporter.ams.scope import in_scope, server_filters
+from exporter.collect.capacity import Capacity
 from exporter.collect.history import JobHistory
 from exporter.collect.history_file import HistoryFile
 from exporter.collect.jobview import TASKS_READ_IN
@@ -65,6 +66,7 @@ class AccountPoller:
         self._client = client
         self.history = history or JobHistory(config.jobs, wall_clock())
         self.history_file = history_file
+        self.capacity = Capacity(config.name, config.jobs.capacity_interval)
         self._wall_clock = wall_clock
         self._dates_in_filter = True
         self._selection_refused = False
@@ -121,6 +123,8 @@ class AccountPoller:
             return self._failure(time.monotonic() - started, str(error))
         tasks, task_error = self._tasks(listing.exported, deadline, unreadable)
         self._count_history(listing.in_scope, tasks, deadline, now)
+        named = {task.media_processor_id for owned in tasks.values() for task in owned}
+        self.capacity.refresh(self._client, named, deadline, processors=self.config.jobs.tasks)
         duration = time.monotonic() - started
         if task_error is None:
             self._last_success = self._wall_clock()
@@ -138,6 +142,8 @@ class AccountPoller:
             unreadable=unreadable.counts(),
             history=self.history.snapshot,
             groups={job.id: self.history.group_of(job) for job in listing.exported},
+            reserved_units=self.capacity.units,
+            processors=self.capacity.processors,
         )
 
     def _count_history(
@@ -174,6 +180,7 @@ class AccountPoller:
             last_success=self._last_success,
             error=message,
             history=self.history.snapshot,
+            reserved_units=self.capacity.units,
         )
 
     def _note_outcome(self, error: str | None) -> None:
@@ -517,4 +524,5 @@ def _late(account: AccountPoller, waited: float) -> AccountResult:
         last_success=account.last_success,
         error=f"the collection did not finish within {waited:.1f} s",
         history=account.history.snapshot,
+        reserved_units=account.capacity.units,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from exporter.ams.model import Job, JobState, Task
+from exporter.ams.model import Job, JobState, MediaProcessor, ReservedUnits, Task
 from exporter.collect.history import HistorySnapshot
 from exporter.collect.jobview import JobView
 from exporter.config.model import OTHER_GROUP
@@ -22,7 +22,8 @@ class AccountResult:
     ``state_counts`` counts every in-scope job, including the ``dropped`` ones; ``unreadable``
     counts the entities skipped because they could not be read, by kind (``job``, ``task``).
     ``history`` is the account's history, there after failed collections too (it is the
-    exporter's own count); ``groups`` names the history group of each job in ``jobs``.
+    exporter's own count); ``groups`` names the history group of each job in ``jobs``;
+    ``reserved_units`` and ``processors`` are the account's capacity as last read.
     """
 
     account: str
@@ -37,6 +38,8 @@ class AccountResult:
     unreadable: Mapping[str, int] = field(default_factory=dict)
     history: HistorySnapshot | None = None
     groups: Mapping[str, str] = field(default_factory=dict)
+    reserved_units: ReservedUnits | None = None
+    processors: Mapping[str, MediaProcessor] = field(default_factory=dict)
 
     @property
     def listed(self) -> bool:
@@ -45,9 +48,9 @@ class AccountResult:
 
     def views(self, now: float) -> list[JobView]:
         """The exported jobs with their tasks, as seen at ``now``."""
-        tasks, groups = self.tasks, self.groups
+        tasks, groups, processors = self.tasks, self.groups, self.processors
         return [
-            JobView(job, tasks.get(job.id), now, groups.get(job.id, OTHER_GROUP))
+            JobView(job, tasks.get(job.id), now, groups.get(job.id, OTHER_GROUP), processors)
             for job in self.jobs
         ]
 

@@ -96,11 +96,13 @@ JOBS_KEYS = (
     "tasks",
     "groups",
     "history",
+    "capacity_interval",
 )
 GROUP_KEYS = ("name", "name_regex")
 HISTORY_KEYS = ("duration_buckets", "queue_wait_buckets")
 MAX_GROUPS = 50
 MAX_BUCKETS = 40
+MAX_CAPACITY_INTERVAL = 86400.0
 # A finished_window below this loses ends between collections (the history's overlap, 10 min).
 MIN_HISTORY_WINDOW = 600.0
 
@@ -412,7 +414,19 @@ def _jobs(ctx: Context, path: str, value: object) -> JobsConfig:
         tasks=section.get("tasks", boolean, defaults.tasks),
         groups=section.get("groups", _groups, defaults.groups),
         history=section.get("history", _history, defaults.history),
+        capacity_interval=section.get(
+            "capacity_interval", _capacity_interval, defaults.capacity_interval
+        ),
     )
+
+
+def _capacity_interval(ctx: Context, path: str, value: object) -> float:
+    """``capacity_interval``: more than 0s and at most a day."""
+    seconds = duration(ctx, path, value)
+    if not 0 < seconds <= MAX_CAPACITY_INTERVAL:
+        shown = ctx.show(path, format_duration(seconds), quote=False)
+        ctx.fail(path, f"must be more than 0s and at most 1d, got {shown}")
+    return seconds
 
 
 _GROUP_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")

@@ -104,6 +104,7 @@ def _describe_account(account: AccountConfig) -> list[str]:
         f"  finished_window: {format_duration(jobs.finished_window)}",
         f"  max_jobs: {jobs.max_jobs}",
         f"  tasks: {_scalar(jobs.tasks)}",
+        f"  capacity_interval: {format_duration(jobs.capacity_interval)}",
         *_describe_groups(jobs),
         "  history:",
         f"    duration_buckets: {_durations(jobs.history.duration_buckets)}",

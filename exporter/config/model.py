@@ -156,6 +156,8 @@ class JobsConfig:
     tasks: bool = True
     groups: tuple[JobGroup, ...] = ()
     history: HistoryConfig = HistoryConfig()
+    # How often the encoding reserved units are read (not on every collection).
+    capacity_interval: float = 300.0
 
     @property
     def group_names(self) -> tuple[str, ...]:

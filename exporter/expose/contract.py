@@ -202,6 +202,22 @@ def _task_progress(view: JobView) -> list[Sample]:
     ]
 
 
+def _task_info(view: JobView) -> list[Sample]:
+    # Own labels in name order (media_processor, media_processor_version, task_id, task_name):
+    # all sort after job_name, so the writer's fast path applies.
+    return [((*view.processor_of(task), task.id, task.name), 1) for task in view.exported_tasks]
+
+
+def _reserved_units(result: AccountResult) -> list[Sample]:
+    units = result.reserved_units
+    return [] if units is None else [((units.type,), units.current)]
+
+
+def _reserved_units_max(result: AccountResult) -> list[Sample]:
+    units = result.reserved_units
+    return [] if units is None or units.maximum is None else [((), units.maximum)]
+
+
 def _job_counts(result: AccountResult) -> list[Sample]:
     if not result.listed:  # zeros after a failed listing would lie
         return []
@@ -350,6 +366,16 @@ TASK_PROGRESS = JobSeries(
     Group.TASK,
     _task_progress,
 )
+TASK_INFO = JobSeries(
+    "ams_task_info",
+    Kind.GAUGE,
+    (*JOB_LABELS, "media_processor", "media_processor_version", "task_id", "task_name"),
+    "Always 1, for the tasks whose series are exposed (those of ams_task_progress_ratio); "
+    "media_processor is the Name of the task's MediaProcessorId in the MediaProcessors set, or "
+    "the Id itself when the set does not list it.",
+    Group.TASK,
+    _task_info,
+)
 JOBS = AccountSeries(
     "ams_jobs",
     Kind.GAUGE,
@@ -399,6 +425,24 @@ UNREADABLE_ENTITIES = AccountSeries(
     "State, Created) could not be read; absent when the job listing failed.",
     Group.ACCOUNT,
     _unreadable,
+)
+RESERVED_UNITS = AccountSeries(
+    "ams_encoding_reserved_units",
+    Kind.GAUGE,
+    ("account", "type"),
+    "CurrentReservedUnits of the account's EncodingReservedUnitTypes entity (type: S1, S2 or "
+    "S3), read once per jobs.capacity_interval; absent until it was read.",
+    Group.ACCOUNT,
+    _reserved_units,
+)
+RESERVED_UNITS_MAX = AccountSeries(
+    "ams_encoding_reserved_units_max",
+    Kind.GAUGE,
+    ("account",),
+    "MaxReservableUnits of the account's EncodingReservedUnitTypes entity; absent until it was "
+    "read.",
+    Group.ACCOUNT,
+    _reserved_units_max,
 )
 JOBS_ENDED = AccountCounter(
     "ams_jobs_ended_total",
@@ -496,12 +540,15 @@ METRICS: tuple[Declaration, ...] = (
     JOB_INFO,
     JOB_ERROR_INFO,
     TASK_PROGRESS,
+    TASK_INFO,
     JOBS,
     UP,
     COLLECTION_DURATION,
     LAST_SUCCESS,
     JOBS_DROPPED,
     UNREADABLE_ENTITIES,
+    RESERVED_UNITS,
+    RESERVED_UNITS_MAX,
     JOBS_ENDED,
     JOB_DURATION,
     JOB_QUEUE_WAIT,
