@@ -214,13 +214,17 @@ def test_durations_in_descriptions_are_human_readable(name: str) -> None:
         assert "$value | humanizeDuration" in description, name
 
 
+# The labels a recorded series may be aggregated by: its level names them, joined by `_`.
+LEVEL_LABELS = ("account", "group", "state", "media_processor")
+LEVEL = re.compile("(?:{0})(?:_(?:{0}))*".format("|".join(LEVEL_LABELS)))
+
+
 @pytest.mark.parametrize("name", sorted(RECORDING_RULES))
 def test_recording_rule_names_are_level_metric_operations(name: str) -> None:
     level, metric, operations = name.split(":")
-    assert re.fullmatch(r"[a-z]+(?:_[a-z]+)*", level)
+    assert LEVEL.fullmatch(level), level
     assert metric.startswith("ams_")
     assert re.fullmatch(r"[a-z0-9]+(?:_[a-z0-9]+)*", operations)
-    assert set(level.split("_")) <= {"account", "group", "state"}
 
 
 RAW_METRIC = re.compile(r"(?<![\w:])(ams_[a-z_]+)\b")
@@ -525,6 +529,7 @@ def test_table_and_description_state_the_threshold_of_the_expr(name: str) -> Non
         ("AMSJobRunningLongerThanUsual", "3 * account_group", "4 * account_group"),
         ("AMSJobRunningLongerThanUsual", ">= 20", ">= 50"),
         ("AMSJobRunningLongerThanUsual", "7d", "1d"),
+        ("AMSEncodingCapacitySaturated", ">= 1", ">= 0.9"),
     ],
 )
 def test_changing_a_threshold_only_in_the_expr_is_caught(name: str, old: str, new: str) -> None:
