@@ -42,6 +42,9 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
 from exporter.ams.model import JobState
+from exporter.collect.jobview import TASKS_READ_IN
+from exporter.config.durations import format_duration
+from exporter.config.model import JobsConfig
 from exporter.web.palette import STATE_COLOURS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +70,7 @@ ACTIVE = "|".join(s.label for s in ACTIVE_STATES)
 GREEN, ORANGE, RED = "green", "orange", "red"
 BY_ACCOUNT, BY_STATE, BY_JOB = "{{account}}", "{{state}}", "{{job_id}}"
 BY_GROUP, BY_CODE, BY_BOUND = "{{group}}", "{{code}}", "{{le}}"
+BY_PROCESSOR, BY_TYPE = "{{media_processor}}", "{{type}}"
 BY_ACCOUNT_GROUP = f"{BY_ACCOUNT} / {BY_GROUP}"
 TOP_ERROR_CODES = 10
 # Stat and bar gauge panels show each series' latest value (the queries are instant).
@@ -74,6 +78,9 @@ LAST_VALUE = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 # The annotation query's step; its expression compares each step with the one before.
 ANNOTATION_STEP = "1m"
 ERROR_ANNOTATION = "Jobs entering Error"
+# Saturation at which every encoding reserved unit is busy.
+SATURATED = 1
+CAPACITY_INTERVAL = format_duration(JobsConfig().capacity_interval)
 
 PanelT = TypeVar(
     "PanelT",
@@ -100,6 +107,15 @@ def in_state(states: str) -> str:
 def per_job(metric: str) -> str:
     """PromQL: one series per job of ``metric``, duplicates from HA scrapes collapsed."""
     return f"max by (account, job_id) ({metric}{{{JOBS}}})"
+
+
+def processors_of(jobs: str) -> str:
+    """PromQL: one series per media processor of each job that ``jobs`` selects, from the job's
+    tasks (``ams_task_info``), duplicates from HA scrapes collapsed."""
+    return (
+        f"max by (account, job_id, media_processor) (ams_task_info{{{JOBS}}}) "
+        f"and on (account, job_id) {jobs}"
+    )
 
 
 def jobs_now(state: JobState) -> str:
@@ -276,9 +292,9 @@ def state_count(state: JobState, title: str, width: int, expr: str) -> stat.Pane
     return built.color_mode(cm.BigValueColorMode.VALUE)
 
 
-def duration_histogram(title: str, state: JobState) -> histogram.Panel:
+def duration_histogram(title: str, state: JobState, width: int) -> histogram.Panel:
     """A histogram of one duration over the jobs, in the colour of the jobs' state."""
-    built = panel(histogram.Panel, title, (6, 8)).combine(True).unit("s").fill_opacity(80)
+    built = panel(histogram.Panel, title, (width, 8)).combine(True).unit("s").fill_opacity(80)
     return built.color_scheme(fixed_colour_scheme(STATE_COLOURS[state]))
 
 
@@ -311,28 +327,69 @@ def quantiles(title: str, record: str, legend: str = BY_ACCOUNT_GROUP) -> ts.Pan
     )
 
 
+# The media processor column of the job tables: the field Grafana's groupBy transformation makes
+# of a job's processors ("All unique values", which a table cell shows joined by ", ").
+PROCESSORS_FIELD = "media_processor (uniqueValues)"
+PROCESSORS_TITLE = "Media processor"
+
+
+def processors_grouped(ref: str) -> dm.DataTransformerConfig:
+    """Grafana's groupBy on query ``ref`` only: one row per job (account, job_id), its processors'
+    names in one cell, instead of one row per job and processor."""
+    by = {"operation": "groupby", "aggregations": []}
+    fields = {
+        "account": by,
+        "job_id": by,
+        "media_processor": {"operation": "aggregate", "aggregations": ["uniqueValues"]},
+    }
+    return dm.DataTransformerConfig(
+        id_val="groupBy",
+        filter_val=dm.MatcherConfig(id_val="byRefId", options=ref),
+        options={"fields": fields},
+    )
+
+
 def jobs_table(
-    title: str, size: Size, columns: Sequence[tuple[str, str]], sort: str, *exprs: str
+    title: str,
+    size: Size,
+    columns: Sequence[tuple[str, str]],
+    sort: str,
+    *exprs: str,
+    processors_of_jobs: str,
 ) -> table.Panel:
     """A table of jobs, one row per series of its instant queries A, B, ...
 
-    Several queries are merged on their labels: A gives the jobs, whose value is hidden, and each
-    of the others one value column. The columns are Name and Account, ``columns`` ((field,
-    title) in display order), then job_id, which the names' links to the Job detail row need.
-    Rows are sorted by the ``sort`` column, largest first.
+    The queries are merged on their labels: A gives the rows, whose value is hidden unless
+    ``columns`` names it (``Value #A``), and each of the others one value column. A last query
+    gives the media processors of the jobs ``processors_of_jobs`` selects (the table's own),
+    grouped into one row per job before the merge. The columns are Name and Account,
+    ``columns`` ((field, title) in display order), the media processors, then job_id, which the
+    names' links to the Job detail row need. Rows are sorted by the ``sort`` column, largest
+    first.
     """
     built = panel(table.Panel, title, size)
-    for ref, expr in zip(string.ascii_uppercase, exprs, strict=False):
+    every_expr = (*exprs, processors_of(processors_of_jobs))
+    refs = string.ascii_uppercase[: len(every_expr)]
+    for ref, expr in zip(refs, every_expr, strict=True):
         built = built.with_target(instant(expr, ref=ref).format(pm.PromQueryFormat.TABLE))
-    hidden = ["Time"]
-    if len(exprs) > 1:
-        built = built.with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        hidden.append("Value #A")
-    every = [("job_name", "Name"), ("account", "Account"), *columns, ("job_id", None)]
+    built = built.with_transformation(processors_grouped(refs[-1]))
+    built = built.with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+    titles = dict(columns)
+    hidden = ["Time"] if "Value #A" in titles else ["Time", "Value #A"]
+    # Grafana names a value "Value #<ref>" only when more than one query returned data; with
+    # the processors' query empty, A's value is plain "Value".
+    aliases = {"Value": titles["Value #A"]} if "Value #A" in titles else {}
+    every = [
+        ("job_name", "Name"),
+        ("account", "Account"),
+        *columns,
+        (PROCESSORS_FIELD, PROCESSORS_TITLE),
+        ("job_id", None),
+    ]
     organize = {
         "excludeByName": dict.fromkeys(hidden, True),
         "indexByName": {field: i for i, (field, _) in enumerate(every)},
-        "renameByName": {field: title for field, title in every if title},
+        "renameByName": {field: title for field, title in every if title} | aliases,
     }
     built = built.with_transformation(dm.DataTransformerConfig(id_val="organize", options=organize))
     by = common.TableSortByFieldState().display_name(sort).desc(True)
@@ -436,9 +493,19 @@ def running_jobs() -> list[Builder[Any]]:
     }
     columns = [("state", "State"), *((f"Value #{ref}", title) for ref, _, title in RUNNING_COLUMNS)]
     running = (
-        jobs_table("Running jobs", (24, 10), columns, "Running", jobs, *values)
+        jobs_table(
+            "Running jobs",
+            (24, 10),
+            columns,
+            "Running",
+            jobs,
+            *values,
+            processors_of_jobs=in_state(ACTIVE),
+        )
         .description(
-            "Jobs not yet final, longest running first. Click a name for the job's detail below."
+            "Jobs not yet final, longest running first, with the media processors of their "
+            "tasks (none for Queued and Scheduled jobs, whose tasks are not read). Click a name "
+            "for the job's detail below."
         )
         .override_by_name("State", props(state_cells))
         .override_by_name("Progress", props(progress_gauge))
@@ -465,14 +532,19 @@ def running_jobs() -> list[Builder[Any]]:
 
 def failures() -> list[Builder[Any]]:
     end_ms = f"{per_job('ams_job_end_timestamp_seconds')} * 1000"
+    in_error = in_state(JobState.ERROR.label)
+    # A task's identity is (account, job_id, task_id); its processor comes along.
+    failed_tasks = (
+        "sort_desc(count by (media_processor) (max by (account, job_id, task_id, media_processor) "
+        f"(ams_task_info{{{JOBS}}}) and on (account, job_id) {in_error}))"
+    )
     # One row per task error code; a job in Error without error codes still gets one row.
     failed = (
         "max by (account, job_id, job_name, task_id, code) "
         f"(ams_job_error_info{{{JOBS}}}) * on (account, job_id) group_left () ({end_ms})"
-        f" or on (account, job_id) ({end_ms} and on (account, job_id) "
-        f"{in_state(JobState.ERROR.label)})"
+        f" or on (account, job_id) ({end_ms} and on (account, job_id) {in_error})"
     )
-    columns = [("code", "Error code"), ("task_id", "Task"), ("Value", "Ended")]
+    columns = [("code", "Error code"), ("task_id", "Task"), ("Value #A", "Ended")]
     error_codes = {
         "color": fixed(STATE_COLOURS[JobState.ERROR]),
         "custom.cellOptions": {"type": "color-text"},
@@ -480,28 +552,56 @@ def failures() -> list[Builder[Any]]:
     return [
         row("Failures"),
         names_link_to_detail(
-            jobs_table("Failed jobs", (12, 9), columns, "Ended", failed)
+            jobs_table(
+                "Failed jobs",
+                (16, 9),
+                columns,
+                "Ended",
+                failed,
+                processors_of_jobs=in_error,
+            )
             .description(
                 "Jobs in Error still in the exporter's finished window: one row per task error "
-                "code, with the job's end time."
+                "code, with the job's end time and the media processors of its tasks."
             )
             .override_by_name("Ended", props({"unit": "dateTimeAsIso"}))
             .override_by_name("Error code", props(error_codes))
         ),
-        graph("Error ratio (1 h window)", (6, 9), Unit("percentunit", decimals=1, ratio=True))
+        panel(bargauge.Panel, "Failures by media processor", (8, 9), COUNT)
+        .description(
+            "Tasks of the jobs now in Error (those in the exporter's finished window) per media "
+            "processor (ams_task_info), most first."
+        )
+        .with_target(instant(failed_tasks, BY_PROCESSOR))
+        .reduce_options(LAST_VALUE)
+        .thresholds(thresholds((None, STATE_COLOURS[JobState.ERROR])))
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .orientation(cm.VizOrientation.HORIZONTAL),
+        graph("Error ratio (1 h window)", (8, 8), Unit("percentunit", decimals=1, ratio=True))
         .description(
             "Failed ÷ ended jobs over the last hour, per account (account:ams_job_errors:ratio1h)."
         )
         .with_target(per_account("account:ams_job_errors:ratio1h"))
         .thresholds(thresholds((None, GREEN), (0.2, RED)))
         .thresholds_style(THRESHOLD_LINES),
-        graph("Jobs ended and failed (1 h window)", (6, 9), COUNT)
+        graph("Jobs ended and failed (1 h window)", (8, 8), COUNT)
         .description("Jobs that reached a final state, and those in Error, within the last hour.")
         .with_target(query(f"account:ams_jobs_ended:count1h{{{ACCOUNT}}}", f"{BY_ACCOUNT} ended"))
         .with_target(
             query(f"account:ams_jobs_failed:count1h{{{ACCOUNT}}}", f"{BY_ACCOUNT} failed", "B")
         )
         .override_by_query("B", props({"color": fixed(STATE_COLOURS[JobState.ERROR])})),
+        graph("Failed tasks per media processor (1 h window)", (8, 8), COUNT)
+        .description(
+            "Tasks with error details in the jobs that ended in Error within the last hour, per "
+            "account and media processor (account_media_processor:ams_tasks_failed:count1h)."
+        )
+        .with_target(
+            query(
+                f"account_media_processor:ams_tasks_failed:count1h{{{ACCOUNT}}}",
+                f"{BY_ACCOUNT} / {BY_PROCESSOR}",
+            )
+        ),
     ]
 
 
@@ -511,17 +611,48 @@ def durations() -> list[Builder[Any]]:
         f"{in_state(JobState.FINISHED.label)}"
     )
     return [
-        row("Queue wait and durations"),
+        row("Queue wait, capacity and durations"),
         graph("Oldest queued job", (6, 8), SECONDS)
         .description("Longest wait among jobs now Queued or Scheduled, per account.")
         .with_target(per_account("account:ams_oldest_queued_job_age_seconds:max")),
+        graph("Encoding reserved units", (6, 8), COUNT)
+        .description(
+            "Each account's encoding reserved units by type (ams_encoding_reserved_units: how "
+            "many tasks run at once) and the most it may reserve (ams_encoding_reserved_units_max, "
+            "dashed). The exporter reads them once per jobs.capacity_interval "
+            f"({CAPACITY_INTERVAL} by default)."
+        )
+        .with_target(
+            query(
+                f"max by (account, type) (ams_encoding_reserved_units{{{ACCOUNT}}})",
+                f"{BY_ACCOUNT} {BY_TYPE}",
+            )
+        )
+        .with_target(
+            query(
+                f"max by (account) (ams_encoding_reserved_units_max{{{ACCOUNT}}})",
+                f"{BY_ACCOUNT} max",
+                "B",
+            )
+        )
+        .override_by_query("B", props({"custom.lineStyle": DASHED})),
+        graph("Encoding saturation", (6, 8), Unit("percentunit", decimals=0))
+        .description(
+            "Jobs Processing ÷ encoding reserved units, per account "
+            "(account:ams_encoding_saturation:ratio). At the red line (100 %) every unit is busy "
+            "and new jobs wait in Queued. No line while the units are unknown or 0."
+        )
+        .with_target(per_account("account:ams_encoding_saturation:ratio"))
+        .thresholds(thresholds((None, GREEN), (SATURATED, RED)))
+        .thresholds_style(THRESHOLD_LINES)
+        .axis_soft_max(SATURATED),
         graph("Longest running job", (6, 8), SECONDS)
         .description("Longest running time among jobs now Processing, per account.")
         .with_target(per_account("account:ams_job_running_duration_seconds:max")),
-        duration_histogram("Queued durations (in-scope jobs)", JobState.QUEUED)
+        duration_histogram("Queued durations (in-scope jobs)", JobState.QUEUED, 12)
         .description("Distribution of ams_job_queued_duration_seconds over the filtered jobs, now.")
         .with_target(instant(per_job("ams_job_queued_duration_seconds"), BY_JOB)),
-        duration_histogram("Running durations of finished jobs", JobState.FINISHED)
+        duration_histogram("Running durations of finished jobs", JobState.FINISHED, 12)
         .description(
             "Distribution of ams_job_running_duration_seconds over the filtered Finished jobs."
         )
@@ -850,6 +981,15 @@ def annotation_docs(model: dict[str, Any]) -> list[str]:
 
 # What a reader of docs/dashboard.md needs to know about a row beyond its panels' queries.
 ROW_NOTES = {
+    "Queue wait, capacity and durations": [
+        "The encoding reserved units are read once per `jobs.capacity_interval`",
+        f"({CAPACITY_INTERVAL} by default), not on every collection, and have no series until the",
+        "first read. The saturation panel reads the recording rule",
+        "`account:ams_encoding_saturation:ratio` (jobs Processing ÷ reserved units, absent with",
+        "0 units), the ratio the alert `AMSEncodingCapacitySaturated` watches: at 1 every unit",
+        "is busy, and jobs that arrive wait in Queued.",
+        "",
+    ],
     "History": [
         "The history counters and histograms count each job once, from the exporter's start",
         "(or its `--storage.path` state); every series exists at zero from the first",
@@ -885,6 +1025,34 @@ def panel_docs(model: dict[str, Any]) -> list[str]:
             legend_note = f", legend `{legend}`" if legend != "__auto" else ""
             heading = f"Query {target['refId']} ({kind}{fmt_note}{exemplar_note}{legend_note}):"
             lines += [heading, "", "```promql", target["expr"], "```", ""]
+        lines += transformation_docs(panel)
+    return lines
+
+
+def transformation_docs(panel: dict[str, Any]) -> list[str]:
+    """The panel's Grafana transformations in order, and how a job table gets its processors."""
+    steps = []
+    grouped = None
+    for transformation in panel.get("transformations", []):
+        where = transformation.get("filter", {}).get("options")
+        steps.append(f"`{transformation['id']}`" + (f" (query {where} only)" if where else ""))
+        if transformation["id"] == "groupBy":
+            grouped = where
+    if not steps:
+        return []
+    lines = [f"Transformations: {', '.join(steps)}.", ""]
+    if grouped:
+        *first, last = [state.label for state in JobState if state in TASKS_READ_IN]
+        lines += [
+            f"{PROCESSORS_TITLE}: query {grouped} has one series per job and media processor",
+            f"(`ams_task_info` exists for the tasks of jobs in {', '.join(first)} and {last}).",
+            "*Group by* makes one row per job of it, the processors' names in one cell (*All",
+            "unique values*, shown joined by commas), and *Merge* adds that cell to the job's",
+            "rows by `account` and `job_id`. PromQL cannot join label values across series, and",
+            "a `group_left (media_processor)` join fails outright as soon as one job's tasks run",
+            "on two processors (two series on its one side).",
+            "",
+        ]
     return lines
 
 

@@ -106,6 +106,13 @@ def recorded_names() -> set[str]:
     return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
 
 
+def rule_reads() -> set[str]:
+    """The recorded names other recording rules read (a rule may be a building block)."""
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    exprs = (rule["expr"] for group in groups for rule in group["rules"] if "record" in rule)
+    return {name for expr in exprs for name in metric_names(expr)} & recorded_names()
+
+
 def test_committed_files_are_what_the_generator_produces() -> None:
     generated = builder.outputs()
     assert set(generated) == {DASHBOARD, ROOT / "docs" / "dashboard.md"}
@@ -260,8 +267,8 @@ def test_every_query_parses_and_reads_only_contract_or_recorded_metrics(
         assert names <= allowed, f"{query.where}: unknown metrics {sorted(names - allowed)}"
         seen |= names
     # No recording rule is dead: the dashboard shows those it was designed around, the alerts
-    # read the others.
-    unread = recorded_names() - seen - alert_reads()
+    # and other rules read the others.
+    unread = recorded_names() - seen - alert_reads() - rule_reads()
     assert not unread, sorted(unread)
 
 
@@ -428,6 +435,10 @@ def test_the_issue_s_panels_are_present(model: dict[str, Any]) -> None:
         "Job duration p50 / p95 by group (1 h window)": "timeseries",
         "Job duration p50 / p95 by final state (1 h window)": "timeseries",
         "Queue wait p50 / p95 by group (1 h window)": "timeseries",
+        "Failures by media processor": "bargauge",
+        "Failed tasks per media processor (1 h window)": "timeseries",
+        "Encoding reserved units": "timeseries",
+        "Encoding saturation": "timeseries",
     }
     assert {t: by_title[t]["type"] for t in expected_types if t in by_title} == expected_types
     states = by_title["Jobs per state"]
@@ -589,3 +600,96 @@ def test_single_value_panels_reduce_to_the_latest_value(model: dict[str, Any]) -
             assert all(t["format"] == "table" for t in panel["targets"]), panel["title"]
         if panel["type"] in {"timeseries", "state-timeline"}:
             assert all(t["range"] and not t["instant"] for t in panel["targets"]), panel["title"]
+
+
+def query_of(panel: dict[str, Any], ref: str) -> str:
+    (expr,) = [t["expr"] for t in panel["targets"] if t["refId"] == ref]
+    return str(expr)
+
+
+@pytest.mark.parametrize(
+    ("title", "states"),
+    [("Running jobs", "Queued|Scheduled|Processing|Canceling"), ("Failed jobs", "Error")],
+)
+def test_job_tables_show_each_job_s_media_processors_in_one_cell(
+    model: dict[str, Any], title: str, states: str
+) -> None:
+    """The last query of a job table lists its jobs' processors, one series per job and processor;
+    a groupBy on that query alone makes one row of it per job before the merge, so a job on two
+    processors is one row with both names, and the organize step shows the column."""
+    table = next(p for p in panels(model) if p["title"] == title)
+    last = table["targets"][-1]
+    expr = queries.substitute(last["expr"], SAMPLE_VALUES)
+    assert metric_names(expr) == {"ams_task_info", "ams_job_state"}
+    assert last["expr"].startswith("max by (account, job_id, media_processor) (ams_task_info{")
+    # The processors of the table's own jobs only: a job missing from A would get a row of its own.
+    assert f'state=~"{states}"' in last["expr"]
+    group, merge, organize = table["transformations"]
+    assert group["id"] == "groupBy" and group["filter"] == {
+        "id": "byRefId",
+        "options": last["refId"],
+    }
+    fields = group["options"]["fields"]
+    assert {name: f["operation"] for name, f in fields.items()} == {
+        "account": "groupby",
+        "job_id": "groupby",
+        "media_processor": "aggregate",
+    }
+    assert fields["media_processor"]["aggregations"] == ["uniqueValues"]
+    assert merge["id"] == "merge" and organize["id"] == "organize"
+    options = organize["options"]
+    produced = builder.PROCESSORS_FIELD  # what Grafana's groupBy names the aggregated field
+    assert produced == "media_processor (uniqueValues)"
+    assert options["renameByName"][produced] == "Media processor"
+    assert produced not in options["excludeByName"]
+    assert produced in options["indexByName"]
+
+
+def test_failed_jobs_table_names_its_end_time_column_however_grafana_names_the_value(
+    model: dict[str, Any],
+) -> None:
+    """Grafana calls A's value "Value #A" when several queries returned data and "Value" when A
+    alone did (no processors: jobs.tasks false); both are the Ended column the table sorts by."""
+    failed = next(p for p in panels(model) if p["title"] == "Failed jobs")
+    organize = failed["transformations"][-1]["options"]
+    assert organize["renameByName"]["Value #A"] == organize["renameByName"]["Value"] == "Ended"
+    assert failed["options"]["sortBy"] == [{"displayName": "Ended", "desc": True}]
+    running = next(p for p in panels(model) if p["title"] == "Running jobs")
+    assert running["transformations"][-1]["options"]["excludeByName"]["Value #A"] is True
+
+
+def test_failures_by_media_processor_count_tasks_of_jobs_in_error_once_across_replicas(
+    model: dict[str, Any],
+) -> None:
+    panel = next(p for p in panels(model) if p["title"] == "Failures by media processor")
+    (target,) = panel["targets"]
+    assert target["legendFormat"] == "{{media_processor}}" and target["instant"]
+    expr = target["expr"]
+    # One series per task (its identity and its processor), whatever the scraping target.
+    assert "count by (media_processor) (max by (account, job_id, task_id, media_processor)" in expr
+    assert 'state=~"Error"' in expr
+
+
+def test_capacity_panels_sit_beside_the_queue_and_read_units_and_the_saturation_rule(
+    model: dict[str, Any],
+) -> None:
+    by_title = {p["title"]: p for p in panels(model)}
+    queue, units, saturation = (
+        by_title[t] for t in ("Oldest queued job", "Encoding reserved units", "Encoding saturation")
+    )
+    assert queue["gridPos"]["y"] == units["gridPos"]["y"] == saturation["gridPos"]["y"]
+    assert queue["gridPos"]["x"] + queue["gridPos"]["w"] == units["gridPos"]["x"]
+    assert units["gridPos"]["x"] + units["gridPos"]["w"] == saturation["gridPos"]["x"]
+    assert query_of(units, "A").startswith("max by (account, type) (ams_encoding_reserved_units{")
+    assert query_of(units, "B").startswith("max by (account) (ams_encoding_reserved_units_max{")
+    assert [t["legendFormat"] for t in units["targets"]] == [
+        "{{account}} {{type}}",
+        "{{account}} max",
+    ]
+    assert query_of(saturation, "A") == 'account:ams_encoding_saturation:ratio{account=~"$account"}'
+    defaults = saturation["fieldConfig"]["defaults"]
+    assert defaults["custom"]["thresholdsStyle"]["mode"] == "line"
+    assert defaults["thresholds"]["steps"][-1] == {"value": 1, "color": "red"}
+    # The line at 1 stays in view when the ratio is low; a ratio above 1 is not cut off.
+    assert defaults["custom"]["axisSoftMax"] == 1 and "max" not in defaults
+    assert defaults["unit"] == "percentunit"
