@@ -1,4 +1,5 @@
-"""The ``$metadata`` document: a small but well-formed CSDL (OData v3) for Job and Task.
+"""The ``$metadata`` document: a small but well-formed CSDL (OData v3) for the modelled entity
+types (Job, Task, MediaProcessor, EncodingReservedUnitType).
 
 It is built from the same schema table the serializer uses, so the document and the JSON never
 disagree about a property's name or type.
@@ -16,7 +17,20 @@ _META = "http://schemas.microsoft.com/ado/2007/08/dataservices/metadata"
 _EDM = "http://schemas.microsoft.com/ado/2009/11/edm"
 
 # Properties the service always fills in (the rest are nullable).
-_NOT_NULL = frozenset({"Id", "Created", "LastModified", "Priority", "RunningDuration", "State"})
+_NOT_NULL = frozenset(
+    {
+        "Id",
+        "Created",
+        "LastModified",
+        "Priority",
+        "RunningDuration",
+        "State",
+        "AccountId",
+        "ReservedUnitType",
+        "CurrentReservedUnits",
+        "MaxReservableUnits",
+    }
+)
 _COMPLEX_TYPES = {
     "ErrorDetail": (("Code", "Edm.String"), ("Message", "Edm.String")),
     "TaskHistoricalEvent": (
@@ -40,7 +54,7 @@ _ASSOCIATION = "Job_Tasks"
 def _entity_type(schema: ET.Element, entity: EntityType) -> None:
     element = ET.SubElement(schema, f"{{{_EDM}}}EntityType", Name=entity.type_name)
     key = ET.SubElement(element, f"{{{_EDM}}}Key")
-    ET.SubElement(key, f"{{{_EDM}}}PropertyRef", Name="Id")
+    ET.SubElement(key, f"{{{_EDM}}}PropertyRef", Name=entity.key)
     for prop in entity.props:
         if prop.kind is Kind.NAVIGATION:
             continue  # only Job.Tasks is declared, below; asset navigation is out of scope

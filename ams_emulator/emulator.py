@@ -23,7 +23,14 @@ from typing import Any
 from ams_emulator.aad import MANAGED_IDENTITY_PATH, AadConfig, AzureAd
 from ams_emulator.clock import Clock
 from ams_emulator.config_text import Connection, account_entry
-from ams_emulator.entities import EmuJob, JobState
+from ams_emulator.entities import (
+    EmuJob,
+    EmuMediaProcessor,
+    EmuReservedUnitType,
+    JobState,
+    ReservedUnitType,
+    generated_processor_id,
+)
 from ams_emulator.faults import FaultSet
 from ams_emulator.requestlog import RequestLog, RequestRecord
 from ams_emulator.rest import AmsRest
@@ -67,7 +74,8 @@ class Emulator:
     """An AMS v2 account with its Azure AD tenant. Use as a context manager, or start()/stop().
 
     ``scenario`` keyword arguments go to :class:`ScenarioConfig` (``history_days``,
-    ``failure_ratio``, ``slots`` ...). ``speed`` 0 freezes the clock (tests move it explicitly).
+    ``failure_ratio``, ``slots`` - the encoding reserved units -, ``reserved_unit_type`` ...).
+    ``speed`` 0 freezes the clock (tests move it explicitly).
     """
 
     def __init__(
@@ -210,6 +218,51 @@ class Emulator:
 
     def delete_job(self, job_id: str) -> None:
         self.store.delete_job(job_id)
+
+    # ---- the account's capacity and media processors -----------------------------------------
+
+    def reserved_units(self) -> EmuReservedUnitType:
+        """The ``EncodingReservedUnitTypes`` entity as of now; its ``current_reserved_units`` is
+        how many jobs hold an encoding slot at once (Scheduled, Processing or Canceling)."""
+        return self.store.reserved_units()
+
+    def set_reserved_units(
+        self, units: int, reserved_unit_type: ReservedUnitType | int | None = None
+    ) -> None:
+        """Reserve ``units`` encoding units (1..MaxReservableUnits): from now on that many jobs
+        run at once. With fewer than before, running jobs finish and no job starts meanwhile."""
+        self.store.set_reserved_units(units, reserved_unit_type)
+
+    def media_processors(self) -> list[EmuMediaProcessor]:
+        """The ``MediaProcessors`` the account lists now, in Id order."""
+        return self.store.media_processors()
+
+    def add_media_processor(
+        self,
+        name: str,
+        version: str,
+        *,
+        processor_id: str | None = None,
+        description: str | None = None,
+        sku: str = "",
+        vendor: str = "Microsoft",
+    ) -> str:
+        """List one more media processor; returns its Id (default: made up from the name and
+        version). ``description`` defaults to the name."""
+        processor = EmuMediaProcessor(
+            id=processor_id or generated_processor_id(f"{name}/{version}"),
+            name=name,
+            description=name if description is None else description,
+            sku=sku,
+            vendor=vendor,
+            version=version,
+        )
+        self.store.add_media_processor(processor)
+        return processor.id
+
+    def remove_media_processor(self, processor_id: str) -> None:
+        """Stop listing a processor; tasks naming it keep its Id (an unknown MediaProcessorId)."""
+        self.store.remove_media_processor(processor_id)
 
     # ---- tokens and the request log ----------------------------------------------------------
 

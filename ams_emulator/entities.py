@@ -1,4 +1,5 @@
-"""The emulator's Job and Task entities, holding the service's own values, and their EDM schema.
+"""The emulator's entities, holding the service's own values, and their EDM schema: jobs and
+tasks, the media processors that run tasks, and the account's encoding reserved units.
 
 These deliberately do not reuse ``exporter.ams.model``: tests compare what the exporter reports with
 what the emulator holds, so the emulator must not share the exporter's conversions.
@@ -9,16 +10,28 @@ from __future__ import annotations
 import copy
 import enum
 import random
+import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypedDict
+from typing import TypeAlias, TypedDict
 
 NAMESPACE = "Microsoft.Cloud.Media.Vod.Rest.Data.Models"
 JOB_ID_PREFIX = "nb:jid:UUID:"
 TASK_ID_PREFIX = "nb:tid:UUID:"
-MES_PROCESSOR_ID = "nb:mpid:UUID:ff4df607-d419-42f0-bc17-a481b1331e56"
+PROCESSOR_ID_PREFIX = "nb:mpid:UUID:"
+MES_PROCESSOR_ID = PROCESSOR_ID_PREFIX + "ff4df607-d419-42f0-bc17-a481b1331e56"
 MAX_TASKS_PER_JOB = 30
 MAX_JOB_NAME_LENGTH = 256
+
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def canonical_guid(text: str) -> str | None:
+    """A GUID as the emulator keeps it (lower case), or None when ``text`` is not one: GUIDs are
+    compared as values, whatever the case of their hex digits."""
+    return text.lower() if _GUID.fullmatch(text) else None
 
 
 def new_guid(rng: random.Random) -> str:
@@ -43,6 +56,18 @@ class JobState(enum.IntEnum):
     def is_final(self) -> bool:
         """Finished, Error and Canceled never change again."""
         return self in (JobState.FINISHED, JobState.ERROR, JobState.CANCELED)
+
+
+class ReservedUnitType(enum.IntEnum):
+    """The speed class of an account's encoding reserved units (``ReservedUnitType``)."""
+
+    S1 = 0
+    S2 = 1
+    S3 = 2
+
+
+DEFAULT_MAX_RESERVABLE_UNITS = 25
+"""How many encoding units an account could reserve without asking for a higher quota."""
 
 
 # The documented closed list of task ErrorDetails codes (media-services-encoding-error-codes), with a
@@ -177,6 +202,79 @@ class EmuJob:
         return dup
 
 
+@dataclass(frozen=True, slots=True)
+class EmuMediaProcessor:
+    """One entry of the ``MediaProcessors`` set: what runs a task. Every property is read-only."""
+
+    id: str
+    name: str
+    description: str
+    sku: str
+    vendor: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmuReservedUnitType:
+    """The account's one ``EncodingReservedUnitTypes`` entity.
+
+    ``current_reserved_units`` is how many jobs the account encodes at once: the scenario's
+    slots, which a job holds from Scheduled until it ends.
+    """
+
+    account_id: str
+    reserved_unit_type: int
+    current_reserved_units: int
+    max_reservable_units: int
+
+    @property
+    def id(self) -> str:
+        """The entity's key (``AccountId``), under the name the key of every entity has here."""
+        return self.account_id
+
+
+Entity: TypeAlias = EmuJob | EmuTask | EmuMediaProcessor | EmuReservedUnitType
+
+_GENERATED_PROCESSORS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:ams-emulator:media-processors")
+
+
+def generated_processor_id(name: str) -> str:
+    """A stable Id made up for a processor whose real Id is not documented.
+
+    A name-based (version 5) UUID in a namespace of the emulator's own: never the service's Id,
+    and marked as made up by its version digit.
+    """
+    return PROCESSOR_ID_PREFIX + str(uuid.uuid5(_GENERATED_PROCESSORS, name))
+
+
+def _listed_processor(
+    name: str, version: str, processor_id: str | None = None
+) -> EmuMediaProcessor:
+    # Description repeats the name and Sku is empty, as in the documented entry of MES.
+    return EmuMediaProcessor(
+        id=processor_id or generated_processor_id(name),
+        name=name,
+        description=name,
+        sku="",
+        vendor="Microsoft",
+        version=version,
+    )
+
+
+MEDIA_PROCESSORS: tuple[EmuMediaProcessor, ...] = (
+    # The one processor whose entry is documented (the answer to a Name filter): as shown there.
+    _listed_processor("Media Encoder Standard", "1.1", MES_PROCESSOR_ID),
+    # Documented processor names; their Ids are made up (generated_processor_id), not the
+    # service's, and their versions are plausible values, not ones seen in an answer.
+    _listed_processor("Media Encoder Premium Workflow", "1.0"),
+    _listed_processor("Azure Media Indexer", "1.2"),
+    _listed_processor("Azure Media Indexer 2 Preview", "1.0"),
+    _listed_processor("Azure Media Hyperlapse", "1.0"),
+    _listed_processor("Storage Decryption", "1.7"),
+)
+"""The media processors an account lists when the emulator starts (tests add and remove some)."""
+
+
 def queued_job(
     job_id: str, name: str | None, created: datetime, priority: int, template_id: str | None
 ) -> EmuJob:
@@ -196,7 +294,13 @@ def queued_job(
 
 
 def queued_task(
-    job: EmuJob, task_id: str, name: str, configuration: str, task_body: str = ""
+    job: EmuJob,
+    task_id: str,
+    name: str,
+    configuration: str,
+    *,
+    task_body: str = "",
+    media_processor_id: str = MES_PROCESSOR_ID,
 ) -> EmuTask:
     """A task of ``job`` as it is submitted: Queued, nothing started, the job's priority."""
     return EmuTask(
@@ -204,7 +308,7 @@ def queued_task(
         job_id=job.id,
         name=name,
         configuration=configuration,
-        media_processor_id=MES_PROCESSOR_ID,
+        media_processor_id=media_processor_id,
         state=JobState.QUEUED,
         progress=0.0,
         running_duration_ms=0.0,
@@ -222,6 +326,7 @@ class Kind(enum.Enum):
     INT32 = "Edm.Int32"
     DOUBLE = "Edm.Double"
     DATETIME = "Edm.DateTime"
+    GUID = "Edm.Guid"
     COLLECTION = "Collection"
     NAVIGATION = "Navigation"
 
@@ -248,11 +353,13 @@ class Prop:
 
 @dataclass(frozen=True, slots=True)
 class EntityType:
-    """An entity set with its type name and properties in the order the service writes them."""
+    """An entity set with its type name, properties in the order the service writes them, and
+    the name of its key property."""
 
     set_name: str
     type_name: str
     props: tuple[Prop, ...]
+    key: str = "Id"
 
     @property
     def full_name(self) -> str:
@@ -262,6 +369,11 @@ class EntityType:
     def prop(self, name: str) -> Prop | None:
         """The property called ``name`` (case-sensitive, as in OData), or None."""
         return _PROP_INDEX[self.set_name].get(name)
+
+    @property
+    def has_guid_key(self) -> bool:
+        """Whether the key is an Edm.Guid, written ``Set(guid'...')`` in a URL."""
+        return _PROP_INDEX[self.set_name][self.key].kind is Kind.GUID
 
 
 JOB_TYPE = EntityType(
@@ -324,12 +436,45 @@ TASK_TYPE = EntityType(
     ),
 )
 
-ENTITY_TYPES: dict[str, EntityType] = {JOB_TYPE.set_name: JOB_TYPE, TASK_TYPE.set_name: TASK_TYPE}
+MEDIA_PROCESSOR_TYPE = EntityType(
+    set_name="MediaProcessors",
+    type_name="MediaProcessor",
+    props=(
+        Prop("Id", Kind.STRING, "id"),
+        Prop("Description", Kind.STRING, "description"),
+        Prop("Name", Kind.STRING, "name"),
+        Prop("Sku", Kind.STRING, "sku"),
+        Prop("Vendor", Kind.STRING, "vendor"),
+        Prop("Version", Kind.STRING, "version"),
+    ),
+)
+
+RESERVED_UNIT_TYPE = EntityType(
+    set_name="EncodingReservedUnitTypes",
+    type_name="EncodingReservedUnitType",
+    props=(
+        Prop("AccountId", Kind.GUID, "account_id"),
+        Prop("ReservedUnitType", Kind.INT32, "reserved_unit_type"),
+        Prop("CurrentReservedUnits", Kind.INT32, "current_reserved_units"),
+        Prop("MaxReservableUnits", Kind.INT32, "max_reservable_units"),
+    ),
+    key="AccountId",
+)
+
+ENTITY_TYPES: dict[str, EntityType] = {
+    t.set_name: t for t in (JOB_TYPE, TASK_TYPE, MEDIA_PROCESSOR_TYPE, RESERVED_UNIT_TYPE)
+}
 _PROP_INDEX: dict[str, dict[str, Prop]] = {
     t.set_name: {p.name: p for p in t.props} for t in ENTITY_TYPES.values()
 }
+_TYPE_OF_CLASS: dict[type, EntityType] = {
+    EmuJob: JOB_TYPE,
+    EmuTask: TASK_TYPE,
+    EmuMediaProcessor: MEDIA_PROCESSOR_TYPE,
+    EmuReservedUnitType: RESERVED_UNIT_TYPE,
+}
 
 
-def entity_type_of(entity: EmuJob | EmuTask) -> EntityType:
-    """The schema of a job or task."""
-    return JOB_TYPE if isinstance(entity, EmuJob) else TASK_TYPE
+def entity_type_of(entity: Entity) -> EntityType:
+    """The schema of an entity."""
+    return _TYPE_OF_CLASS[type(entity)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ams_emulator.entities import EntityType, Kind
+from ams_emulator.entities import EntityType, Kind, canonical_guid
 
 
 class FilterError(ValueError):
@@ -32,6 +32,7 @@ T_DOUBLE = "Edm.Double"
 T_DECIMAL = "Edm.Decimal"
 T_DATETIME = "Edm.DateTime"
 T_BOOLEAN = "Edm.Boolean"
+T_GUID = "Edm.Guid"
 T_NULL = "null"
 _NUMERIC = frozenset({T_INT32, T_INT64, T_DOUBLE, T_DECIMAL})
 _KIND_TYPES = {
@@ -39,6 +40,7 @@ _KIND_TYPES = {
     Kind.INT32: T_INT32,
     Kind.DOUBLE: T_DOUBLE,
     Kind.DATETIME: T_DATETIME,
+    Kind.GUID: T_GUID,
 }
 
 
@@ -493,6 +495,13 @@ class _Parser:
         prefix, body = tok.value
         if prefix in ("datetime", "datetimeoffset"):
             return _const(T_DATETIME, parse_datetime_literal(body, tok.pos))
+        if prefix == "guid":
+            guid = canonical_guid(body)
+            if guid is None:
+                raise FilterError(
+                    f"Unrecognized 'Edm.Guid' literal '{tok.text}' at position {tok.pos}."
+                )
+            return _const(T_GUID, guid)
         raise FilterError(f"Unrecognized literal '{tok.text}' at position {tok.pos}.")
 
     def identifier(self) -> Expr:

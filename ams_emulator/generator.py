@@ -1,6 +1,8 @@
 """What the scenario draws at random: job names, fates (``Plan``), entities, and history.
 
 Everything is drawn from one seeded generator in a fixed order, so a seed gives the same jobs.
+Which media processor runs a task is drawn from a second generator of the same seed, so that the
+choice leaves every other draw as it was.
 Jobs that ended before the scenario starts are built directly in their final state
 (``complete_history``): the starting population of 100,000 jobs is almost all history.
 """
@@ -26,6 +28,8 @@ from ams_emulator.entities import (
     JOB_ID_PREFIX,
     MAX_JOB_NAME_LENGTH,
     MAX_TASKS_PER_JOB,
+    MEDIA_PROCESSORS,
+    MES_PROCESSOR_ID,
     TASK_ID_PREFIX,
     EmuJob,
     EmuTask,
@@ -178,6 +182,40 @@ def _task_template(index: int) -> tuple[str, str, str]:
 
 _TASK_TEMPLATES = tuple(_task_template(i) for i in range(MAX_TASKS_PER_JOB))
 
+# The work a task gives a processor other than Media Encoder Standard (whose tasks use the presets
+# above): the task's Name and Configuration, by the processor's Name.
+_OTHER_WORK = {
+    "Media Encoder Premium Workflow": (
+        "Premium Workflow encode",
+        '<?xml version="1.0" encoding="utf-16"?><transcodeRequest><setRuntimeProperties>'
+        '<property propertyPath="Media File Input/filename" value="input.mp4" />'
+        "</setRuntimeProperties></transcodeRequest>",
+    ),
+    "Azure Media Indexer": (
+        "Indexing",
+        '<?xml version="1.0" encoding="utf-8"?><configuration version="2.0"><input>'
+        '<metadata key="title" value="" /></input><settings></settings></configuration>',
+    ),
+    "Azure Media Indexer 2 Preview": (
+        "Indexing (v2)",
+        '{"version":"1.0","Features":[{"Options":{"Formats":["WebVtt","TTML"],'
+        '"Language":"EnUs","Type":"RecoOptions"},"Type":"SpReco"}]}',
+    ),
+    "Azure Media Hyperlapse": (
+        "Hyperlapse",
+        '<?xml version="1.0" encoding="utf-16"?><Preset><Sources>'
+        '<Source StartFrame="0" NumFrames="2147483647" /></Sources>'
+        "<Options><Speed>12</Speed></Options></Preset>",
+    ),
+    "Storage Decryption": ("Storage decryption", ""),
+}
+OTHER_TASKS: tuple[tuple[str, str, str], ...] = tuple(
+    (processor.id, *_OTHER_WORK[processor.name])
+    for processor in MEDIA_PROCESSORS
+    if processor.id != MES_PROCESSOR_ID
+)
+"""MediaProcessorId, Name and Configuration of the tasks not run by Media Encoder Standard."""
+
 
 class Generator:
     """Draws jobs and plans from the scenario's random generator, in a fixed order."""
@@ -185,6 +223,7 @@ class Generator:
     def __init__(self, config: ScenarioConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
+        self._processor_rng = random.Random(f"{config.seed}/processors")
 
     def job(self, created: float, name: str | None = None) -> JobDraw:
         """Job-level values: Id, priority, template, subscription and (unless given) a name."""
@@ -265,8 +304,15 @@ class Generator:
         return job
 
     def _task(self, job: EmuJob, index: int) -> EmuTask:
+        task_id = TASK_ID_PREFIX + new_guid(self.rng)
         name, configuration, body = _TASK_TEMPLATES[index]
-        return queued_task(job, TASK_ID_PREFIX + new_guid(self.rng), name, configuration, body)
+        rng = self._processor_rng
+        if rng.random() >= self.config.other_processor_ratio:
+            return queued_task(job, task_id, name, configuration, task_body=body)
+        processor_id, name, configuration = pick(rng, OTHER_TASKS)
+        return queued_task(
+            job, task_id, name, configuration, task_body=body, media_processor_id=processor_id
+        )
 
 
 def complete_history(job: EmuJob, plan: Plan, started: float, *, canceled: bool) -> None:

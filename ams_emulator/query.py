@@ -1,4 +1,4 @@
-"""OData system query options for Jobs and Tasks: parsed and validated once per request.
+"""OData system query options for the modelled entity sets: parsed and validated once per request.
 
 ``$filter`` compiles to a predicate (see ``filter_parser``); ``$select`` and ``$orderby`` are checked
 against the entity type; ``$top``/``$skip`` must be non-negative integers. ``$expand`` is refused, as
@@ -129,7 +129,7 @@ def _check_names(params: Mapping[str, str]) -> None:
 
 
 def parse_query(params: Mapping[str, str], entity_set: str) -> QueryOptions:
-    """Validate the query options of a request on ``entity_set`` (``"Jobs"`` or ``"Tasks"``).
+    """Validate the query options of a request on ``entity_set`` (``"Jobs"``, ``"Tasks"`` ...).
 
     Raises ``ODataQueryError`` for anything the service would answer with 400.
     """

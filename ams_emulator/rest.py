@@ -1,5 +1,8 @@
 """The AMS v2 REST API under ``/api/``: headers, routing, the two JSON shapes and error bodies.
 
+The modelled entity sets are Jobs, Tasks, MediaProcessors and EncodingReservedUnitTypes; the
+other sets of the service document answer an empty collection.
+
 Follows the AMS v2 REST documentation (endpoints, headers and shapes, query options, errors).
 Order of checks: ``Accept`` (415 for anything but JSON; Atom is not emulated), the bearer token
 (401), ``x-ms-version`` and the data service versions (400), then the route (404) and the query
@@ -16,7 +19,16 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
 from ams_emulator.edmx import metadata_document
-from ams_emulator.entities import ENTITY_TYPES, EmuJob, EmuTask, Kind
+from ams_emulator.entities import (
+    ENTITY_TYPES,
+    EmuJob,
+    EmuMediaProcessor,
+    EmuReservedUnitType,
+    EmuTask,
+    Entity,
+    Kind,
+    canonical_guid,
+)
 from ams_emulator.faults import Fault, Fired
 from ams_emulator.messages import Request, Response, json_bytes
 from ams_emulator.query import ODataQueryError, QueryOptions, parse_query
@@ -55,22 +67,27 @@ ENTITY_SETS = (
     "Channels",
     "Programs",
 )
-_KEY = r"\('(?P<key>(?:[^']|'')*)'\)"
+_KEY = r"\((?:'(?P<key>(?:[^']|'')*)'|guid'(?P<guid>[^']*)')\)"  # a string or a GUID literal
 _COLLECTION = re.compile(r"^(?P<set>[A-Za-z]+)(?:\(\))?$")
-_ENTITY = re.compile(rf"^(?P<set>Jobs|Tasks){_KEY}(?:/(?P<prop>[A-Za-z]+))?$")
+_ENTITY = re.compile(rf"^(?P<set>[A-Za-z]+){_KEY}(?:/(?P<prop>[A-Za-z]+))?$")
+_SYNTAX_ERROR = "Bad Request - Error in query syntax."
 _DATA_SERVICE_VERSION = re.compile(r"^\s*(?P<major>\d+)\.(?P<minor>\d+)\s*(?:;.*)?$")
 _NOT_FOR_SINGLE = ("$filter", "$orderby", "$skip", "$top")
 _HUGE_MARKER = "feedfacecafe"
 _HUGE_CHUNK = 64 * 1024
 
 
-class JobSource(Protocol):
+class EntitySource(Protocol):
     """What the REST layer reads from the store (``ams_emulator.store.JobStore``)."""
 
     def list_jobs(self, options: QueryOptions) -> list[EmuJob]: ...
     def get_job(self, job_id: str) -> EmuJob | None: ...
     def list_tasks(self, options: QueryOptions, job_id: str | None = None) -> list[EmuTask]: ...
     def get_task(self, task_id: str) -> EmuTask | None: ...
+    def list_media_processors(self, options: QueryOptions) -> list[EmuMediaProcessor]: ...
+    def get_media_processor(self, processor_id: str) -> EmuMediaProcessor | None: ...
+    def list_reserved_unit_types(self, options: QueryOptions) -> list[EmuReservedUnitType]: ...
+    def get_reserved_unit_type(self, account_id: str) -> EmuReservedUnitType | None: ...
 
 
 class ApiError(Exception):
@@ -107,16 +124,26 @@ def _dump(shape: Shape, payload: Any) -> bytes:
     return dumps_verbose(payload).encode("utf-8") if shape == "verbose" else json_bytes(payload)
 
 
-def _decode_key(raw: str) -> str:
-    return raw.replace("''", "'")
+def _entity_key(set_name: str, match: re.Match[str]) -> str:
+    """The key of ``Set('...')`` or ``Set(guid'...')``; 400 when the literal does not fit the
+    set's key type (a GUID key takes only a GUID literal, a string key only a string)."""
+    guid = match["guid"]
+    if ENTITY_TYPES[set_name].has_guid_key != (guid is not None):
+        raise ApiError(400, _SYNTAX_ERROR)
+    if guid is None:
+        return match["key"].replace("''", "'")
+    key = canonical_guid(guid)
+    if key is None:
+        raise ApiError(400, f"Unrecognized 'Edm.Guid' literal 'guid'{guid[:40]}''.")
+    return key
 
 
 class AmsRest:
-    """Answers requests under ``/api/`` from a :class:`JobSource`."""
+    """Answers requests under ``/api/`` from an :class:`EntitySource`."""
 
     def __init__(
         self,
-        store: JobSource,
+        store: EntitySource,
         check_token: Callable[[str], str | None],
         account_endpoint: str,
         date_format: DateFormat = "iso",
@@ -125,6 +152,18 @@ class AmsRest:
         self.check_token = check_token
         self.base = account_endpoint if account_endpoint.endswith("/") else account_endpoint + "/"
         self.date_format: DateFormat = date_format
+        self._lists: dict[str, Callable[[QueryOptions], Sequence[Entity]]] = {
+            "Jobs": store.list_jobs,
+            "Tasks": store.list_tasks,
+            "MediaProcessors": store.list_media_processors,
+            "EncodingReservedUnitTypes": store.list_reserved_unit_types,
+        }
+        self._gets: dict[str, Callable[[str], Entity | None]] = {
+            "Jobs": store.get_job,
+            "Tasks": store.get_task,
+            "MediaProcessors": store.get_media_processor,
+            "EncodingReservedUnitTypes": store.get_reserved_unit_type,
+        }
 
     # ---- entry point -------------------------------------------------------------------------
 
@@ -267,14 +306,14 @@ class AmsRest:
         if collection is not None:
             return self._collection(request, collection["set"], shape, fired)
         entity = _ENTITY.match(rel)
-        if entity is not None:
-            key = _decode_key(entity["key"])
+        if entity is not None and entity["set"] in ENTITY_TYPES:
+            key = _entity_key(entity["set"], entity)
             return self._entity(
                 request, entity["set"], key, prop=entity["prop"], shape=shape, fired=fired
             )
         first = re.split(r"[/(]", rel, maxsplit=1)[0]
         if first in ENTITY_SETS and "(" in rel:
-            raise ApiError(400, "Bad Request - Error in query syntax.")
+            raise ApiError(400, _SYNTAX_ERROR)
         raise ApiError(404, f"Resource not found for the segment '{first[:80]}'.")
 
     def _service_document(self, shape: Shape) -> Response:
@@ -293,11 +332,7 @@ class AmsRest:
         if set_name not in ENTITY_TYPES:
             return self._ok(shape, self._envelope(shape, set_name, [], None))  # nothing modelled
         options = self._options(request, set_name, fired)
-        items: Sequence[EmuJob | EmuTask]
-        if set_name == "Jobs":
-            items = self.store.list_jobs(options)
-        else:
-            items = self.store.list_tasks(options)
+        items = self._lists[set_name](options)
         return self._ok(shape, self._envelope(shape, set_name, items, options.select))
 
     def _entity(
@@ -310,8 +345,7 @@ class AmsRest:
         shape: Shape,
         fired: Fired,
     ) -> Response:
-        found: EmuJob | EmuTask | None
-        found = self.store.get_job(key) if set_name == "Jobs" else self.store.get_task(key)
+        found = self._gets[set_name](key)
         if found is None:
             raise ApiError(404, f"Resource not found for the segment '{set_name}'.")
         if prop is None:
@@ -328,7 +362,7 @@ class AmsRest:
         return self._property(request, set_name, found, prop, shape)
 
     def _property(
-        self, request: Request, set_name: str, entity: EmuJob | EmuTask, prop: str, shape: Shape
+        self, request: Request, set_name: str, entity: Entity, prop: str, shape: Shape
     ) -> Response:
         definition = ENTITY_TYPES[set_name].prop(prop)
         if definition is None:
@@ -373,7 +407,7 @@ class AmsRest:
     # ---- bodies ------------------------------------------------------------------------------
 
     def _serialize(
-        self, shape: Shape, entity: EmuJob | EmuTask, select: Sequence[str] | None
+        self, shape: Shape, entity: Entity, select: Sequence[str] | None
     ) -> dict[str, Any]:
         if shape == "verbose":
             return to_verbose(entity, self.base, select, self.date_format)
@@ -387,7 +421,7 @@ class AmsRest:
         self,
         shape: Shape,
         set_name: str,
-        items: Sequence[EmuJob | EmuTask],
+        items: Sequence[Entity],
         select: Sequence[str] | None,
     ) -> dict[str, Any]:
         values = [self._serialize(shape, item, select) for item in items]
@@ -396,7 +430,7 @@ class AmsRest:
         return {"odata.metadata": self._metadata_url(set_name, select, False), "value": values}
 
     def _single(
-        self, shape: Shape, set_name: str, entity: EmuJob | EmuTask, select: Sequence[str] | None
+        self, shape: Shape, set_name: str, entity: Entity, select: Sequence[str] | None
     ) -> dict[str, Any]:
         body = self._serialize(shape, entity, select)
         if shape == "verbose":

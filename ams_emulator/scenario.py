@@ -3,11 +3,11 @@
 At start the population spans the retention window (90 days): most jobs are final, about 10 % ended
 in the last 24 hours and about 5 % are still active, with every state present. From then on a
 discrete-event simulation drives it: jobs arrive, wait in Queued until one of the encoding slots
-(reserved units) is free (higher priority first), go Scheduled, then Processing with their tasks run
-one after the other, and end Finished, Error (a documented ErrorDetails code) or Canceled (through
-Canceling). Some get stuck: progress stops while the job stays Processing for hours (until an
-"operator" cancels it), or the job sits in Queued or Scheduled for hours. Jobs past the retention
-window are deleted with their tasks.
+(the account's encoding reserved units, ``CurrentReservedUnits``) is free (higher priority first),
+go Scheduled, then Processing with their tasks run one after the other, and end Finished, Error
+(a documented ErrorDetails code) or Canceled (through Canceling). Some get stuck: progress stops
+while the job stays Processing for hours (until an "operator" cancels it), or the job sits in
+Queued or Scheduled for hours. Jobs past the retention window are deleted with their tasks.
 
 Everything random is drawn when a job is created, and events are applied strictly in (time,
 sequence) order, so the same seed and start time give the same data however often it is read.
@@ -16,13 +16,20 @@ Only jobs with pending events or running tasks are touched when the clock moves.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from ams_emulator import lifecycle
-from ams_emulator.entities import MAX_TASKS_PER_JOB, EmuJob, JobState
+from ams_emulator.entities import (
+    DEFAULT_MAX_RESERVABLE_UNITS,
+    MAX_TASKS_PER_JOB,
+    EmuJob,
+    JobState,
+    ReservedUnitType,
+)
 from ams_emulator.generator import (
     DAY,
     HARD_NAMES,
@@ -41,11 +48,18 @@ from ams_emulator.lifecycle import FINAL_STATES
 
 RECENT_WINDOW = DAY
 MAX_JOBS = 2_000_000
+MAX_SLOTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class ScenarioConfig:
-    """The shape of the simulated account. Ratios are fractions of jobs (0-1)."""
+    """The shape of the simulated account. Ratios are fractions of jobs (0-1), except
+    ``other_processor_ratio``, a fraction of tasks.
+
+    ``slots`` is the account's encoding reserved units (``CurrentReservedUnits``): how many jobs
+    hold one at once, from Scheduled until they end. ``max_reservable_units`` None is the
+    default quota (25), or ``slots`` when that is more.
+    """
 
     seed: int = 1
     jobs: int = 200
@@ -55,11 +69,14 @@ class ScenarioConfig:
     tasks_min: int = 1
     tasks_max: int = 3
     slots: int = 10
+    reserved_unit_type: int = ReservedUnitType.S1
+    max_reservable_units: int | None = None
     arrivals_per_hour: float | None = None  # None: the history's rate, at least 12 per hour
     failure_ratio: float = 0.08
     cancel_ratio: float = 0.04
     stuck_ratio: float = 0.02
     mean_task_seconds: float = 300.0
+    other_processor_ratio: float = 0.1  # tasks run by a media processor other than MES
 
     def __post_init__(self) -> None:
         problems = [p for p in self._problems() if p]
@@ -73,6 +90,7 @@ class ScenarioConfig:
             "failure_ratio",
             "cancel_ratio",
             "stuck_ratio",
+            "other_processor_ratio",
         )
         rate = self.arrivals_per_hour
         return [
@@ -86,8 +104,16 @@ class ScenarioConfig:
             f"got {self.tasks_min}..{self.tasks_max}"
             if not 1 <= self.tasks_min <= self.tasks_max <= MAX_TASKS_PER_JOB
             else "",
-            f"slots must be within 1..10000, got {self.slots}"
-            if not 1 <= self.slots <= 10_000
+            f"slots must be within 1..{MAX_SLOTS}, got {self.slots}"
+            if not 1 <= self.slots <= MAX_SLOTS
+            else "",
+            f"reserved_unit_type must be 0 (S1), 1 (S2) or 2 (S3), got {self.reserved_unit_type}"
+            if self.reserved_unit_type not in tuple(ReservedUnitType)
+            else "",
+            f"max_reservable_units must be within slots..{MAX_SLOTS} "
+            f"({self.slots}..{MAX_SLOTS}), got {self.max_reservable_units}"
+            if self.max_reservable_units is not None
+            and not self.slots <= self.max_reservable_units <= MAX_SLOTS
             else "",
             f"arrivals_per_hour must be within 0..1e6, got {rate}"
             if rate is not None and not 0 <= rate <= 1e6
@@ -104,6 +130,13 @@ class ScenarioConfig:
             if self.failure_ratio + self.cancel_ratio + self.stuck_ratio > 1.0
             else "",
         ]
+
+    @property
+    def reservable_units(self) -> int:
+        """``MaxReservableUnits``: at most this many slots can be reserved."""
+        if self.max_reservable_units is not None:
+            return self.max_reservable_units
+        return max(DEFAULT_MAX_RESERVABLE_UNITS, self.slots)
 
     @property
     def arrival_rate(self) -> float:
@@ -182,6 +215,22 @@ class Scenario:
         self._plans.pop(job_id, None)
         self._running.discard(job_id)
         self._free_slot(job_id, self._now)
+
+    def reserve_units(self, units: int, unit_type: int) -> None:
+        """The account now has ``units`` encoding slots of ``unit_type``, from this moment on.
+
+        More slots start queued jobs at once. With fewer, the jobs holding a slot keep it until
+        they end, and no job starts until fewer than ``units`` hold one.
+        """
+        config = self.config
+        self.config = dataclasses.replace(
+            config,
+            slots=units,
+            reserved_unit_type=unit_type,
+            max_reservable_units=config.reservable_units,
+        )
+        self._gen.config = self.config
+        self._dispatch(self._now)
 
     def _free_slot(self, job_id: str, at: float) -> None:
         if job_id in self._busy:

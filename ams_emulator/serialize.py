@@ -1,4 +1,5 @@
-"""Jobs and tasks as the service wrote them in its two JSON shapes.
+"""Entities (jobs, tasks, media processors, reserved units) as the service wrote them in its two
+JSON shapes.
 
 Minimal metadata (``Accept: application/json``): plain properties, complex collections as arrays,
 dates as zone-less ISO with trailing fractional zeros trimmed (``2015-02-11T01:46:08.897``).
@@ -15,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import quote
 
-from ams_emulator.entities import EmuJob, EmuTask, EntityType, Kind, Prop, entity_type_of
+from ams_emulator.entities import Entity, EntityType, Kind, Prop, entity_type_of
 
 DateFormat = Literal["iso", "msdate"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -72,9 +73,13 @@ def _complex_items(
     return out
 
 
-def entity_path(entity: EmuJob | EmuTask) -> str:
-    """The entity's address relative to the service root: ``Jobs('nb%3Ajid%3AUUID%3A...')``."""
-    return f"{entity_type_of(entity).set_name}('{quote(entity.id, safe='')}')"
+def entity_path(entity: Entity) -> str:
+    """The entity's address relative to the service root: ``Jobs('nb%3Ajid%3AUUID%3A...')``, or
+    ``EncodingReservedUnitTypes(guid'...')`` for a GUID key."""
+    entity_type = entity_type_of(entity)
+    if entity_type.has_guid_key:
+        return f"{entity_type.set_name}(guid'{entity.id}')"
+    return f"{entity_type.set_name}('{quote(entity.id, safe='')}')"
 
 
 def _selected(entity_type: EntityType, select: Iterable[str] | None) -> list[Prop]:
@@ -84,7 +89,7 @@ def _selected(entity_type: EntityType, select: Iterable[str] | None) -> list[Pro
     return [p for p in entity_type.props if p.name in wanted]
 
 
-def _value(entity: EmuJob | EmuTask, prop: Prop, shape: Literal["minimal", "iso", "msdate"]) -> Any:
+def _value(entity: Entity, prop: Prop, shape: Literal["minimal", "iso", "msdate"]) -> Any:
     raw = getattr(entity, prop.attr)
     if prop.kind is Kind.DATETIME:
         return format_date(raw, shape)
@@ -101,9 +106,7 @@ def _base(base_url: str) -> str:
     return base_url if base_url.endswith("/") else base_url + "/"
 
 
-def to_minimal(
-    entity: EmuJob | EmuTask, base_url: str, select: Iterable[str] | None
-) -> dict[str, Any]:
+def to_minimal(entity: Entity, base_url: str, select: Iterable[str] | None) -> dict[str, Any]:
     """One entity of a minimal-metadata collection (``value`` item).
 
     Navigation properties are left out: minimal metadata derives their links by convention.
@@ -118,7 +121,7 @@ def to_minimal(
 
 
 def to_verbose(
-    entity: EmuJob | EmuTask,
+    entity: Entity,
     base_url: str,
     select: Iterable[str] | None,
     date_format: DateFormat = "iso",

@@ -1,4 +1,5 @@
-"""The emulator's job store: the population, its indexes, queries, and test controls.
+"""The emulator's store: the job population, its indexes, queries, and test controls; and the
+account's media processors and encoding reserved units (the scenario's slots).
 
 One lock guards everything. Every call first advances the living scenario to ``clock.now()``.
 Queries run over the live objects under the lock and copy only what they return (at most 1000),
@@ -31,10 +32,16 @@ from ams_emulator.entities import (
     JOB_ID_PREFIX,
     MAX_JOB_NAME_LENGTH,
     MAX_TASKS_PER_JOB,
+    MEDIA_PROCESSORS,
+    MES_PROCESSOR_ID,
     TASK_ID_PREFIX,
     EmuJob,
+    EmuMediaProcessor,
+    EmuReservedUnitType,
     EmuTask,
     JobState,
+    ReservedUnitType,
+    canonical_guid,
     new_guid,
     queued_job,
     queued_task,
@@ -43,7 +50,7 @@ from ams_emulator.filter_parser import Predicate
 from ams_emulator.query import MAX_PAGE, OrderKey, QueryOptions
 from ams_emulator.scenario import Scenario, ScenarioConfig
 
-E = TypeVar("E", EmuJob, EmuTask)
+E = TypeVar("E", EmuJob, EmuTask, EmuMediaProcessor, EmuReservedUnitType)
 FREEZE_THRESHOLD = 10_000
 """Populations at least this large are frozen out of the garbage collector's sight."""
 MATCH_CACHE_SIZE = 8
@@ -184,12 +191,31 @@ def _page(found: Sequence[E], options: QueryOptions, copy: Callable[[E], E]) -> 
     return [copy(item) for item in found[options.skip : options.skip + size]]
 
 
-def _select(items: Sequence[EmuTask], options: QueryOptions) -> list[EmuTask]:
-    """Filter, order, skip and take over ``items``, without the cache (a job's own tasks)."""
+def _select(items: Sequence[E], options: QueryOptions, copy: Callable[[E], E]) -> list[E]:
+    """Filter, order, skip and take over ``items`` (in Id order), without the cache: a job's own
+    tasks, the few media processors, the one reserved units entity."""
     if _page_size(options) == 0:
         return []
     by_id = {item.id: item for item in items}
-    return _page(_ordered_matches(items, by_id, options), options, EmuTask.copy)
+    return _page(_ordered_matches(items, by_id, options), options, copy)
+
+
+def _same(item: E) -> E:
+    """The "copy" of an immutable entity."""
+    return item
+
+
+def _processor_ids(given: str | Sequence[str] | None, tasks: int) -> list[str]:
+    """The MediaProcessorId of each of a new job's ``tasks`` tasks (MES when none is given)."""
+    if given is None:
+        return [MES_PROCESSOR_ID] * tasks
+    ids = [given] * tasks if isinstance(given, str) else list(given)
+    if len(ids) != tasks:
+        raise ValueError(f"media_processor_id names {len(ids)} processor(s) for {tasks} task(s)")
+    for processor_id in ids:
+        if not isinstance(processor_id, str) or not processor_id:
+            raise ValueError(f"a MediaProcessorId is a non-empty string, not {processor_id!r}")
+    return ids
 
 
 class _MatchCache:
@@ -253,6 +279,8 @@ class JobStore:
         self._version = 0  # bumped by every change to the population (see _changed)
         self._matches = _MatchCache()
         self._manual_rng = random.Random(f"{config.seed}/manual")
+        self._account_id = new_guid(random.Random(f"{config.seed}/account"))
+        self._processors = {processor.id: processor for processor in MEDIA_PROCESSORS}
 
     def _populate(self) -> None:
         """Generate the starting population.
@@ -278,8 +306,10 @@ class JobStore:
 
     @property
     def config(self) -> ScenarioConfig:
-        """The scenario this store was generated from."""
-        return self._config
+        """The scenario as it runs now: the one generated from, with the slots (reserved units)
+        :meth:`set_reserved_units` gave since."""
+        with self._lock:
+            return self._scenario.config
 
     def _advance(self) -> datetime:
         now = self._clock.now()
@@ -348,7 +378,7 @@ class JobStore:
             job = self._index.jobs.get(job_id)
             if job is None:
                 raise KeyError(f"no job with Id {job_id!r}")
-            return _select(sorted(job.tasks, key=lambda task: task.id), options)
+            return _select(sorted(job.tasks, key=lambda task: task.id), options, EmuTask.copy)
 
     def get_task(self, task_id: str) -> EmuTask | None:
         """A copy of one task, or None."""
@@ -368,6 +398,54 @@ class JobStore:
         with self._lock:
             self._advance()
             return len(self._index.jobs)
+
+    def _reserved_units(self) -> EmuReservedUnitType:
+        config = self._scenario.config
+        return EmuReservedUnitType(
+            account_id=self._account_id,
+            reserved_unit_type=int(config.reserved_unit_type),
+            current_reserved_units=config.slots,
+            max_reservable_units=config.reservable_units,
+        )
+
+    def reserved_units(self) -> EmuReservedUnitType:
+        """The account's ``EncodingReservedUnitTypes`` entity as it is now."""
+        with self._lock:
+            self._advance()
+            return self._reserved_units()
+
+    def list_reserved_unit_types(self, options: QueryOptions) -> list[EmuReservedUnitType]:
+        """The ``EncodingReservedUnitTypes`` set (the account's one entity) through ``options``."""
+        with self._lock:
+            self._advance()
+            return _select([self._reserved_units()], options, _same)
+
+    def get_reserved_unit_type(self, account_id: str) -> EmuReservedUnitType | None:
+        """The entity keyed ``account_id`` (a GUID, in any case), or None."""
+        with self._lock:
+            self._advance()
+            found = self._reserved_units()
+            return found if canonical_guid(account_id) == found.account_id else None
+
+    def _processors_by_id(self) -> list[EmuMediaProcessor]:
+        return sorted(self._processors.values(), key=lambda processor: processor.id)
+
+    def media_processors(self) -> list[EmuMediaProcessor]:
+        """Every media processor the account lists now, in Id order."""
+        with self._lock:
+            self._advance()
+            return self._processors_by_id()
+
+    def list_media_processors(self, options: QueryOptions) -> list[EmuMediaProcessor]:
+        """The ``MediaProcessors`` set through ``options`` (default order: by Id)."""
+        with self._lock:
+            self._advance()
+            return _select(self._processors_by_id(), options, _same)
+
+    def get_media_processor(self, processor_id: str) -> EmuMediaProcessor | None:
+        with self._lock:
+            self._advance()
+            return self._processors.get(processor_id)
 
     # -- test controls --------------------------------------------------------------------------
 
@@ -392,6 +470,7 @@ class JobStore:
         start_time: datetime | None = None,
         end_time: datetime | None = None,
         running_duration_ms: float | None = None,
+        media_processor_id: str | Sequence[str] | None = None,
     ) -> str:
         """Add a job that only tests move (the scenario leaves it alone); returns its Id.
 
@@ -399,10 +478,13 @@ class JobStore:
         ErrorDetails code of an Error job (default ErrorProcessingTask). ``start_time``,
         ``end_time`` and ``running_duration_ms`` replace what the state would set (the clock's
         time, and 90 % of the wall time), so that a test knows every value exactly; given
-        datetimes keep their microseconds.
+        datetimes keep their microseconds. ``media_processor_id`` is the MediaProcessorId of every
+        task, or a sequence of one per task (default MES); it need not be listed, as a task can
+        name a processor the account no longer lists.
         """
         target = _checked_state(state)
         _check_new_job(name, created, tasks, progress, target)
+        processor_ids = _processor_ids(media_processor_id, tasks)
         times = _Times(created, start_time, end_time, running_duration_ms)
         times.check(target)
         lifecycle.check_error_code(target, error_code)
@@ -413,7 +495,7 @@ class JobStore:
                 raise ValueError(f"job Id {new_id!r} must start {JOB_ID_PREFIX!r} and be unique")
             when = times.created_or(now)
             job = queued_job(new_id, name, when, priority, template_id)
-            job.tasks = [self._new_task(job, i) for i in range(tasks)]
+            job.tasks = [self._new_task(job, i, pid) for i, pid in enumerate(processor_ids)]
             lifecycle.force_state(job, target, max(when, now).timestamp(), error_code)
             if progress is not None:
                 job.tasks[0].progress = float(progress)
@@ -422,9 +504,10 @@ class JobStore:
             self._changed()
             return new_id
 
-    def _new_task(self, job: EmuJob, index: int) -> EmuTask:
+    def _new_task(self, job: EmuJob, index: int, processor_id: str) -> EmuTask:
         task_id = TASK_ID_PREFIX + new_guid(self._manual_rng)
-        return queued_task(job, task_id, f"Task {index + 1}", "Adaptive Streaming")
+        name, configuration = f"Task {index + 1}", "Adaptive Streaming"
+        return queued_task(job, task_id, name, configuration, media_processor_id=processor_id)
 
     def set_job_state(
         self, job_id: str, state: JobState | int, error_code: str | None = None
@@ -464,6 +547,49 @@ class JobStore:
             self._job(job_id)
             self._scenario.release(job_id)
             self._index.remove(job_id)
+            self._changed()
+
+    def set_reserved_units(
+        self, units: int, reserved_unit_type: ReservedUnitType | int | None = None
+    ) -> None:
+        """Reserve ``units`` encoding units (``CurrentReservedUnits``), of ``reserved_unit_type``
+        if given: from now on that many jobs hold a slot at once (see
+        :meth:`Scenario.reserve_units`). At most ``MaxReservableUnits``, at least 1."""
+        with self._lock:
+            self._advance()
+            config = self._scenario.config
+            unit_type = (
+                config.reserved_unit_type if reserved_unit_type is None else reserved_unit_type
+            )
+            if unit_type not in tuple(ReservedUnitType):
+                raise ValueError(
+                    f"reserved unit type must be 0 (S1), 1 (S2) or 2 (S3), got {unit_type!r}"
+                )
+            if not isinstance(units, int) or not 1 <= units <= config.reservable_units:
+                raise ValueError(
+                    f"reserved units must be within 1..{config.reservable_units} "
+                    f"(MaxReservableUnits), got {units!r}"
+                )
+            self._scenario.reserve_units(units, int(unit_type))
+            self._changed()
+
+    def add_media_processor(self, processor: EmuMediaProcessor) -> None:
+        """List one more media processor; its Id must be new."""
+        if not processor.id:
+            raise ValueError("a media processor needs an Id")
+        with self._lock:
+            self._advance()
+            if processor.id in self._processors:
+                raise ValueError(f"a media processor with Id {processor.id!r} is already listed")
+            self._processors[processor.id] = processor
+            self._changed()
+
+    def remove_media_processor(self, processor_id: str) -> None:
+        """Stop listing a media processor; tasks that name it keep its Id."""
+        with self._lock:
+            self._advance()
+            if self._processors.pop(processor_id, None) is None:
+                raise KeyError(f"no media processor with Id {processor_id!r}")
             self._changed()
 
 

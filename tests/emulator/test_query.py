@@ -326,7 +326,13 @@ def test_task_only_properties_do_not_exist_on_jobs() -> None:
             "Created gt datetime'yesterday'",
             "Unrecognized 'Edm.DateTime' literal 'datetime'yesterday'' at position 11.",
         ),
-        ("Id eq guid'0000'", "Unrecognized literal 'guid'0000'' at position 6."),
+        ("Id eq guid'0000'", "Unrecognized 'Edm.Guid' literal 'guid'0000'' at position 6."),
+        (
+            "Id eq guid'0123abcd-4567-89ab-cdef-0123456789ab'",
+            "Operator 'eq' incompatible with operand types 'Edm.String' and 'Edm.Guid' at "
+            "position 3.",
+        ),
+        ("Id eq binary'00ff'", "Unrecognized literal 'binary'00ff'' at position 6."),
         ("contains(Name,'x')", "Unknown function 'contains' at position 0."),
         (
             "startswith(Name)",

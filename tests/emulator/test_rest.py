@@ -58,20 +58,20 @@ def test_service_document_in_verbose_json(client: AmsClient) -> None:
     assert len(body["d"]["EntitySets"]) == 23
 
 
-def test_metadata_is_well_formed_edmx_for_job_and_task(client: AmsClient) -> None:
+def test_metadata_is_well_formed_edmx_for_the_modelled_types(client: AmsClient) -> None:
     response = client.get("$metadata")
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/xml")
     root = ET.fromstring(response.content)
     edm = "{http://schemas.microsoft.com/ado/2009/11/edm}"
     types = {e.get("Name"): e for e in root.iter(f"{edm}EntityType")}
-    assert set(types) == {"Job", "Task"}
+    assert set(types) == {"Job", "Task", "MediaProcessor", "EncodingReservedUnitType"}
     job_props = {p.get("Name"): p.get("Type") for p in types["Job"].iter(f"{edm}Property")}
     assert job_props["RunningDuration"] == "Edm.Double"
     assert job_props["State"] == "Edm.Int32"
     assert job_props["Created"] == "Edm.DateTime"
     sets = {e.get("Name") for e in root.iter(f"{edm}EntitySet")}
-    assert sets == {"Jobs", "Tasks"}
+    assert sets == {"Jobs", "Tasks", "MediaProcessors", "EncodingReservedUnitTypes"}
 
 
 def test_metadata_accepts_api_version_instead_of_the_header(client: AmsClient) -> None:
