@@ -24,11 +24,12 @@ from typing import Any
 import pytest
 
 from ams_emulator import Emulator
+from ams_emulator.entities import ReservedUnitType
 from exporter.config.model import DEFAULT_DURATION_BUCKETS, DEFAULT_QUEUE_WAIT_BUCKETS
 from tests.support.dashboard import DASHBOARD, queries
 from tests.support.expected import ACTIVE, STATE_NAMES, ended_at, split_scope
 from tests.support.harness import running_exporter
-from tests.support.prom import PrometheusServer, running_prometheus
+from tests.support.prom import PrometheusError, PrometheusServer, running_prometheus
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +39,8 @@ ACCOUNT = "dash"
 DAY = 86400.0
 # The dashboard's time range for the test: the last 12 hours of the emulator's clock.
 RANGE_SECONDS = 12 * 3600
+# Older than any scrape or rule evaluation still being written (both run every second).
+SETTLED_SECONDS = 2.5
 
 
 @dataclass
@@ -75,19 +78,45 @@ def scraped(
             yield prometheus
 
 
+# A processor Id the account does not list: the exporter names the processor by the Id itself.
+UNLISTED_PROCESSOR = "nb:mpid:UUID:0d15ea5e-0000-4000-8000-00000000beef"
+
+
+def add_jobs_on_several_processors(emulator: Emulator) -> None:
+    """A Processing job and a job in Error whose tasks run on several media processors, one of
+    them unlisted: the scenario draws few such jobs, and the tables must join their names."""
+    listed = {processor.name: processor.id for processor in emulator.media_processors()}
+    encoder, indexer = listed["Media Encoder Standard"], listed["Azure Media Indexer"]
+    emulator.add_job(
+        name="Encode and index trailer 0007",
+        state=2,
+        tasks=2,
+        media_processor_id=[encoder, indexer],
+    )
+    emulator.add_job(
+        name="Index, then encode trailer 0008",
+        state=4,
+        tasks=3,
+        media_processor_id=[indexer, UNLISTED_PROCESSOR, encoder],
+        error_code="ErrorProcessingTask",
+    )
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     model = load_model()
-    with Emulator(jobs=400, seed=7, speed=0) as emulator, scraped(emulator) as prometheus:
-        # Recording rules run after the first scrapes; rate() needs two samples in its window.
-        prometheus.wait_for_query(f'account:ams_jobs_active:sum{{account="{ACCOUNT}"}}')
-        prometheus.wait_for_query(
-            f'rate(ams_api_requests_total{{account="{ACCOUNT}"}}[5s]) > 0', timeout=30
-        )
-        now = emulator.clock.now().timestamp()
-        inside, outside = split_scope(emulator.jobs(), now, DAY)
-        assert len(inside) + len(outside) == len(emulator.jobs()), "a job on the window's edge"
-        yield Stack(emulator, prometheus, model, inside, now)
+    with Emulator(jobs=400, seed=7, speed=0) as emulator:
+        add_jobs_on_several_processors(emulator)
+        with scraped(emulator) as prometheus:
+            # Recording rules run after the first scrapes; rate() needs two samples in its window.
+            prometheus.wait_for_query(f'account:ams_jobs_active:sum{{account="{ACCOUNT}"}}')
+            prometheus.wait_for_query(
+                f'rate(ams_api_requests_total{{account="{ACCOUNT}"}}[5s]) > 0', timeout=30
+            )
+            now = emulator.clock.now().timestamp()
+            inside, outside = split_scope(emulator.jobs(), now, DAY)
+            assert len(inside) + len(outside) == len(emulator.jobs()), "a job on the window's edge"
+            yield Stack(emulator, prometheus, model, inside, now)
 
 
 def range_start(stack: Stack) -> int:
@@ -305,6 +334,149 @@ def test_job_detail_row_follows_the_job_id_variable(stack: Stack) -> None:
     # Before a job is picked, the detail row is empty rather than showing every job.
     empty = panel_exprs(stack, variable_values(stack, account=ACCOUNT, job_id=""))
     assert prom.query(empty["Job state"]["A"]) == []
+
+
+# --- Encoding capacity and media processors -------------------------------------------------------
+# The exporter reads the account's EncodingReservedUnitTypes entity and MediaProcessors set; the
+# oracles read the emulator's: its reserved units, its processor list and the processor Ids of the
+# jobs' tasks.
+
+
+def processor_names(emulator: Emulator) -> dict[str, str]:
+    """The name of each processor the account lists, by Id (its Id when it has no Name)."""
+    return {
+        processor.id: processor.name or processor.id for processor in emulator.media_processors()
+    }
+
+
+def processor_of(task: Any, names: Mapping[str, str]) -> str:
+    """What ``media_processor`` says of a task: its processor's Name, or the Id if unlisted."""
+    return names.get(task.media_processor_id, task.media_processor_id)
+
+
+def latest_over_time(stack: Stack, expr: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """A range query over the last 30 s, as a graph draws it: each series' latest value, by its
+    labels other than the name (that of a recorded series)."""
+    end = time.time()
+    data = stack.prometheus.api(
+        "query_range", query=expr, start=str(end - 30), end=str(end), step="1"
+    )
+    return {
+        tuple(sorted((k, v) for k, v in series["metric"].items() if k != "__name__")): float(
+            series["values"][-1][1]
+        )
+        for series in data["result"]
+    }
+
+
+def test_capacity_panels_show_the_emulator_s_reserved_units_and_saturation(stack: Stack) -> None:
+    exprs = panel_exprs(stack, variable_values(stack, account=ACCOUNT, job_id=""))
+    prom = stack.prometheus
+    units = stack.emulator.reserved_units()
+    by_type = {
+        (("account", ACCOUNT), ("type", ReservedUnitType(units.reserved_unit_type).name)): float(
+            units.current_reserved_units
+        )
+    }
+    most = {(("account", ACCOUNT),): float(units.max_reservable_units)}
+    reserved = exprs["Encoding reserved units"]
+    assert prom.values(reserved["A"]) == latest_over_time(stack, reserved["A"]) == by_type
+    assert prom.values(reserved["B"]) == latest_over_time(stack, reserved["B"]) == most
+    processing = len(jobs_in(stack, 2))
+    assert processing > 0, "the scenario has no Processing job"
+    saturation = exprs["Encoding saturation"]["A"]
+    expected = processing / units.current_reserved_units
+    assert value(prom.wait_for_query(saturation)) == pytest.approx(expected)
+    assert latest_over_time(stack, saturation) == pytest.approx({(("account", ACCOUNT),): expected})
+
+
+def processors_by_job(samples: list[dict[str, Any]]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for sample in samples:
+        found.setdefault(sample["metric"]["job_id"], set()).add(sample["metric"]["media_processor"])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("title", "states"),
+    [("Running jobs", (2, 6)), ("Failed jobs", (4,))],
+    ids=["running", "failed"],
+)
+def test_job_tables_list_the_media_processors_of_each_job(
+    stack: Stack, title: str, states: tuple[int, ...]
+) -> None:
+    """The table's processors query (its last) has each of the table's jobs whose tasks are read
+    (Processing, Canceling, Error) with the processors of all its tasks, and no other job."""
+    (table,) = [p for p in queries.iter_panels(stack.model) if p["title"] == title]
+    ref = table["targets"][-1]["refId"]
+    expr = panel_exprs(stack, variable_values(stack, account=ACCOUNT, job_id=""))[title][ref]
+    names = processor_names(stack.emulator)
+    expected = {
+        job.id: {processor_of(task, names) for task in job.tasks} for job in jobs_in(stack, *states)
+    }
+    assert processors_by_job(stack.prometheus.query(expr)) == expected
+    assert any(len(processors) > 1 for processors in expected.values()), "no job on two processors"
+    if title == "Failed jobs":
+        assert any(UNLISTED_PROCESSOR in processors for processors in expected.values())
+
+
+def test_a_group_left_join_of_the_processors_fails_on_a_job_with_two(stack: Stack) -> None:
+    """Why the tables group the processors in Grafana: joining them to the jobs in PromQL with
+    group_left errors as soon as one job's tasks run on two processors."""
+    running = panel_exprs(stack, variable_values(stack, account=ACCOUNT, job_id=""))["Running jobs"]
+    processors = f'max by (account, job_id, media_processor) (ams_task_info{{account="{ACCOUNT}"}})'
+    joined = f"({running['A']}) * on (account, job_id) group_left (media_processor) {processors}"
+    with pytest.raises(PrometheusError, match=r"many-to-many|duplicate series"):
+        stack.prometheus.query(joined)
+
+
+def test_failures_by_media_processor_count_the_tasks_of_jobs_in_error(stack: Stack) -> None:
+    expr = panel_exprs(stack, variable_values(stack, account=ACCOUNT, job_id=""))[
+        "Failures by media processor"
+    ]["A"]
+    names = processor_names(stack.emulator)
+    expected = Counter(processor_of(task, names) for job in jobs_in(stack, 4) for task in job.tasks)
+    assert UNLISTED_PROCESSOR in expected and len(expected) > 1
+    result = stack.prometheus.query(expr)
+    assert by_label(result, "media_processor") == {name: float(n) for name, n in expected.items()}
+    shown = [float(sample["value"][1]) for sample in result]
+    assert shown == sorted(shown, reverse=True)
+
+
+def clear_of_ends(ends: Sequence[float], window: float) -> float:
+    """A Unix time, now or a little later, that is not within 5 s of ``window`` after any end."""
+    at = time.time()
+    for _ in range(100):
+        if all(abs(at - window - end) > 5 for end in ends):
+            return at
+        at += 11
+    pytest.fail("no evaluation time clear of the jobs' end times")
+
+
+def test_failed_tasks_per_processor_count_the_last_hour_s_failed_tasks(stack: Stack) -> None:
+    """The recorded count (1 h window) at a time clear of the window's edge: the tasks with error
+    details of the jobs in Error that ended in the hour before, per processor."""
+    expr = panel_exprs(stack, variable_values(stack, account=ACCOUNT, job_id=""))[
+        "Failed tasks per media processor (1 h window)"
+    ]["A"]
+    failed = jobs_in(stack, 4)
+    at = clear_of_ends([ended_at(job) for job in failed], 3600)
+    stack.prometheus.wait_for(
+        lambda: time.time() > at + SETTLED_SECONDS or None, what="the evaluation time to pass"
+    )
+    names = processor_names(stack.emulator)
+    expected = Counter(
+        processor_of(task, names)
+        for job in failed
+        if at - 3600 <= ended_at(job)
+        for task in job.tasks
+        if task.error_details
+    )
+    assert expected, "no job in Error ended in the last hour"
+    shown = stack.prometheus.query(expr, at)
+    assert by_label(shown, "media_processor") == {name: float(n) for name, n in expected.items()}
+    assert {s["metric"]["account"] for s in shown} == {ACCOUNT}
+    assert set(latest_over_time(stack, expr))
 
 
 # --- The History row ------------------------------------------------------------------------------
