@@ -39,10 +39,19 @@ from exporter.ams.client import (
     TASK_CONCURRENCY,
 )
 from exporter.ams.http import DEFAULT_MAX_BODY_BYTES
-from exporter.ams.model import ENTITY_KINDS, ERROR_CODES, FINAL_STATES, Job, JobState, Task
+from exporter.ams.model import (
+    ENTITY_KINDS,
+    ERROR_CODES,
+    FINAL_STATES,
+    Job,
+    JobState,
+    ReservedUnits,
+    Task,
+)
 from exporter.ams.odata import _MAX_RUNNING_MS, MAX_NAME_CHARS
 from exporter.ams.scope import IDS_PER_FILTER
 from exporter.cli import DEFAULT_LISTEN_ADDRESS, SHUTDOWN_MARGIN, build_parser
+from exporter.collect.capacity import PROCESSORS_INTERVAL, PROCESSORS_RETRY
 from exporter.collect.history import ENDED_STATES, NEAR_SECONDS, JobHistory
 from exporter.collect.history_file import MAX_FILE_BYTES, VERSION, HistoryFile, _decode
 from exporter.collect.jobview import JobView
@@ -297,10 +306,22 @@ def _job_series(state: JobState, *, started: bool = True, tasks: int = 0, codes:
     return count
 
 
+def _task_series() -> int:
+    """The series one more task adds to a Processing job."""
+    return _job_series(JobState.PROCESSING, tasks=2) - _job_series(JobState.PROCESSING, tasks=1)
+
+
 def _account_series() -> int:
-    """The series of one listed account, without its history and request counts."""
+    """The series of one listed account whose reserved units were read, without its history and
+    request counts."""
     result = AccountResult(
-        "a", True, 1.0, 1.0, state_counts={JobState.QUEUED: 1}, unreadable={"job": 0}
+        "a",
+        True,
+        1.0,
+        1.0,
+        state_counts={JobState.QUEUED: 1},
+        unreadable={"job": 0},
+        reserved_units=ReservedUnits("S1", 10, 25),
     )
     return sum(
         len(list(metric.samples(result)))
@@ -341,9 +362,14 @@ def _history_series(bounds: int | None = None, *, created: bool = False) -> int:
     return count
 
 
+def _account_and_exporter_series() -> int:
+    """docs/scaling.md's series of one account (3 request counts) and of the exporter (about 20)."""
+    return _account_series() + 3 + 20
+
+
 def _worked_example_series() -> int:
     """docs/scaling.md's worked example: 100 queued, 40 processing, 1,800 finished, 50 failed and
-    10 canceled jobs of one task (failed ones with one error code), no groups, and 36 series of
+    10 canceled jobs of one task (failed ones with one error code), no groups, and the series of
     the account and the exporter."""
     return (
         100 * _job_series(JobState.QUEUED)
@@ -352,7 +378,7 @@ def _worked_example_series() -> int:
         + 50 * _job_series(JobState.ERROR, tasks=1, codes=1)
         + 10 * _job_series(JobState.CANCELED)
         + _history_series()
-        + 36
+        + _account_and_exporter_series()
     )
 
 
@@ -444,6 +470,7 @@ FACTS = [
     Fact("README.md", r"-p \d+:(\d+) ", "cli.DEFAULT_LISTEN_ADDRESS", PORT),
     Fact("README.md", r"`--web\.max-connections` \| `(\d+)`", "httpserver.MAX_CONNECTIONS", MAX_CONNECTIONS),
     Fact("README.md", r"`--demo\.jobs` \| `(\d+)`", "cli: --demo.jobs default", lambda: build_parser().get_default("demo_jobs")),
+    Fact("README.md", r"once per `jobs\.capacity_interval` \(default (\d+)m\)", "JobsConfig.capacity_interval", JOBS_DEFAULTS.capacity_interval / MINUTE),
     Fact("README.md", r"jobs in the emulated account, 1 to ([\d,]+) \|", "wiring.DEMO_MAX_JOBS", DEMO_MAX_JOBS),
     Fact("README.md", r"`finished_window` \(default (\d+) h\)", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
     Fact("README.md", r"⌊jobs in scope ÷ (\d+)⌋", "client.PAGE_SIZE", PAGE_SIZE),
@@ -502,6 +529,8 @@ FACTS = [
     Fact("docs/config.example.yml", r"queue_wait_buckets: \[([^\]]+)\]", "model.DEFAULT_QUEUE_WAIT_BUCKETS", _bounds(DEFAULT_QUEUE_WAIT_BUCKETS, day="24h")),
     # -- docs/metrics.md: the prose of exporter/expose/contract.py (the tables are generated)
     Fact("docs/metrics.md", r"(\d+) minutes below", "history.NEAR_SECONDS", NEAR_SECONDS / MINUTE),
+    Fact("docs/metrics.md", r"A failed read is tried again after (\d+) minutes", "capacity.PROCESSORS_RETRY", PROCESSORS_RETRY / MINUTE),
+    Fact("docs/metrics.md", r"`jobs\.capacity_interval` \(default (\d+)m\) after the previous read", "JobsConfig.capacity_interval", JOBS_DEFAULTS.capacity_interval / MINUTE),
     # -- docs/scaling.md
     Fact("docs/scaling.md", r"`ams_job_state` \(one per state\) \| (\d+) \|", "len(JobState)", len(JobState)),
     Fact("docs/scaling.md", r"`ams_jobs` \((\d+)\)", "len(JobState)", len(JobState)),
@@ -513,8 +542,30 @@ FACTS = [
     Fact("docs/scaling.md", r"\+ up to (\d+) read-ahead pages", "client.PAGE_WINDOW - 1", PAGE_WINDOW - 1),
     Fact("docs/scaling.md", r"tasks of one account are read at most (\d+) at a time", "client.TASK_CONCURRENCY", TASK_CONCURRENCY),
     Fact("docs/scaling.md", r"the job pages at most (\d+) at a time", "client.PAGE_WINDOW", PAGE_WINDOW),
+    Fact("docs/scaling.md", r"EncodingReservedUnitTypes: 1 when jobs\.capacity_interval \(default (\d+)m\)", "JobsConfig.capacity_interval", JOBS_DEFAULTS.capacity_interval / MINUTE),
+    Fact("docs/scaling.md", r"MediaProcessors: 1 when (\d+) hour has passed", "capacity.PROCESSORS_INTERVAL", PROCESSORS_INTERVAL / HOUR),
+    Fact("docs/scaling.md", r"read \((\d+) minutes after a failed one\)", "capacity.PROCESSORS_RETRY", PROCESSORS_RETRY / MINUTE),
+    Fact("docs/scaling.md", r"at a 1m scrape interval and the default (\d+)m that", "JobsConfig.capacity_interval", JOBS_DEFAULTS.capacity_interval / MINUTE),
+    Fact("docs/scaling.md", r"that is every (\d+)th or \d+th collection", "capacity_interval / 1m", JOBS_DEFAULTS.capacity_interval / MINUTE),
+    Fact("docs/scaling.md", r"that is every \d+th or (\d+)th collection", "capacity_interval / 1m + 1", JOBS_DEFAULTS.capacity_interval / MINUTE + 1),
+    Fact("docs/scaling.md", r"C = (\d+) at a 1m scrape interval", "collections an hour at a 1m interval", HOUR / MINUTE),
+    Fact("docs/scaling.md", r"reserved units: (\d+) at the default \d+m", "1h / capacity_interval", HOUR / JOBS_DEFAULTS.capacity_interval),
+    Fact("docs/scaling.md", r"reserved units: \d+ at the default (\d+)m", "JobsConfig.capacity_interval", JOBS_DEFAULTS.capacity_interval / MINUTE),
+    Fact("docs/scaling.md", r"\+ (\d+) +media processors: more only", "1h / capacity.PROCESSORS_INTERVAL", HOUR / PROCESSORS_INTERVAL),
+    Fact("docs/scaling.md", r"one per (\d+) minutes while their reads fail", "capacity.PROCESSORS_RETRY", PROCESSORS_RETRY / MINUTE),
     # The worked example: J = 2,000, 40 processing jobs, 2 new failures.
-    Fact("docs/scaling.md", r"\| account and exporter \| 36 \| (\d+) job pages", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"\| account and exporter \| \d+ \| (\d+) job pages", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"\| account and exporter \| (\d+) \|", "account series + 3 request counts + 20 of the exporter", _account_and_exporter_series),
+    Fact("docs/scaling.md", r"\| 1 in every (\d+) or \d+ collections; 1 an hour \|", "capacity_interval / 1m", JOBS_DEFAULTS.capacity_interval / MINUTE),
+    Fact("docs/scaling.md", r"\| 1 in every \d+ or (\d+) collections; 1 an hour \|", "capacity_interval / 1m + 1", JOBS_DEFAULTS.capacity_interval / MINUTE + 1),
+    Fact("docs/scaling.md", r"collections; (\d+) an hour \|", "1h / capacity.PROCESSORS_INTERVAL", HOUR / PROCESSORS_INTERVAL),
+    Fact("docs/scaling.md", r"on average \((\d+) \u00d7 \d+ = [\d,]+ an hour", "collections an hour at a 1m interval", HOUR / MINUTE),
+    Fact("docs/scaling.md", r"on average \(\d+ \u00d7 (\d+) = [\d,]+ an hour", "40 + 2 + job pages", 40 + 2 + 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"on average \(\d+ \u00d7 \d+ = ([\d,]+) an hour", "60 * (40 + 2 + job pages)", HOUR / MINUTE * (40 + 2 + 2000 // PAGE_SIZE + 1)),
+    Fact("docs/scaling.md", r"an hour for the collections, (\d+) for the reserved units", "1h / capacity_interval", HOUR / JOBS_DEFAULTS.capacity_interval),
+    Fact("docs/scaling.md", r"for the reserved units, (\d+) for the media processors", "1h / capacity.PROCESSORS_INTERVAL", HOUR / PROCESSORS_INTERVAL),
+    Fact("docs/scaling.md", r"Azure AD requests and (\d+) \+ \d+ \+ \d+ \+ 1 \+ 1 =", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"Azure AD requests and \d+ \+ \d+ \+ \d+ \+ 1 \+ 1 = (\d+) AMS requests", "job pages + 40 + 50 + 2 capacity reads", 2000 // PAGE_SIZE + 1 + 40 + 50 + 2),
     Fact("docs/scaling.md", r"job pages \+ ≤ (\d+) read-ahead", "client.PAGE_WINDOW - 1", PAGE_WINDOW - 1),
     Fact("docs/scaling.md", r"\*\*≈ (\d+)\u2013\d+\*\*", "40 + 2 + job pages", 40 + 2 + 2000 // PAGE_SIZE + 1),
     Fact("docs/scaling.md", r"\*\*≈ \d+\u2013(\d+)\*\*", "40 + 2 + job pages + client.PAGE_WINDOW - 1", 40 + 2 + 2000 // PAGE_SIZE + PAGE_WINDOW),
@@ -524,9 +575,15 @@ FACTS = [
     Fact("docs/scaling.md", r"fit one account at the default `max_jobs: (\d+)`", "JobsConfig.max_jobs", JOBS_DEFAULTS.max_jobs),
     # The series of one job, per state (T tasks, E error codes), from the contract's declarations.
     Fact("docs/scaling.md", r"\| \*\*total\*\* \| \*\*(\d+)\*\* \|", "series of a Queued job", lambda: _job_series(JobState.QUEUED)),
-    Fact("docs/scaling.md", r"\| \*\*total\*\* \| \*\*\d+\*\* \| \*\*(\d+) \+ T\*\*", "series of a Processing job - T", lambda: _job_series(JobState.PROCESSING, tasks=1) - 1),
-    Fact("docs/scaling.md", r"\+ T\*\* \| \*\*(\d+)\*\* \|", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
-    Fact("docs/scaling.md", r"\*\*(\d+) \+ T \+ E\*\*", "series of a job in Error - T - E", lambda: _job_series(JobState.ERROR, tasks=1, codes=1) - 2),
+    Fact("docs/scaling.md", r"\| \*\*total\*\* \| \*\*\d+\*\* \| \*\*(\d+) \+ \d+T\*\*", "series of a Processing job - its task's", lambda: _job_series(JobState.PROCESSING, tasks=1) - _task_series()),
+    Fact("docs/scaling.md", r"\*\*\d+ \+ (\d+)T(?: \+ E)?\*\*", "series per task", _task_series),
+    Fact("docs/scaling.md", r"\+ \d+T\*\* \| \*\*(\d+)\*\* \|", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
+    Fact("docs/scaling.md", r"\*\*(\d+) \+ \d+T \+ E\*\*", "series of a job in Error - its task's - E", lambda: _job_series(JobState.ERROR, tasks=1, codes=1) - _task_series() - 1),
+    Fact("docs/scaling.md", r"Every task whose series are exposed has (\w+),", "series per task", _task_series),
+    Fact("docs/scaling.md", r"\*\*\d+ series per job\*\* plus (\w+) per task", "series per task", _task_series),
+    Fact("docs/scaling.md", r"series\(account\) ≤ max_jobs \u00d7 \((\d+) \+", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
+    Fact("docs/scaling.md", r"max_jobs \u00d7 \(\d+ \+ (\d+) \u00d7 tasks per job", "series per task", _task_series),
+    Fact("docs/scaling.md", r"error codes per job\) \+ (\d+) \+ history", "account series + 3 request counts", lambda: _account_series() + 3),
     Fact("docs/scaling.md", r"\*\*(\d+) or \d+\*\* \|", "series of a Canceled job that never started", lambda: _job_series(JobState.CANCELED, started=False)),
     Fact("docs/scaling.md", r"\*\*\d+ or (\d+)\*\* \|", "series of a Canceled job that started", lambda: _job_series(JobState.CANCELED)),
     Fact("docs/scaling.md", r"\*\*(\d+) series per job\*\*", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
@@ -553,16 +610,18 @@ FACTS = [
     # The worked example's series.
     Fact("docs/scaling.md", r"\| 100 queued \u00d7 (\d+) \|", "series of a Queued job", lambda: _job_series(JobState.QUEUED)),
     Fact("docs/scaling.md", r"\| 100 queued \u00d7 \d+ \| ([\d,]+) \|", "100 * series of a Queued job", lambda: 100 * _job_series(JobState.QUEUED)),
-    Fact("docs/scaling.md", r"\| 40 processing \u00d7 \((\d+) \+ 1\)", "series of a Processing job - T", lambda: _job_series(JobState.PROCESSING, tasks=1) - 1),
-    Fact("docs/scaling.md", r"\| 40 processing \u00d7 \(\d+ \+ 1\) \| ([\d,]+) \|", "40 * series of a Processing job of one task", lambda: 40 * _job_series(JobState.PROCESSING, tasks=1)),
+    Fact("docs/scaling.md", r"\| 40 processing \u00d7 \((\d+) \+ \d+\)", "series of a Processing job - its task's", lambda: _job_series(JobState.PROCESSING, tasks=1) - _task_series()),
+    Fact("docs/scaling.md", r"\| 40 processing \u00d7 \(\d+ \+ (\d+)\)", "series per task", _task_series),
+    Fact("docs/scaling.md", r"\| 40 processing \u00d7 \(\d+ \+ \d+\) \| ([\d,]+) \|", "40 * series of a Processing job of one task", lambda: 40 * _job_series(JobState.PROCESSING, tasks=1)),
     Fact("docs/scaling.md", r"\| 1,800 finished \u00d7 (\d+) \|", "series of a Finished job", lambda: _job_series(JobState.FINISHED)),
     Fact("docs/scaling.md", r"\| 1,800 finished \u00d7 \d+ \| ([\d,]+) \|", "1,800 * series of a Finished job", lambda: 1800 * _job_series(JobState.FINISHED)),
-    Fact("docs/scaling.md", r"\| 50 failed \u00d7 \((\d+) \+ 1 \+ 1\)", "series of a job in Error - T - E", lambda: _job_series(JobState.ERROR, tasks=1, codes=1) - 2),
-    Fact("docs/scaling.md", r"\| 50 failed \u00d7 \(\d+ \+ 1 \+ 1\) \| ([\d,]+) \|", "50 * series of a job in Error, one task, one code", lambda: 50 * _job_series(JobState.ERROR, tasks=1, codes=1)),
+    Fact("docs/scaling.md", r"\| 50 failed \u00d7 \((\d+) \+ \d+ \+ 1\)", "series of a job in Error - its task's - E", lambda: _job_series(JobState.ERROR, tasks=1, codes=1) - _task_series() - 1),
+    Fact("docs/scaling.md", r"\| 50 failed \u00d7 \(\d+ \+ (\d+) \+ 1\)", "series per task", _task_series),
+    Fact("docs/scaling.md", r"\| 50 failed \u00d7 \(\d+ \+ \d+ \+ 1\) \| ([\d,]+) \|", "50 * series of a job in Error, one task, one code", lambda: 50 * _job_series(JobState.ERROR, tasks=1, codes=1)),
     Fact("docs/scaling.md", r"\| 10 canceled \u00d7 (\d+) \|", "series of a Canceled job that started", lambda: _job_series(JobState.CANCELED)),
     Fact("docs/scaling.md", r"\| 10 canceled \u00d7 \d+ \| ([\d,]+) \|", "10 * series of a Canceled job that started", lambda: 10 * _job_series(JobState.CANCELED)),
     Fact("docs/scaling.md", r"\| history, no `groups` \(`other` only\) \| (\d+) \|", "history series of one group", _history_series),
-    Fact("docs/scaling.md", r"\*\*≈ ([\d,]+)\*\* \| \*\*≈", "the worked example's series (account and exporter: 36)", lambda: round(_worked_example_series(), -3)),
+    Fact("docs/scaling.md", r"\*\*≈ ([\d,]+)\*\* \| \*\*≈", "the worked example's series", lambda: round(_worked_example_series(), -3)),
     # The shorter finished_window.
     Fact("docs/scaling.md", r"at the default `finished_window: (\d+)h`", "JobsConfig.finished_window", JOBS_DEFAULTS.finished_window / HOUR),
     Fact("docs/scaling.md", r"of which (\d+) % have ended", "ENDED_SHARE", ENDED_SHARE * 100),
@@ -578,6 +637,8 @@ FACTS = [
     Fact("docs/operations.md", r"only when no collection is younger than (\d+) s", "server.STATUS_PAGE_MAX_AGE", STATUS_PAGE_MAX_AGE),
     Fact("docs/operations.md", r"the longest account `timeout` plus (\d+) s", "cli.SHUTDOWN_MARGIN", SHUTDOWN_MARGIN),
     Fact("docs/operations.md", r"cut -c1-(\d+)`", "history_file: the hash in the file name", _history_hash_digits),
+    Fact("docs/operations.md", r"once per `jobs\.capacity_interval` \(default (\d+)m\)", "JobsConfig.capacity_interval", JOBS_DEFAULTS.capacity_interval / MINUTE),
+    Fact("docs/operations.md", r"A failed processors read is tried again after (\d+) minutes", "capacity.PROCESSORS_RETRY", PROCESSORS_RETRY / MINUTE),
     # -- docs/security.md
     Fact("docs/security.md", r"A secret under (\d+) characters is not searched for", "redact._MIN_NEEDLE", _MIN_NEEDLE),
     Fact("docs/security.md", r"quoted only when it looks like a key \(at most (\d+) characters", "yamlio: longest unknown key quoted", _longest_quoted_key),

@@ -158,9 +158,50 @@ def test_account_metrics(frozen_emulator, scraped):
     assert scrape.value("ams_exporter_build_info", version=__version__) == 1
 
 
+def _entity_set(path: str) -> str:
+    """The entity set a request read: ``Jobs``, ``Tasks`` (of one job), ``MediaProcessors`` ..."""
+    return path.rstrip("/").rsplit("/", 1)[-1].partition("(")[0]
+
+
+@pytest.mark.parametrize("tasks", [True, False], ids=["tasks", "no-tasks"])
+def test_a_first_collection_makes_the_requests_of_the_formula(frozen_emulator, tasks):
+    """docs/scaling.md's first(account): the first token (the authority's OpenID configuration,
+    then the token), one page of jobs, the tasks of every job that is Processing, Canceling or in
+    Error, and one read of each capacity set; without tasks, no MediaProcessors either."""
+    frozen_emulator.clear_log()
+    with running_exporter({"main": frozen_emulator}, {"main": {"jobs": {"tasks": tasks}}}) as fresh:
+        scrape = fresh.scrape()
+    served = list(frozen_emulator.request_log)
+    assert {r.status for r in served} == {200}
+
+    jobs = frozen_emulator.jobs()
+    inside, outside = split_scope(jobs, _collection_time(scrape), DAY)
+    assert len(inside) < 1000, "one page of jobs"
+    read_in = {job.id for job in jobs if job.state in (2, 4, 6)}  # Processing, Error, Canceling
+    wanted = read_in & {job.id for job in inside}
+    at_the_edge = read_in - wanted - {job.id for job in outside}
+    tasks_of = {r.path.split("'")[1] for r in served if _entity_set(r.path) == "Tasks"}
+    expected = {"Jobs": 1, "EncodingReservedUnitTypes": 1}
+    if tasks:
+        assert wanted <= tasks_of <= wanted | at_the_edge
+        expected |= {"Tasks": len(tasks_of), "MediaProcessors": 1}
+    else:
+        assert not tasks_of
+    ams = [r for r in served if r.api == "ams"]
+    assert Counter(_entity_set(r.path) for r in ams) == expected
+    assert [_entity_set(r.path) for r in served if r.api == "aad"] == [
+        "openid-configuration",
+        "token",
+    ]
+    assert scrape.value("ams_api_requests_total", account="main", api="ams", code="200") == len(ams)
+    assert scrape.value("ams_api_requests_total", account="main", api="aad", code="200") == 2
+
+
 def test_one_scrape_asks_for_one_page_and_the_tasks_of_moving_jobs(exporter, frozen_emulator):
     exporter.scrape()  # tasks of jobs in Error are fetched once, then remembered
     frozen_emulator.clear_log()
+    # Well within jobs.capacity_interval and the hour of the media processors: neither capacity
+    # set is read again.
     before = exporter.scrape()
     upstream = [r for r in frozen_emulator.request_log if r.api == "ams"]
     after = exporter.scrape()

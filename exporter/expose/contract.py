@@ -582,6 +582,49 @@ per job: each in-scope job is counted once, `max_jobs` or not, and stays counted
 scope. `group` is the first of the account's `jobs.groups` whose `name_regex` matches the job's Name,
 else `other`; `ams_job_info` names it for each exported job. How a job is counted, and from when, is
 described [below the History table](#how-the-history-counts).
+
+Two things are read by time rather than on every collection, as they seldom change: the account's
+encoding reserved units (`ams_encoding_reserved_units`, `ams_encoding_reserved_units_max`), see
+[below the Per account table](#encoding-reserved-units), and its media processors, which name
+`media_processor` in `ams_task_info`, see [below the Per task table](#media-processors).
+"""
+
+_TASK_SEMANTICS = """\
+### Media processors
+
+`media_processor` and `media_processor_version` of `ams_task_info` say what runs the task: the Name
+and Version of the entry of the account's MediaProcessors set whose Id is the task's
+MediaProcessorId (its Id when the entry has no Name).
+
+- **When the set is read.** By the first collection whose job listing succeeds, then once an hour,
+  and in between when a task names a MediaProcessorId that the set does not list: once per such Id,
+  as an Id still missing after that read waits for the hourly one. A failed read is tried again
+  after 5 minutes, and the processors read before are kept meanwhile. With `jobs.tasks: false` no
+  task names a processor, and the set is not read.
+- **While a processor is not listed** (the set not read yet, its reads failing, a processor the set
+  does not have), `media_processor` is the task's MediaProcessorId itself and
+  `media_processor_version` is empty. A task that names no processor has both empty.
+"""
+
+_CAPACITY_SEMANTICS = """\
+### Encoding reserved units
+
+- **What they mean.** A reserved unit runs one task at a time: `ams_encoding_reserved_units` is how
+  many of the account's tasks can run at once, and a job beyond them waits in Queued until a unit is
+  free. `type` is the kind of unit: S1, S2 or S3, S3 the fastest.
+  `ams_encoding_reserved_units_max` is how many units the account may reserve (its quota). Accounts
+  migrated to automatic scaling (after April 2021) still answer the EncodingReservedUnitTypes
+  entity, but its number no longer bounds what runs: AMS adds capacity by itself.
+- **When they are read.** By the first collection whose job listing succeeds, then by the first
+  collection that comes to them at least `jobs.capacity_interval` (default 5m) after the previous
+  read: one request per interval, however many scrapes. Between reads the values are served from
+  memory.
+- **Absent, then kept.** Both series are absent until the entity has been read, and while the
+  account lists none (`ams_encoding_reserved_units_max` also when MaxReservableUnits cannot be
+  read). A failed read keeps the values of the last successful one, and so does a failed collection;
+  the failure is logged once, and once more when a read succeeds again, and leaves `ams_up` alone.
+  After a restart, or a reload that changes the account, they are absent until its first collection
+  reads them.
 """
 
 _HISTORY_SEMANTICS = """\
@@ -647,6 +690,13 @@ _HISTORY_SEMANTICS = """\
   0.0.4 has neither.
 """
 
+# What the tables cannot say, printed below each section's table.
+_SEMANTICS = {
+    Group.TASK: _TASK_SEMANTICS,
+    Group.ACCOUNT: _CAPACITY_SEMANTICS,
+    Group.HISTORY: _HISTORY_SEMANTICS,
+}
+
 
 def reference_markdown() -> str:
     """The metric reference (``docs/metrics.md``) as Markdown."""
@@ -665,8 +715,8 @@ def reference_markdown() -> str:
                     f"| `{metric.name}` | {metric.kind.value} | {labels} | {metric.help} |"
                 )
         lines.append("")
-        if group is Group.HISTORY:
-            lines.append(_HISTORY_SEMANTICS)
+        if group in _SEMANTICS:
+            lines.append(_SEMANTICS[group])
     return "\n".join(lines)
 
 
