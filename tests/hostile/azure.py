@@ -5,10 +5,11 @@ endpoint ``POST /{tenant}/oauth2/v2.0/token`` (client credentials, form-encoded)
 mints a distinct random token, remembered in a :class:`TokenRegistry` (the oracle of the leak check)
 even when a scenario then answers something else than the token.
 
-AMS: ``GET {prefix}/api/Jobs`` (``$top``/``$skip`` paging, ``$filter`` ignored) and
-``GET {prefix}/api/Jobs('<id>')/Tasks``, minimal-metadata JSON, bearer token and ``x-ms-version``
-required. A scenario replaces any of these answers per account with a handler returning any
-:data:`~tests.hostile.wire.Reply`.
+AMS: ``GET {prefix}/api/Jobs`` (``$top``/``$skip`` paging, ``$filter`` ignored),
+``GET {prefix}/api/Jobs('<id>')/Tasks``, ``GET {prefix}/api/EncodingReservedUnitTypes`` and
+``GET {prefix}/api/MediaProcessors`` (every property, ``$select`` ignored), minimal-metadata JSON,
+bearer token and ``x-ms-version`` required. A scenario replaces any of these answers per account
+with a handler returning any :data:`~tests.hostile.wire.Reply`.
 """
 
 from __future__ import annotations
@@ -86,10 +87,14 @@ class Account:
     expires_in: object = 3599
     jobs: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reserved_units: list[dict[str, Any]] = field(default_factory=list)
+    processors: list[dict[str, Any]] = field(default_factory=list)
     on_discovery: Handler | None = None
     on_token: TokenHandler | None = None
     on_jobs: Handler | None = None
     on_tasks: Handler | None = None
+    on_reserved_units: Handler | None = None
+    on_processors: Handler | None = None
     minted: list[str] = field(default_factory=list)
 
     def job_ids(self) -> set[str]:
@@ -101,6 +106,9 @@ _DISCOVERY = re.compile(r"/([^/]+)/v2\.0/\.well-known/openid-configuration")
 _TOKEN = re.compile(r"/([^/]+)/oauth2/v2\.0/token")
 _JOBS = re.compile(r"(/[^/]+)?/api/Jobs", re.IGNORECASE)
 _TASKS = re.compile(r"(/[^/]+)?/api/Jobs\('(.*)'\)/Tasks", re.IGNORECASE)
+_RESERVED_UNITS = re.compile(r"(/[^/]+)?/api/EncodingReservedUnitTypes", re.IGNORECASE)
+_PROCESSORS = re.compile(r"(/[^/]+)?/api/MediaProcessors", re.IGNORECASE)
+_AMS_KINDS = ("jobs", "tasks", "reserved_units", "processors")
 
 
 class HostileAzure:
@@ -144,7 +152,8 @@ class HostileAzure:
         return f"{self.base(host)}{prefix}/api/"
 
     def requests_of(self, account: Account, kind: str) -> list[Request]:
-        """Requests this server got for ``account``: ``token``, ``jobs``, ``tasks`` or ``ams``."""
+        """Requests this server got for ``account``: ``token``, ``jobs``, ``tasks``,
+        ``reserved_units``, ``processors`` or ``ams`` (any of the last four)."""
         found = []
         for request in self.server.requests:
             routed = self._route(request)
@@ -175,6 +184,12 @@ class HostileAzure:
             return refusal
         if kind == "jobs":
             return (account.on_jobs or (lambda r: self.jobs_answer(account, r)))(request)
+        if kind == "reserved_units":
+            regular = collection(account.reserved_units, "EncodingReservedUnitTypes")
+            return (account.on_reserved_units or (lambda _r: odata_answer(regular)))(request)
+        if kind == "processors":
+            regular = collection(account.processors, "MediaProcessors")
+            return (account.on_processors or (lambda _r: odata_answer(regular)))(request)
         return (account.on_tasks or (lambda r: self.tasks_answer(account, r)))(request)
 
     def _route(self, request: Request) -> tuple[Account, str] | None:
@@ -186,7 +201,12 @@ class HostileAzure:
             match = pattern.fullmatch(path)
             if match and request.method == method and match.group(1) in self._by_tenant:
                 return self._by_tenant[match.group(1)], kind
-        for pattern, kind in ((_TASKS, "tasks"), (_JOBS, "jobs")):
+        for pattern, kind in (
+            (_TASKS, "tasks"),
+            (_JOBS, "jobs"),
+            (_RESERVED_UNITS, "reserved_units"),
+            (_PROCESSORS, "processors"),
+        ):
             match = pattern.fullmatch(path)
             if match and request.method == "GET":
                 account = self._by_prefix.get(match.group(1) or "")
@@ -280,7 +300,7 @@ def token_answer(account: Account, token: str) -> Answer:
 
 
 def _api(kind: str) -> str:
-    return "ams" if kind in ("jobs", "tasks") else kind
+    return "ams" if kind in _AMS_KINDS else kind
 
 
 def _int(text: str | None, default: int) -> int:
@@ -374,11 +394,13 @@ def task(
     state: int = 2,
     name: str | None = None,
     running_ms: object = 0.0,
+    processor_id: object = None,
 ) -> dict[str, Any]:
-    """A Tasks entity of a running task."""
+    """A Tasks entity of a running task; ``processor_id`` is its MediaProcessorId (left out when
+    ``None``: a task that names no processor)."""
     now = time.time()
     task_id = new_task_id()
-    return {
+    entity: dict[str, Any] = {
         "Id": task_id,
         "Name": name if name is not None else f"task-{task_id[-12:]}",
         "State": state,
@@ -387,6 +409,44 @@ def task(
         "StartTime": iso(now - 200),
         "EndTime": None,
         "ErrorDetails": [],
+    }
+    if processor_id is not None:
+        entity["MediaProcessorId"] = processor_id
+    return entity
+
+
+# The documented Id of Media Encoder Standard; the other processors' Ids are not documented.
+MES_ID = "nb:mpid:UUID:ff4df607-d419-42f0-bc17-a481b1331e56"
+
+
+def new_processor_id() -> str:
+    """``nb:mpid:UUID:<guid>``."""
+    return f"nb:mpid:UUID:{uuid.uuid4()}"
+
+
+def reserved_units(
+    unit_type: object = 0, current: object = 10, maximum: object = 25
+) -> dict[str, Any]:
+    """An EncodingReservedUnitTypes entity (ReservedUnitType 0, 1, 2 for S1, S2, S3)."""
+    return {
+        "AccountId": str(uuid.uuid4()),
+        "ReservedUnitType": unit_type,
+        "CurrentReservedUnits": current,
+        "MaxReservableUnits": maximum,
+    }
+
+
+def processor(
+    name: object = "Media Encoder Standard", version: object = "1.1", processor_id: object = None
+) -> dict[str, Any]:
+    """A MediaProcessors entity (a new Id unless one is given)."""
+    return {
+        "Id": new_processor_id() if processor_id is None else processor_id,
+        "Description": name,
+        "Name": name,
+        "Sku": "",
+        "Vendor": "Microsoft",
+        "Version": version,
     }
 
 
