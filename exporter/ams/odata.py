@@ -383,7 +383,12 @@ def reserved_units_from_entity(d: Mapping[str, Any]) -> ReservedUnits:
         current = _unit_count(d.get("CurrentReservedUnits"))
     except ODataFormatError as exc:
         raise ODataFormatError(f"'CurrentReservedUnits' {exc}") from None
-    maximum = _optional(_unit_count, d, "MaxReservableUnits") if "MaxReservableUnits" in d else None
+    # Null reads as 0 for the counts AMS documents as not nullable; a null maximum is unknown.
+    maximum = (
+        None
+        if d.get("MaxReservableUnits") is None
+        else _optional(_unit_count, d, "MaxReservableUnits")
+    )
     return ReservedUnits(RESERVED_UNIT_TYPES[kind], current, maximum)
 
 
@@ -404,7 +409,9 @@ def processor_from_entity(d: Mapping[str, Any]) -> MediaProcessor:
 
 
 def _short(text: str) -> str:
-    """A label value from a small closed set (processor ids, names, versions): cut like a name."""
+    """A label value from a small closed set (processor ids, names, versions): control
+    characters folded to spaces (no real processor has one), cut like a name."""
+    text = _CONTROL_RE.sub(" ", text)
     return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + "…"
 
 
