@@ -271,4 +271,6 @@ def test_task_info_names_a_listed_processor_and_shows_the_id_of_an_unlisted_one(
     assert listed and all('media_processor_version="v\\"pla"' in line for line in listed)
     assert unlisted and all('media_processor_version=""' in line for line in unlisted)
     assert len(listed) + len(unlisted) == len(lines)
-    assert 'ams_encoding_reserved_units{account="acc \\"one\\"\\\\",type="S2"} 10.0' in text.decode()
+    assert (
+        'ams_encoding_reserved_units{account="acc \\"one\\"\\\\",type="S2"} 10.0' in text.decode()
+    )
