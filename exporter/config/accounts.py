@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -267,12 +267,22 @@ def _client_id(ctx: Context, path: str, value: object) -> str:
     )
 
 
-def _timeout(ctx: Context, path: str, value: object) -> float:
-    seconds = duration(ctx, path, value)
-    if not 0 < seconds <= MAX_TIMEOUT:
-        shown = ctx.show(path, format_duration(seconds), quote=False)
-        ctx.fail(path, f"must be more than 0s and at most 5m, got {shown}")
-    return seconds
+def _positive_duration(limit: float) -> Callable[[Context, str, object], float]:
+    """A reader of durations more than 0s and at most ``limit`` seconds."""
+
+    def read(ctx: Context, path: str, value: object) -> float:
+        seconds = duration(ctx, path, value)
+        if not 0 < seconds <= limit:
+            shown = ctx.show(path, format_duration(seconds), quote=False)
+            ctx.fail(
+                path, f"must be more than 0s and at most {format_duration(limit)}, got {shown}"
+            )
+        return seconds
+
+    return read
+
+
+_timeout = _positive_duration(MAX_TIMEOUT)
 
 
 def _window(ctx: Context, path: str, value: object) -> float:
@@ -415,18 +425,11 @@ def _jobs(ctx: Context, path: str, value: object) -> JobsConfig:
         groups=section.get("groups", _groups, defaults.groups),
         history=section.get("history", _history, defaults.history),
         capacity_interval=section.get(
-            "capacity_interval", _capacity_interval, defaults.capacity_interval
+            "capacity_interval",
+            _positive_duration(MAX_CAPACITY_INTERVAL),
+            defaults.capacity_interval,
         ),
     )
-
-
-def _capacity_interval(ctx: Context, path: str, value: object) -> float:
-    """``capacity_interval``: more than 0s and at most a day."""
-    seconds = duration(ctx, path, value)
-    if not 0 < seconds <= MAX_CAPACITY_INTERVAL:
-        shown = ctx.show(path, format_duration(seconds), quote=False)
-        ctx.fail(path, f"must be more than 0s and at most 1d, got {shown}")
-    return seconds
 
 
 _GROUP_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")

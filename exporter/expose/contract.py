@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.ams.model import ENTITY_KINDS, JobState
-from exporter.collect.history import Count, Distribution
+from exporter.collect.history import Count, Distribution, HistorySnapshot
 from exporter.collect.jobview import JobView
 from exporter.collect.snapshot import AccountResult, Collection
 from exporter.version import Build
@@ -230,34 +230,32 @@ def _unreadable(result: AccountResult) -> list[Sample]:
     return [((entity,), result.unreadable.get(entity, 0)) for entity in ENTITY_KINDS]
 
 
-def _ended(result: AccountResult) -> list[CounterPoint]:
-    history = result.history
-    if history is None:
-        return []
-    return [CounterPoint(key, count, history.created) for key, count in history.ended]
+def _counters(
+    series: Callable[[HistorySnapshot], Iterable[tuple[tuple[str, ...], Count]]],
+) -> Callable[[AccountResult], list[CounterPoint]]:
+    """The points of one of the history's counters, none for a result without history."""
+
+    def points(result: AccountResult) -> list[CounterPoint]:
+        history = result.history
+        if history is None:
+            return []
+        return [CounterPoint(key, count, history.created) for key, count in series(history)]
+
+    return points
 
 
-def _errors(result: AccountResult) -> list[CounterPoint]:
-    history = result.history
-    if history is None:
-        return []
-    return [CounterPoint(key, count, history.created) for key, count in history.errors]
+def _histograms(
+    series: Callable[[HistorySnapshot], Iterable[tuple[tuple[str, ...], Distribution]]],
+) -> Callable[[AccountResult], list[HistogramPoint]]:
+    """The points of one of the history's histograms, none for a result without history."""
 
+    def points(result: AccountResult) -> list[HistogramPoint]:
+        history = result.history
+        if history is None:
+            return []
+        return [HistogramPoint(key, values, history.created) for key, values in series(history)]
 
-def _durations(result: AccountResult) -> list[HistogramPoint]:
-    history = result.history
-    if history is None:
-        return []
-    return [HistogramPoint(key, values, history.created) for key, values in history.durations]
-
-
-def _queue_waits(result: AccountResult) -> list[HistogramPoint]:
-    history = result.history
-    if history is None:
-        return []
-    return [
-        HistogramPoint((group,), values, history.created) for group, values in history.queue_waits
-    ]
+    return points
 
 
 def _last_ended(result: AccountResult) -> list[Sample]:
@@ -452,7 +450,7 @@ JOBS_ENDED = AccountCounter(
     "first sees it in that state; from the process start, or the stored watermark with "
     "--storage.path.",
     Group.HISTORY,
-    _ended,
+    _counters(lambda history: history.ended),
 )
 JOB_DURATION = AccountHistogram(
     "ams_job_duration_seconds",
@@ -461,7 +459,7 @@ JOB_DURATION = AccountHistogram(
     "RunningDuration of the jobs that ended, observed once per job when it is counted in "
     "ams_jobs_ended_total (buckets: jobs.history.duration_buckets).",
     Group.HISTORY,
-    _durations,
+    _histograms(lambda history: history.durations),
 )
 JOB_QUEUE_WAIT = AccountHistogram(
     "ams_job_queue_wait_seconds",
@@ -470,7 +468,7 @@ JOB_QUEUE_WAIT = AccountHistogram(
     "StartTime minus Created, observed once per job when a collection first sees it started "
     "(buckets: jobs.history.queue_wait_buckets).",
     Group.HISTORY,
-    _queue_waits,
+    _histograms(lambda history: (((group,), values) for group, values in history.queue_waits)),
 )
 JOB_ERRORS = AccountCounter(
     "ams_job_errors_total",
@@ -479,7 +477,7 @@ JOB_ERRORS = AccountCounter(
     "ErrorDetails codes of the tasks of jobs that ended in Error, once per job and code "
     "(documented codes, others as Unknown).",
     Group.HISTORY,
-    _errors,
+    _counters(lambda history: history.errors),
 )
 GROUP_LAST_ENDED = AccountSeries(
     "ams_group_last_ended_timestamp_seconds",
