@@ -160,7 +160,6 @@ class JobHistory:
         self.created = created
         self.lock = threading.RLock()
         groups = jobs.group_names
-        self._groups = groups
         self._ended = {(g, s.label): _Counter() for g in groups for s in ENDED_STATES}
         self._errors = {(g, code): _Counter() for g in groups for code in ERROR_CODES}
         history = jobs.history
@@ -247,7 +246,7 @@ class JobHistory:
         for start, job_id, job in sorted(starting.values(), key=_time_and_id):
             self._wait(job, groups[job_id], start)
         self._count_codes(tasks)
-        self._raise_floors({job.id for job in jobs})
+        self._raise_floors(groups)  # its keys are the listed ids
         self.snapshot = self._freeze()
         return self._changed
 
@@ -292,7 +291,7 @@ class JobHistory:
             for code in codes:
                 self._errors[(group, code)].add(_exemplar(job_id, 1.0, end))
 
-    def _raise_floors(self, listed: set[str]) -> None:
+    def _raise_floors(self, listed: Mapping[str, str]) -> None:
         """Move both floors up to the watermark minus :data:`NEAR_SECONDS` and forget the ids
         below them; forget pending codes of jobs that left the listing."""
         if self._watermark is not None:

@@ -161,8 +161,10 @@ class AccountPoller:
         history = self.history
         with history.lock:
             seen: dict[str, Sequence[Task]] = dict(tasks)
-            wanted = [job_id for job_id in history.codes_wanted(jobs) if job_id not in tasks]
-            if wanted and self.config.jobs.tasks:
+            wanted = []
+            if self.config.jobs.tasks:  # else no codes: nothing to scan the listing for
+                wanted = [job_id for job_id in history.codes_wanted(jobs) if job_id not in tasks]
+            if wanted:
                 fetched = self._client.list_tasks_many(wanted, deadline, Unreadable())
                 for job_id, outcome in fetched.items():
                     if not isinstance(outcome, ExporterError):
