@@ -266,8 +266,12 @@ def _warm_up(poller: Poller, budget: float) -> None:
     ).start()
 
 
-def _run_until_stopped(reloader: Reloader) -> None:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration (in this thread)."""
+def _note_signals() -> queue.SimpleQueue[int]:
+    """Queue SIGTERM, SIGINT and SIGHUP from now on, for :func:`_run_until_stopped`.
+
+    Installed before "listening on" is logged: a SIGHUP sent by whoever waited for that line must
+    reload, not kill the process by its default action.
+    """
     received: queue.SimpleQueue[int] = queue.SimpleQueue()
 
     def note(signum: int, _frame: FrameType | None) -> None:
@@ -275,6 +279,11 @@ def _run_until_stopped(reloader: Reloader) -> None:
 
     for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(handled, note)
+    return received
+
+
+def _run_until_stopped(reloader: Reloader, received: queue.SimpleQueue[int]) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration (in this thread)."""
     while True:
         try:
             signum = received.get(timeout=3600)
@@ -344,6 +353,7 @@ def _serve(
         len(config.accounts),
         f"; demo emulator at {demo.endpoint}" if demo else "",
     )
+    received = _note_signals()
     # Last: whoever reads "listening on" in the log has read the rest of the start-up.
     for address in server.server_addresses:
         log.info("listening on %s", format_address(address))
@@ -353,7 +363,7 @@ def _serve(
     _warm_up(exporter.poller, exporter.default_timeout)
     started = time.monotonic()
     try:
-        _run_until_stopped(reloader)
+        _run_until_stopped(reloader, received)
     finally:
         # Scrapes being answered finish: as long as a collection may take, and a little more.
         server.shutdown(grace=exporter.default_timeout + SHUTDOWN_MARGIN)
