@@ -105,7 +105,8 @@ class Exporter:
         """Poll ``config``'s accounts from now on, keeping what did not change.
 
         An account whose configuration is equal to the running one keeps its poller, with its
-        token cache and its memory (tasks of failed jobs, the date-filter fallback); an added or
+        token cache and its memory (tasks of failed jobs, the date-filter fallback), and its next
+        listing is a full one; an added or
         changed account gets a new one; the pollers of removed and changed accounts are closed,
         and the request counts of removed accounts are dropped with their series. A changed
         account keeps its history (see :func:`_history`); a removed one's history goes with it.
@@ -115,6 +116,7 @@ class Exporter:
         for account in config.accounts:
             current = running.get(account.name)
             if current is not None and current.config == account:
+                current.list_everything_next()
                 pollers.append(current)
                 changes.kept.append(account.name)
                 continue

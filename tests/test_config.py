@@ -895,6 +895,7 @@ name: prod
       max_jobs: 2000
       tasks: true
       capacity_interval: 5m
+      full_listing_interval: 10m
       groups: []  # every job in other
       history:
         duration_buckets: [10s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h, 4h, 8h, 1d]
@@ -928,6 +929,7 @@ name: mi
       max_jobs: 7
       tasks: false
       capacity_interval: 5m
+      full_listing_interval: 10m
       groups: []  # every job in other
       history:
         duration_buckets: [10s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h, 4h, 8h, 1d]

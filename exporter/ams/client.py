@@ -164,7 +164,12 @@ class AmsClient:
         self._session.close()
 
     def list_jobs(
-        self, filter: str | None, deadline: Deadline, unreadable: Unreadable | None = None
+        self,
+        filter: str | None,
+        deadline: Deadline,
+        unreadable: Unreadable | None = None,
+        *,
+        kind: str = "",
     ) -> list[Job]:
         """Every job matching ``filter`` (all pages), each Id once, in the service's order.
 
@@ -175,10 +180,13 @@ class AmsClient:
         other. The steady state thus costs exactly the pages needed, with latency overlapped; a
         first listing or a grown account pays only latency, never extra requests.
 
+        ``kind`` tells listings of the same shape apart whose sizes differ (the poller's full
+        listings and its changes listings): each kind remembers its own number of pages.
+
         A job entity that cannot be read (no Id, State or Created) is skipped, logged once and
         counted in ``unreadable``; the page's other jobs are kept.
         """
-        key = _filter_shape(filter)
+        key = f"{kind}\x00{_filter_shape(filter)}"
         memo = self._memos.get(key) or odata.JobMemo()
         jobs, pages = self._read_pages(
             filter, self._known_pages.get(key, 1), memo, deadline, unreadable or Unreadable()

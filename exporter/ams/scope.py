@@ -20,12 +20,19 @@ from exporter.config.model import JobsConfig
 IDS_PER_FILTER = 40
 
 
-def server_filters(jobs: JobsConfig, now: float, *, with_dates: bool = True) -> list[str | None]:
+def server_filters(
+    jobs: JobsConfig, now: float, *, with_dates: bool = True, since: float | None = None
+) -> list[str | None]:
     """The ``$filter`` values of one listing: one per chunk of ``ids``, or a single one.
 
-    ``None`` stands for "no filter at all" (every job of the account).
+    Final jobs are selected by ``LastModified`` at or after ``since`` (by default, and never
+    earlier than, ``now`` minus ``finished_window``). ``None`` stands for "no filter at all"
+    (every job of the account).
     """
-    common = _selection_parts(jobs) + _lifecycle_parts(jobs, now, with_dates)
+    cutoff = now - jobs.finished_window
+    if since is not None:
+        cutoff = max(cutoff, since)
+    common = _selection_parts(jobs) + _lifecycle_parts(jobs, cutoff, with_dates)
     if not jobs.ids:
         return [_conjunction(common)]
     filters: list[str | None] = []
@@ -56,14 +63,13 @@ def _selection_parts(jobs: JobsConfig) -> list[str]:
     return parts
 
 
-def _lifecycle_parts(jobs: JobsConfig, now: float, with_dates: bool) -> list[str]:
+def _lifecycle_parts(jobs: JobsConfig, cutoff: float, with_dates: bool) -> list[str]:
     if not with_dates:
         return []
     active = " or ".join(f"State eq {int(state)}" for state in sorted(ACTIVE_STATES))
     if jobs.finished_window <= 0:
         return [f"({active})"]
-    cutoff = datetime_literal(now - jobs.finished_window)
-    return [f"({active} or LastModified ge {cutoff})"]
+    return [f"({active} or LastModified ge {datetime_literal(cutoff)})"]
 
 
 def _conjunction(parts: list[str]) -> str | None:

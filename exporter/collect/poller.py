@@ -1,7 +1,10 @@
 """Collecting the configured accounts, shared by the callers that arrive while a collection runs.
 
 ``AccountPoller`` collects one account: it lists the in-scope jobs, fetches the tasks of the jobs that
-need them and remembers what never changes (tasks of jobs in Error). ``Poller`` runs the accounts
+need them and remembers what never changes (tasks of jobs in Error, final jobs). Between two full
+listings (``jobs.full_listing_interval``) it lists only what can have changed since the previous
+listing: the active jobs, and the jobs modified since then (see :meth:`AccountPoller._list_jobs`).
+``Poller`` runs the accounts
 concurrently; each account's collection in flight is shared by every caller meanwhile (several
 Prometheus replicas, a probe of that account, a status-page refresh) instead of multiplying upstream
 load.
@@ -39,6 +42,11 @@ log = logging.getLogger(__name__)
 # past a caller's deadline).
 GRACE_SECONDS = 0.25
 
+# How far before the previous listing a changes listing reaches back by LastModified: the clocks of
+# AMS and of this host may differ by this much, and a job modified while the previous listing was
+# paging is listed again.
+CHANGES_OVERLAP_SECONDS = 300.0
+
 
 @dataclass(frozen=True, slots=True)
 class _Listing:
@@ -70,6 +78,12 @@ class AccountPoller:
         self._wall_clock = wall_clock
         self._dates_in_filter = True
         self._selection_refused = False
+        # The in-scope jobs of the last complete listing, by Id, and when (this host's clock) that
+        # listing and the last full one started; None: the next listing is a full one.
+        self._listed: dict[str, Job] | None = None
+        self._listed_at = 0.0
+        self._full_listed_at = 0.0
+        self._full_wanted = threading.Event()
         self._final_tasks: dict[str, tuple[Task, ...]] = {}
         # The unreadable tasks of those jobs: counted again in every collection that reuses them.
         self._final_unreadable: dict[str, list[tuple[str, str]]] = {}
@@ -112,6 +126,13 @@ class AccountPoller:
     def close(self) -> None:
         """Release the account's connections."""
         self._client.close()
+
+    def list_everything_next(self) -> None:
+        """Make the next collection list every in-scope job (after a reload, for one).
+
+        A collection that has already started its listing is not affected: the one after it is.
+        """
+        self._full_wanted.set()
 
     def _collect(self, deadline: Deadline) -> AccountResult:
         started = time.monotonic()
@@ -207,13 +228,80 @@ class AccountPoller:
 
     def _list(self, now: float, deadline: Deadline, unreadable: Unreadable) -> _Listing:
         jobs_config = self.config.jobs
-        jobs = self._list_jobs(now, deadline, unreadable)
+        previous, self._listed = self._listed, None  # None until this listing is complete
+        if self._full_wanted.is_set():
+            self._full_wanted.clear()
+            previous = None
+        since = None if previous is None else self._changes_since(now)
+        jobs = None
+        if previous is not None and since is not None:
+            try:
+                jobs = self._list_changes(previous, now, since, deadline, unreadable)
+            except AmsApiError as error:
+                if error.status != 400:
+                    raise
+                # The date literal may be refused from now on: the full listing finds out.
+                since = None
+        if jobs is None:
+            jobs = self._list_jobs(now, deadline, unreadable)
         in_scope_jobs = [job for job in jobs if in_scope(job, jobs_config, now)]
+        if self._dates_in_filter and unreadable.counts()["job"] == 0:
+            # Complete: the next listing may ask only for what changed since this one.
+            self._listed = {job.id: job for job in in_scope_jobs}
+            self._listed_at = now
+            if since is None:
+                self._full_listed_at = now
         counts = dict.fromkeys(JobState, 0)
         for job in in_scope_jobs:
             counts[job.state] += 1
         exported = _most_relevant(in_scope_jobs, jobs_config.max_jobs)
         return _Listing(in_scope_jobs, exported, counts, len(in_scope_jobs) - len(exported))
+
+    def _changes_since(self, now: float) -> float | None:
+        """Where a changes listing would start, or ``None`` when this listing must be a full one.
+
+        Besides when there is no complete previous listing (the first collection, after a
+        failed or partial listing, after a reload), it is full when ``full_listing_interval`` has
+        passed since the last full one, when AMS refused the date literal (every listing then
+        lists everything anyway) and when this host's clock went back.
+        """
+        jobs = self.config.jobs
+        if not self._dates_in_filter or jobs.finished_window <= 0:
+            return None
+        if not self._full_listed_at <= self._listed_at <= now:
+            return None
+        if now - self._full_listed_at >= jobs.full_listing_interval:
+            return None
+        return self._listed_at - CHANGES_OVERLAP_SECONDS
+
+    def _list_changes(
+        self,
+        previous: dict[str, Job],
+        now: float,
+        since: float,
+        deadline: Deadline,
+        unreadable: Unreadable,
+    ) -> list[Job]:
+        """The jobs of the previous listing, updated by what changed since ``since``.
+
+        Listed again: every active job, and every job modified at or after ``since`` (a job is
+        modified when it ends, and created jobs are new). A final job of the previous listing
+        that is not listed again cannot have changed: it is kept until it leaves
+        ``finished_window`` by this host's clock (or, deleted upstream, until the next full
+        listing). An active job that is not listed again no longer exists.
+        """
+        filters = server_filters(self.config.jobs, now, since=since)
+        listing = self._list_filtered(filters, deadline, unreadable, "changes")
+        fresh = {job.id: job for job in listing}
+        merged: dict[str, Job] = {}
+        for job_id, job in previous.items():
+            listed = fresh.pop(job_id, None)
+            if listed is not None:
+                merged[job_id] = listed
+            elif job.state.is_final:
+                merged[job_id] = job
+        merged.update(fresh)
+        return list(merged.values())
 
     def _list_jobs(self, now: float, deadline: Deadline, unreadable: Unreadable) -> list[Job]:
         jobs_config = self.config.jobs
@@ -251,11 +339,15 @@ class AccountPoller:
         return jobs
 
     def _list_filtered(
-        self, filters: Sequence[str | None], deadline: Deadline, unreadable: Unreadable
+        self,
+        filters: Sequence[str | None],
+        deadline: Deadline,
+        unreadable: Unreadable,
+        kind: str = "full",
     ) -> list[Job]:
         seen: dict[str, Job] = {}
         for odata_filter in filters:
-            for job in self._client.list_jobs(odata_filter, deadline, unreadable):
+            for job in self._client.list_jobs(odata_filter, deadline, unreadable, kind=kind):
                 seen.setdefault(job.id, job)
         return list(seen.values())
 

@@ -97,12 +97,14 @@ JOBS_KEYS = (
     "groups",
     "history",
     "capacity_interval",
+    "full_listing_interval",
 )
 GROUP_KEYS = ("name", "name_regex")
 HISTORY_KEYS = ("duration_buckets", "queue_wait_buckets")
 MAX_GROUPS = 50
 MAX_BUCKETS = 40
 MAX_CAPACITY_INTERVAL = 86400.0
+MAX_FULL_LISTING_INTERVAL = 86400.0
 # A finished_window below this loses ends between collections (the history's overlap, 10 min).
 MIN_HISTORY_WINDOW = 600.0
 
@@ -285,6 +287,19 @@ def _positive_duration(limit: float) -> Callable[[Context, str, object], float]:
 _timeout = _positive_duration(MAX_TIMEOUT)
 
 
+def _full_listing_interval(ctx: Context, path: str, value: object) -> float:
+    """``full_listing_interval``: 0s (every listing is full) to 1d."""
+    seconds = duration(ctx, path, value)
+    if seconds > MAX_FULL_LISTING_INTERVAL:
+        shown = ctx.show(path, format_duration(seconds), quote=False)
+        ctx.fail(
+            path,
+            f"must be at most {format_duration(MAX_FULL_LISTING_INTERVAL)} (0s lists every "
+            f"in-scope job on every collection), got {shown}",
+        )
+    return seconds
+
+
 def _window(ctx: Context, path: str, value: object) -> float:
     """``finished_window``: 0 or more; capped so that "now minus the window" stays a real date."""
     seconds = duration(ctx, path, value)
@@ -428,6 +443,9 @@ def _jobs(ctx: Context, path: str, value: object) -> JobsConfig:
             "capacity_interval",
             _positive_duration(MAX_CAPACITY_INTERVAL),
             defaults.capacity_interval,
+        ),
+        full_listing_interval=section.get(
+            "full_listing_interval", _full_listing_interval, defaults.full_listing_interval
         ),
     )
 

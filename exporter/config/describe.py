@@ -105,6 +105,7 @@ def _describe_account(account: AccountConfig) -> list[str]:
         f"  max_jobs: {jobs.max_jobs}",
         f"  tasks: {_scalar(jobs.tasks)}",
         f"  capacity_interval: {format_duration(jobs.capacity_interval)}",
+        f"  full_listing_interval: {format_duration(jobs.full_listing_interval)}",
         *_describe_groups(jobs),
         "  history:",
         f"    duration_buckets: {_durations(jobs.history.duration_buckets)}",

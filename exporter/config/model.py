@@ -158,6 +158,8 @@ class JobsConfig:
     history: HistoryConfig = HistoryConfig()
     # How often the encoding reserved units are read (not on every collection).
     capacity_interval: float = 300.0
+    # How often a collection lists every in-scope job; in between, only what can have changed.
+    full_listing_interval: float = 600.0
 
     @property
     def group_names(self) -> tuple[str, ...]:
