@@ -26,6 +26,7 @@ PAGE_SIZE = 1000
 MAX_PAGES = 1000
 FINISHED_WINDOW = timedelta(hours=24)  # the exporter's default finished_window
 LIVE_STATES = (2, 6)  # Processing, Canceling
+ERROR_STATE = 4
 JOB_SELECT = "Id,Name,State,Created,LastModified,StartTime,EndTime,Priority,RunningDuration"
 TASK_SELECT = "Id,Name,State,Progress,RunningDuration,StartTime,EndTime,ErrorDetails"
 REQUEST_TIMEOUT = 120.0
@@ -41,6 +42,7 @@ class BaselineRun:
     page_requests: int
     task_requests: int
     jobs: int
+    error_jobs: int  # in scope and in Error: a first collection of the exporter reads their tasks
     body_bytes: int
     pages_wall_seconds: (
         float  # of wall_seconds: waiting for job pages (the service's work and latency)
@@ -120,6 +122,7 @@ class BaselineClient:
             page_requests=pages,
             task_requests=len(live),
             jobs=len(jobs),
+            error_jobs=sum(1 for job in jobs if job["State"] == ERROR_STATE),
             body_bytes=size,
             pages_wall_seconds=waited,
         )

@@ -1,6 +1,7 @@
-"""The emulator and the exporter as child processes, and what ``/proc`` says about them.
+"""The emulator, the exporter and the naive peer as child processes, and what ``/proc`` says about
+them.
 
-Both run in their own interpreter so that neither shares a GIL with the other or with the harness,
+Each runs in their own interpreter so that neither shares a GIL with the other or with the harness,
 as :class:`tests.support.process.Child`: their output goes to files in a scratch directory, and
 start-up is detected by polling those files, bounded in time.
 """
@@ -17,11 +18,17 @@ import requests
 
 import ams_emulator
 from ams_emulator import Connection, account_entry
-from tests.support.process import Child
+from tests.support.process import LISTENING, Child
 
 STARTUP_SECONDS = 600.0  # a 100,000-job scenario takes a while to build on a busy machine
+# How often the exporter's log is read for "listening on": its start-up collection begins right
+# after that line, and the first scrape is meant to share it.
+LISTENING_POLL_SECONDS = 0.002
+ROOT = Path(__file__).resolve().parent.parent
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SECRET_VARIABLE = "AMS_BENCH_CLIENT_SECRET"
+_NAIVE_SECRET_VARIABLE = "AMS_NAIVE_CLIENT_SECRET"
+_LISTENING = re.compile(LISTENING)
 
 
 @dataclass(frozen=True)
@@ -97,19 +104,41 @@ def exporter_config(info: EmulatorInfo, timeout: float) -> str:
 
 
 def start_exporter(workdir: Path, info: EmulatorInfo, timeout: float) -> tuple[Child, str]:
-    """``ams-exporter`` serving on loopback; returns it and its base URL once it listens."""
+    """``ams-exporter`` serving on loopback; returns it and its base URL once it listens.
+
+    Its log is read every :data:`LISTENING_POLL_SECONDS`, so that a scrape sent on return joins
+    the start-up collection, which begins when the exporter logs that it listens.
+    """
     config = workdir / "exporter.yml"
     config.write_text(exporter_config(info, timeout))
     args = [sys.executable, "-m", "exporter", "--config.file", str(config)]
     args += ["--web.listen-address", "127.0.0.1:0", "--log.level", "info"]
     env = {**_env(), _SECRET_VARIABLE: info.client_secret}
-    child = Child(args, workdir, "exporter", env=env)
+    return _listening(Child(args, workdir, "exporter", env=env), LISTENING_POLL_SECONDS)
+
+
+def start_naive(workdir: Path, info: EmulatorInfo, timeout: float) -> tuple[Child, str]:
+    """The naive peer (:mod:`bench.naive`) on loopback; the secret goes in its environment."""
+    args = [sys.executable, "-m", "bench.naive", "--endpoint", info.endpoint]
+    args += ["--authority-host", info.authority_host, "--tenant", info.tenant]
+    args += ["--client-id", info.client_id, "--resource", info.resource, "--ca-file", info.ca_file]
+    args += ["--secret-variable", _NAIVE_SECRET_VARIABLE, "--timeout", f"{timeout:g}"]
+    env = {**_env(), _NAIVE_SECRET_VARIABLE: info.client_secret}
+    return _listening(Child(args, workdir, "naive", env=env, cwd=ROOT), 0.1)
+
+
+def _listening(child: Child, interval: float) -> tuple[Child, str]:
+    def address() -> re.Match[str] | None:
+        return _LISTENING.search(child.output("stderr"))
+
     try:
-        host, port = child.listening_address(timeout=STARTUP_SECONDS)
+        found = child.wait_until(
+            address, what="'listening on' on its stderr", timeout=STARTUP_SECONDS, interval=interval
+        )
     except BaseException:
         child.stop()
         raise
-    return child, f"http://{host}:{port}"
+    return child, f"http://{found.group(1)}:{found.group(2)}"
 
 
 def wait_ready(exporter: Child, session: requests.Session, url: str, timeout: float) -> None:
