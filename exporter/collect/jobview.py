@@ -17,9 +17,13 @@ from exporter.config.model import OTHER_GROUP
 TASKS_READ_IN = frozenset({JobState.PROCESSING, JobState.CANCELING, JobState.ERROR})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobView:
-    """One in-scope job with its tasks, as seen at ``now`` (Unix seconds), and its history group."""
+    """One in-scope job with its tasks, as seen at ``now`` (Unix seconds), and its history group.
+
+    Treated as immutable, but not frozen: every scrape builds one per exported job, and a frozen
+    dataclass's ``__init__`` costs about a microsecond more (50 ms a scrape at 50,000 jobs).
+    """
 
     job: Job
     tasks: Sequence[Task] | None
@@ -41,6 +45,11 @@ class JobView:
         if self.tasks and self.job.state in TASKS_READ_IN:
             return self.tasks
         return ()
+
+    @property
+    def ended(self) -> bool:
+        """Final with an EndTime: from then on its queued and running durations are fixed."""
+        return self.job.end_time is not None and self.job.state.is_final
 
     @property
     def age_seconds(self) -> float:

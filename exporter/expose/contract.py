@@ -107,11 +107,26 @@ class Metric:
         return "account" in self.labels
 
 
+class Moves(enum.Enum):
+    """How a per-job value depends on the collection's time."""
+
+    NEVER = "never"  # on the job, its tasks and its group alone
+    ALWAYS = "always"  # the job's age
+    # While the job has not ended (see JobView.ended): the durations of live jobs.
+    UNTIL_ENDED = "until ended"
+
+
 @dataclass(frozen=True, slots=True)
 class JobValue(Metric):
-    """One series per exported job, labelled :data:`JOB_LABELS`; ``None`` leaves the job out."""
+    """One series per exported job, labelled :data:`JOB_LABELS`; ``None`` leaves the job out.
+
+    ``moves`` says whether the value depends on the collection's time (``JobView.now``) besides
+    the job, its tasks and its group: the writer reuses the line of an unchanged job only while
+    it does not.
+    """
 
     value: Callable[[JobView], float | None]
+    moves: Moves = Moves.NEVER
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +321,7 @@ JOB_AGE = JobValue(
     "Collection time minus Created.",
     Group.JOB,
     lambda view: view.age_seconds,
+    moves=Moves.ALWAYS,
 )
 JOB_RUNNING = JobValue(
     "ams_job_running_duration_seconds",
@@ -314,6 +330,7 @@ JOB_RUNNING = JobValue(
     "RunningDuration in seconds; while Processing with RunningDuration 0, time since StartTime.",
     Group.JOB,
     lambda view: view.running_seconds,
+    moves=Moves.UNTIL_ENDED,
 )
 JOB_QUEUED = JobValue(
     "ams_job_queued_duration_seconds",
@@ -322,6 +339,7 @@ JOB_QUEUED = JobValue(
     "StartTime minus Created; while the job has not started, collection time minus Created (EndTime minus Created for a job that ended without starting).",
     Group.JOB,
     lambda view: view.queued_seconds,
+    moves=Moves.UNTIL_ENDED,
 )
 JOB_PROGRESS = JobValue(
     "ams_job_progress_ratio",

@@ -3,7 +3,8 @@
 For the text format 0.0.4 and OpenMetrics 1.0.0 (what Prometheus asks for) the samples are written
 here directly. ``prometheus_client``'s encoders validate and escape every label name of every sample
 (about 12 µs a series: seconds at 100,000 jobs); here a job's labels are escaped once and reused by
-its fifteen or so series. Other negotiations go through the families of
+its fifteen or so series, and the lines of a job that did not change since the previous scrape are
+reused (``exporter/expose/linecache.py``). Other negotiations go through the families of
 ``exporter/expose/reference.py``. Both paths give the same bytes (``tests/test_exposition.py``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
+from operator import itemgetter
 from typing import cast
 
 from prometheus_client import CollectorRegistry
@@ -32,23 +34,29 @@ from exporter.expose.contract import (
     JobStateSet,
     JobValue,
     Metric,
+    Moves,
     Sample,
     Scrape,
     ScrapeSeries,
 )
+from exporter.expose.linecache import JobLineCache, JobLines, written_from
 from exporter.expose.negotiation import Negotiation
 from exporter.expose.reference import Exposition, build_families
 
 
 def render(
-    scrape: Scrape, negotiation: Negotiation, process: CollectorRegistry
+    scrape: Scrape,
+    negotiation: Negotiation,
+    process: CollectorRegistry,
+    cache: JobLineCache | None = None,
 ) -> tuple[bytes, str]:
     """The body of a scrape in the negotiated format, and its content type.
 
     ``negotiation`` is what :func:`~exporter.expose.negotiation.negotiate` chose (before the
     collection, so that no Accept header can waste one). ``process`` (the client library's process
     and runtime metrics) follows the families, always through ``prometheus_client``; it also ends
-    an OpenMetrics body with ``# EOF``.
+    an OpenMetrics body with ``# EOF``. ``cache`` keeps the lines of unchanged jobs from one
+    scrape to the next (see :mod:`exporter.expose.linecache`); without one, every line is written.
     """
     encoder, content_type = negotiation
     om = _direct_format(encoder)
@@ -56,7 +64,7 @@ def render(
         families = build_families(scrape, om=_is_openmetrics(encoder))
         return encoder(Exposition(families, process)), content_type
     body = io.BytesIO()  # its getvalue() hands over the buffer: no second copy of a large body
-    for text in _family_texts(scrape, om=om):
+    for text in _family_texts(scrape, om=om, cache=JobLineCache() if cache is None else cache):
         body.write(text.encode())
     body.write(encoder(process))
     return body.getvalue(), content_type
@@ -95,31 +103,104 @@ _go = cast(Callable[[float], str], floatToGoString)
 _ONE = _go(1)
 _ZERO = _go(0)
 
-# A job's escaped common labels, its account and the job; the per-job families are written for so many jobs at
-# a time, which bounds the text in memory besides the body itself.
+# A job's escaped common labels, its account and the job; the per-job families are joined for so many
+# jobs at a time, which bounds the text in memory besides the body itself.
 _Labelled = tuple[str, str, JobView]
+_JobText = Callable[[_Labelled], str]
 _JOBS_PER_SLICE = 2000
+_JobMetric = JobValue | JobStateSet | JobSeries
 
 
-def _family_texts(scrape: Scrape, *, om: bool) -> Iterator[str]:
+def _family_texts(scrape: Scrape, *, om: bool, cache: JobLineCache) -> Iterator[str]:
     """The scrape's families as text, in contract order, in pieces."""
-    jobs: list[_Labelled] = [
-        (_job_labels(account.account, view.job.id, view.job.name), account.account, view)
-        for account in scrape.collection.accounts
-        for view in account.views(scrape.collection.time)
-    ]
-    for metric in scrape.declarations:
+    declarations = scrape.declarations
+    job_metrics = [metric for metric in declarations if isinstance(metric, _JobMetric)]
+    kept = tuple(metric for metric in job_metrics if _moves(metric) is not Moves.ALWAYS)
+    writers = {metric.name: _job_text_writer(metric) for metric in job_metrics}
+    rows = _job_rows(scrape, kept, writers, cache)
+    texts = [lines.texts for lines, _ in rows]
+    slots = {metric.name: index for index, metric in enumerate(kept)}
+    for metric in declarations:
         yield _header(metric, om)
-        if isinstance(metric, (JobValue, JobStateSet, JobSeries)):
-            lines_of = _job_lines_writer(metric)
-            for start in range(0, len(jobs), _JOBS_PER_SLICE):
-                yield "".join(lines_of(jobs[start : start + _JOBS_PER_SLICE]))
+        if isinstance(metric, _JobMetric):
+            yield from _job_family(
+                _moves(metric), slots.get(metric.name), writers[metric.name], rows, texts
+            )
         elif isinstance(metric, AccountCounter):
             yield "".join(_counter_lines(metric, scrape, om))
         elif isinstance(metric, AccountHistogram):
             yield "".join(_histogram_lines(metric, scrape, om))
         else:
             yield "".join(_other_lines(metric, scrape))
+
+
+def _moves(metric: _JobMetric) -> Moves:
+    return metric.moves if isinstance(metric, JobValue) else Moves.NEVER
+
+
+def _job_family(
+    moves: Moves,
+    slot: int | None,
+    write: _JobText,
+    rows: list[tuple[JobLines, _Labelled]],
+    texts: list[tuple[str, ...]],
+) -> Iterator[str]:
+    """One per-job family's lines, so many jobs at a time: kept, written, or kept once ended."""
+    for start in range(0, len(rows), _JOBS_PER_SLICE):
+        end = start + _JOBS_PER_SLICE
+        if slot is None:
+            yield "".join([write(labelled) for _, labelled in rows[start:end]])
+        elif moves is Moves.NEVER:
+            yield "".join(map(itemgetter(slot), texts[start:end]))
+        else:
+            yield "".join(
+                [
+                    lines.texts[slot] if lines.ended else write(labelled)
+                    for lines, labelled in rows[start:end]
+                ]
+            )
+
+
+def _job_rows(
+    scrape: Scrape,
+    kept: tuple[_JobMetric, ...],
+    writers: dict[str, _JobText],
+    cache: JobLineCache,
+) -> list[tuple[JobLines, _Labelled]]:
+    """Every exported job's lines of the ``kept`` metrics, reused from ``cache`` where unchanged,
+    with the job as the metrics written by every scrape need it; the cache then holds exactly
+    these jobs."""
+    rows: list[tuple[JobLines, _Labelled]] = []
+    collection = scrape.collection
+    until_ended = [_moves(metric) is Moves.UNTIL_ENDED for metric in kept]
+    kept_writers = [writers[metric.name] for metric in kept]
+    for account in collection.accounts:
+        name = account.account
+        before = cache.lines_of(name, kept)
+        after: dict[str, JobLines] = {}
+        for view in account.views(collection.time):
+            job, key = view.job, written_from(view)
+            lines = before.get(job.id)
+            if lines is not None and lines.key == key:
+                labelled = (lines.labels, name, view)
+            else:
+                labelled = (_job_labels(name, job.id, job.name), name, view)
+                ended = view.ended
+                lines = JobLines(
+                    key,
+                    labelled[0],
+                    ended,
+                    tuple(
+                        "" if moving and not ended else write(labelled)
+                        for write, moving in zip(kept_writers, until_ended, strict=True)
+                    ),
+                )
+            after[job.id] = lines
+            rows.append((lines, labelled))
+        cache.store(name, kept, after)
+    if scrape.account is None:
+        cache.keep_only({account.account for account in collection.accounts})
+    return rows
 
 
 def _header(metric: Metric, om: bool) -> str:
@@ -191,32 +272,31 @@ def _histogram_lines(metric: AccountHistogram, scrape: Scrape, om: bool) -> Iter
                 yield f"{name}_created{labels} {_go(point.created)}\n"
 
 
-def _job_lines_writer(
-    metric: JobValue | JobStateSet | JobSeries,
-) -> Callable[[Sequence[_Labelled]], list[str]]:
-    """The function that writes ``metric``'s lines for a slice of jobs."""
+def _job_text_writer(metric: _JobMetric) -> _JobText:
+    """The function that writes one job's lines of ``metric`` (nothing when it has none)."""
     if isinstance(metric, JobValue):
-        return partial(_value_lines, metric.name, metric.value)
+        return partial(_value_text, metric.name, metric.value)
     if isinstance(metric, JobStateSet):
-        return partial(_state_set_lines, metric.state, _state_blocks(metric))
+        return partial(_state_set_text, metric.state, _state_blocks(metric))
     own = metric.labels[len(JOB_LABELS) :]
     if list(metric.labels) == sorted(metric.labels):
-        return partial(_series_lines, metric, own)
+        return partial(_series_text, metric, own)
     if list(own) == sorted(own) and all("account" < label < "job_id" for label in own):
         # ams_job_info's group sorts between account and job_id: written between them.
-        return partial(_between_lines, metric, own)
+        return partial(_between_text, metric, own, {})
     # An own label sorts elsewhere among the common ones (ams_job_error_info's code): label by label.
-    return partial(_sorted_lines, metric)
+    return partial(_sorted_text, metric)
 
 
-def _value_lines(
-    name: str, value_of: Callable[[JobView], float | None], jobs: Sequence[_Labelled]
-) -> list[str]:
-    return [
-        f"{name}{{{labels}}} {_go(value)}\n"
-        for labels, _, view in jobs
-        if (value := value_of(view)) is not None
-    ]
+def _value_text(name: str, value_of: Callable[[JobView], float | None], labelled: _Labelled) -> str:
+    value = value_of(labelled[2])
+    return "" if value is None else f"{name}{{{labelled[0]}}} {_number(value)}\n"
+
+
+def _number(value: float) -> str:
+    """``_go(value)``, faster for the ages and durations of most jobs: below a million, Go and
+    Python print a float alike (NaN fails both comparisons)."""
+    return repr(value) if type(value) is float and -1e6 < value < 1e6 else _go(value)
 
 
 def _state_blocks(metric: JobStateSet) -> dict[JobState, str]:
@@ -230,46 +310,50 @@ def _state_blocks(metric: JobStateSet) -> dict[JobState, str]:
     }
 
 
-def _state_set_lines(
-    state_of: Callable[[JobView], JobState], blocks: dict[JobState, str], jobs: Sequence[_Labelled]
-) -> list[str]:
-    return [blocks[state_of(view)].replace("\x00", labels) for labels, _, view in jobs]
+def _state_set_text(
+    state_of: Callable[[JobView], JobState], blocks: dict[JobState, str], labelled: _Labelled
+) -> str:
+    return blocks[state_of(labelled[2])].replace("\x00", labelled[0])
 
 
-def _series_lines(metric: JobSeries, own: Sequence[str], jobs: Sequence[_Labelled]) -> list[str]:
-    return [
+def _series_text(metric: JobSeries, own: Sequence[str], labelled: _Labelled) -> str:
+    labels, _, view = labelled
+    return "".join(
         f"{metric.name}{{{labels}{_own_pairs(own, values)}}} {_go(value)}\n"
-        for labels, _, view in jobs
         for values, value in metric.samples(view)
-    ]
+    )
 
 
-def _between_lines(metric: JobSeries, own: Sequence[str], jobs: Sequence[_Labelled]) -> list[str]:
+def _between_text(
+    metric: JobSeries,
+    own: Sequence[str],
+    written: dict[Sample, tuple[str, str]],
+    labelled: _Labelled,
+) -> str:
+    """``written`` holds a sample's own labels and value as text: few distinct ones (a group per
+    job), shared by the jobs of one scrape."""
+    labels, _, view = labelled
+    # An escaped value never holds an unescaped quote, so the first ',job_id="' is the label.
+    account, _, rest = labels.partition(',job_id="')
     lines = []
-    name, samples = metric.name, metric.samples
-    # A sample's own labels and value as text: few distinct ones (a group per job).
-    written: dict[Sample, tuple[str, str]] = {}
-    for labels, _, view in jobs:
-        # An escaped value never holds an unescaped quote, so the first ',job_id="' is the label.
-        account, _, rest = labels.partition(',job_id="')
-        for sample in samples(view):
-            text = written.get(sample)
-            if text is None:
-                text = written[sample] = (_own_pairs(own, sample[0]), _go(sample[1]))
-            lines.append(f'{name}{{{account}{text[0]},job_id="{rest}}} {text[1]}\n')
-    return lines
+    for sample in metric.samples(view):
+        text = written.get(sample)
+        if text is None:
+            text = written[sample] = (_own_pairs(own, sample[0]), _go(sample[1]))
+        lines.append(f'{metric.name}{{{account}{text[0]},job_id="{rest}}} {text[1]}\n')
+    return "".join(lines)
 
 
 def _own_pairs(names: Sequence[str], values: Sequence[str]) -> str:
     return "".join(f',{name}="{_escape(text)}"' for name, text in zip(names, values, strict=True))
 
 
-def _sorted_lines(metric: JobSeries, jobs: Sequence[_Labelled]) -> list[str]:
-    return [
+def _sorted_text(metric: JobSeries, labelled: _Labelled) -> str:
+    _, account, view = labelled
+    return "".join(
         _line(metric, (account, view.job.id, view.job.name, *own), value)
-        for _, account, view in jobs
         for own, value in metric.samples(view)
-    ]
+    )
 
 
 def _other_lines(metric: Declaration, scrape: Scrape) -> Iterator[str]:

@@ -22,6 +22,7 @@ from exporter.ams.http import RequestCounter
 from exporter.collect.poller import Poller
 from exporter.deadline import Deadline
 from exporter.expose.contract import ConfigStatus, Scrape
+from exporter.expose.linecache import JobLineCache
 from exporter.expose.negotiation import negotiate, qvalue
 from exporter.expose.writer import render
 from exporter.redact import redact
@@ -130,6 +131,8 @@ class ExporterApp:
         # The scrape budget without a timeout header; a reload may change it.
         self.default_timeout = default_timeout
         self._process = _process_registry()
+        # The lines of unchanged jobs, reused by the next scrape (probes and every format share it).
+        self._job_lines = JobLineCache()
         # Set by the process when it loads or reloads the configuration.
         self.config_status = ConfigStatus(successful=True, success_time=time.time())
         # ``POST /-/reload`` calls this (``--web.enable-lifecycle``): ``None`` or why it failed.
@@ -200,7 +203,7 @@ class ExporterApp:
             collection, self._counter.snapshot(), self._build, self.config_status, account
         )
         process = self._process if account is None else _NO_PROCESS
-        body, content_type = render(scrape, negotiation, process)
+        body, content_type = render(scrape, negotiation, process, self._job_lines)
         headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
         if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
             body = gzip.compress(body, compresslevel=1)
