@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from exporter import __version__
+from exporter.allocator import return_large_blocks
 from exporter.collect.history_file import StorageError, prepare_directory
 from exporter.collect.poller import Poller
 from exporter.config.accounts import load_config
@@ -300,6 +301,7 @@ def _run_until_stopped(reloader: Reloader, received: queue.SimpleQueue[int]) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter; the exit code is 0 on a clean stop, 2 on a configuration error."""
     configure_logging(*_log_flags(argv))
+    return_large_blocks()  # before any thread starts
     args = build_parser().parse_args(argv)
     demo: Demo | None = None
     try:

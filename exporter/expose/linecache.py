@@ -23,7 +23,8 @@ from exporter.expose.contract import Metric
 
 @dataclass(frozen=True, slots=True)
 class JobLines:
-    """One job's lines: what they were written from, its escaped labels, one text per metric.
+    """One job's lines: what they were written from, its escaped labels, and per metric its
+    lines, encoded.
 
     ``ended``: the job had ended (:attr:`JobView.ended`), so the texts of the metrics that move
     until then are kept too; otherwise those texts are empty and written by every scrape.
@@ -32,7 +33,7 @@ class JobLines:
     key: tuple[object, ...]
     labels: str
     ended: bool
-    texts: tuple[str, ...]
+    texts: tuple[bytes, ...]
 
 
 def written_from(view: JobView) -> tuple[object, ...]:

@@ -10,8 +10,7 @@ reused (``exporter/expose/linecache.py``). Other negotiations go through the fam
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from operator import itemgetter
 from typing import cast
@@ -63,11 +62,11 @@ def render(
     if om is None:
         families = build_families(scrape, om=_is_openmetrics(encoder))
         return encoder(Exposition(families, process)), content_type
-    body = io.BytesIO()  # its getvalue() hands over the buffer: no second copy of a large body
-    for text in _family_texts(scrape, om=om, cache=JobLineCache() if cache is None else cache):
-        body.write(text.encode())
-    body.write(encoder(process))
-    return body.getvalue(), content_type
+    # One join of small pieces, most of them kept by the cache: the body is the one large
+    # allocation of a scrape.
+    parts = _family_parts(scrape, om=om, cache=JobLineCache() if cache is None else cache)
+    parts.append(encoder(process))
+    return b"".join(parts), content_type
 
 
 # Escapings under which the contract's names (all in the legacy character set) are written as they
@@ -103,16 +102,15 @@ _go = cast(Callable[[float], str], floatToGoString)
 _ONE = _go(1)
 _ZERO = _go(0)
 
-# A job's escaped common labels, its account and the job; the per-job families are joined for so many
-# jobs at a time, which bounds the text in memory besides the body itself.
+# A job's escaped common labels, its account and the job.
 _Labelled = tuple[str, str, JobView]
 _JobText = Callable[[_Labelled], str]
-_JOBS_PER_SLICE = 2000
 _JobMetric = JobValue | JobStateSet | JobSeries
 
 
-def _family_texts(scrape: Scrape, *, om: bool, cache: JobLineCache) -> Iterator[str]:
-    """The scrape's families as text, in contract order, in pieces."""
+def _family_parts(scrape: Scrape, *, om: bool, cache: JobLineCache) -> list[bytes]:
+    """The scrape's families, encoded, in contract order, in pieces: a per-job family in one piece
+    per job."""
     declarations = scrape.declarations
     job_metrics = [metric for metric in declarations if isinstance(metric, _JobMetric)]
     kept = tuple(metric for metric in job_metrics if _moves(metric) is not Moves.ALWAYS)
@@ -120,18 +118,19 @@ def _family_texts(scrape: Scrape, *, om: bool, cache: JobLineCache) -> Iterator[
     rows = _job_rows(scrape, kept, writers, cache)
     texts = [lines.texts for lines, _ in rows]
     slots = {metric.name: index for index, metric in enumerate(kept)}
+    parts: list[bytes] = []
     for metric in declarations:
-        yield _header(metric, om)
+        parts.append(_header(metric, om).encode())
         if isinstance(metric, _JobMetric):
-            yield from _job_family(
-                _moves(metric), slots.get(metric.name), writers[metric.name], rows, texts
-            )
+            slot, write = slots.get(metric.name), writers[metric.name]
+            parts.extend(_job_family(_moves(metric), slot, write, rows, texts))
         elif isinstance(metric, AccountCounter):
-            yield "".join(_counter_lines(metric, scrape, om))
+            parts.append("".join(_counter_lines(metric, scrape, om)).encode())
         elif isinstance(metric, AccountHistogram):
-            yield "".join(_histogram_lines(metric, scrape, om))
+            parts.append("".join(_histogram_lines(metric, scrape, om)).encode())
         else:
-            yield "".join(_other_lines(metric, scrape))
+            parts.append("".join(_other_lines(metric, scrape)).encode())
+    return parts
 
 
 def _moves(metric: _JobMetric) -> Moves:
@@ -143,22 +142,16 @@ def _job_family(
     slot: int | None,
     write: _JobText,
     rows: list[tuple[JobLines, _Labelled]],
-    texts: list[tuple[str, ...]],
-) -> Iterator[str]:
-    """One per-job family's lines, so many jobs at a time: kept, written, or kept once ended."""
-    for start in range(0, len(rows), _JOBS_PER_SLICE):
-        end = start + _JOBS_PER_SLICE
-        if slot is None:
-            yield "".join([write(labelled) for _, labelled in rows[start:end]])
-        elif moves is Moves.NEVER:
-            yield "".join(map(itemgetter(slot), texts[start:end]))
-        else:
-            yield "".join(
-                [
-                    lines.texts[slot] if lines.ended else write(labelled)
-                    for lines, labelled in rows[start:end]
-                ]
-            )
+    texts: list[tuple[bytes, ...]],
+) -> Iterable[bytes]:
+    """One per-job family, a piece per job: kept, written, or kept once the job ended."""
+    if slot is None:
+        return [write(labelled).encode() for _, labelled in rows]
+    if moves is Moves.NEVER:
+        return map(itemgetter(slot), texts)
+    return [
+        lines.texts[slot] if lines.ended else write(labelled).encode() for lines, labelled in rows
+    ]
 
 
 def _job_rows(
@@ -191,7 +184,7 @@ def _job_rows(
                     labelled[0],
                     ended,
                     tuple(
-                        "" if moving and not ended else write(labelled)
+                        b"" if moving and not ended else write(labelled).encode()
                         for write, moving in zip(kept_writers, until_ended, strict=True)
                     ),
                 )

@@ -748,6 +748,9 @@ class HttpServer:
             connection, head, body, received = job
             parts, close = self._answer(connection.address, connection.local, head, body, received)
             self._answers.append((connection, parts, close))
+            # An idle worker must not hold its last answer (a scrape's body: megabytes) until its
+            # next request: eight workers would keep eight bodies alive.
+            del job, connection, head, body, parts
             self._wake()
 
     def _answer(
