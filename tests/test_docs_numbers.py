@@ -56,6 +56,7 @@ from exporter.collect.capacity import PROCESSORS_INTERVAL, PROCESSORS_RETRY
 from exporter.collect.history import ENDED_STATES, NEAR_SECONDS, JobHistory
 from exporter.collect.history_file import MAX_FILE_BYTES, VERSION, HistoryFile, _decode
 from exporter.collect.jobview import JobView
+from exporter.collect.poller import CHANGES_OVERLAP_SECONDS
 from exporter.collect.snapshot import AccountResult
 from exporter.config.accounts import (
     DEFAULT_TIMEOUT,
@@ -549,20 +550,31 @@ FACTS = [
     Fact("docs/scaling.md", r"at a 1m scrape interval and the default (\d+)m that", "JobsConfig.capacity_interval", JOBS_DEFAULTS.capacity_interval / MINUTE),
     Fact("docs/scaling.md", r"that is every (\d+)th or \d+th collection", "capacity_interval / 1m", JOBS_DEFAULTS.capacity_interval / MINUTE),
     Fact("docs/scaling.md", r"that is every \d+th or (\d+)th collection", "capacity_interval / 1m + 1", JOBS_DEFAULTS.capacity_interval / MINUTE + 1),
-    Fact("docs/scaling.md", r"C = (\d+) at a 1m scrape interval", "collections an hour at a 1m interval", HOUR / MINUTE),
+    Fact("docs/scaling.md", r"changes listings: C = (\d+) at 1m", "collections an hour at a 1m interval", HOUR / MINUTE),
     Fact("docs/scaling.md", r"reserved units: (\d+) at the default \d+m", "1h / capacity_interval", HOUR / JOBS_DEFAULTS.capacity_interval),
     Fact("docs/scaling.md", r"reserved units: \d+ at the default (\d+)m", "JobsConfig.capacity_interval", JOBS_DEFAULTS.capacity_interval / MINUTE),
     Fact("docs/scaling.md", r"\+ (\d+) +media processors: more only", "1h / capacity.PROCESSORS_INTERVAL", HOUR / PROCESSORS_INTERVAL),
     Fact("docs/scaling.md", r"one per (\d+) minutes while their reads fail", "capacity.PROCESSORS_RETRY", PROCESSORS_RETRY / MINUTE),
     # The worked example: J = 2,000, 40 processing jobs, 2 new failures.
-    Fact("docs/scaling.md", r"\| account and exporter \| \d+ \| (\d+) job pages", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"\| account and exporter \| \d+ \| 1 job page \(a changes listing\); (\d+) job pages", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"in a full listing, every (\d+)th collection \|", "full_listing_interval / 1m", JOBS_DEFAULTS.full_listing_interval / MINUTE),
+    Fact("docs/scaling.md", r"`jobs\.full_listing_interval` \(default\n?\s*`(\d+)m`", "JobsConfig.full_listing_interval", JOBS_DEFAULTS.full_listing_interval / MINUTE),
+    Fact("docs/scaling.md", r"LastModified ge datetime'<T \u2212 (\d+)m>'", "poller.CHANGES_OVERLAP_SECONDS", CHANGES_OVERLAP_SECONDS / MINUTE),
+    Fact("docs/scaling.md", r"The (\d+) minutes cover a difference", "poller.CHANGES_OVERLAP_SECONDS", CHANGES_OVERLAP_SECONDS / MINUTE),
+    Fact("docs/scaling.md", r"a little early\n?\s*\(every (\d+)th or \d+th at 1m", "full_listing_interval / 1m", JOBS_DEFAULTS.full_listing_interval / MINUTE),
+    Fact("docs/scaling.md", r"full listings: F ≤ (\d+) at a 1m", "1h / full_listing_interval", HOUR / JOBS_DEFAULTS.full_listing_interval),
+    Fact("docs/scaling.md", r"active needs (\d+) pages for a full listing", "50,000 // client.PAGE_SIZE + 1", 50_000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"pages for a full listing and (\d+) for a changes listing", "(2,500 + 499) // client.PAGE_SIZE + 1", (2500 + 499) // PAGE_SIZE + 1),
     Fact("docs/scaling.md", r"\| account and exporter \| (\d+) \|", "account series + 3 request counts + 20 of the exporter", _account_and_exporter_series),
     Fact("docs/scaling.md", r"\| 1 in every (\d+) or \d+ collections; 1 an hour \|", "capacity_interval / 1m", JOBS_DEFAULTS.capacity_interval / MINUTE),
     Fact("docs/scaling.md", r"\| 1 in every \d+ or (\d+) collections; 1 an hour \|", "capacity_interval / 1m + 1", JOBS_DEFAULTS.capacity_interval / MINUTE + 1),
     Fact("docs/scaling.md", r"collections; (\d+) an hour \|", "1h / capacity.PROCESSORS_INTERVAL", HOUR / PROCESSORS_INTERVAL),
-    Fact("docs/scaling.md", r"on average \((\d+) \u00d7 \d+ = [\d,]+ an hour", "collections an hour at a 1m interval", HOUR / MINUTE),
-    Fact("docs/scaling.md", r"on average \(\d+ \u00d7 (\d+) = [\d,]+ an hour", "40 + 2 + job pages", 40 + 2 + 2000 // PAGE_SIZE + 1),
-    Fact("docs/scaling.md", r"on average \(\d+ \u00d7 \d+ = ([\d,]+) an hour", "60 * (40 + 2 + job pages)", HOUR / MINUTE * (40 + 2 + 2000 // PAGE_SIZE + 1)),
+    Fact("docs/scaling.md", r"on average \((\d+) \u00d7 43 \+", "changes listings an hour", HOUR / MINUTE - HOUR / JOBS_DEFAULTS.full_listing_interval),
+    Fact("docs/scaling.md", r"on average \(\d+ \u00d7 (\d+) \+", "40 + 2 + 1 job page", 40 + 2 + 1),
+    Fact("docs/scaling.md", r"on average \(\d+ \u00d7 \d+ \+ (\d+) \u00d7", "full listings an hour", HOUR / JOBS_DEFAULTS.full_listing_interval),
+    Fact("docs/scaling.md", r"on average \(\d+ \u00d7 \d+ \+ \d+ \u00d7 (\d+) =", "40 + 2 + job pages", 40 + 2 + 2000 // PAGE_SIZE + 1),
+    Fact("docs/scaling.md", r"on average \(\d+ \u00d7 \d+ \+ \d+ \u00d7 \d+ = ([\d,]+) an hour", "54 * 43 + 6 * 45", 54 * 43 + 6 * (40 + 2 + 2000 // PAGE_SIZE + 1)),
+    Fact("docs/scaling.md", r"\*\*≈ (\d+)\*\*, \*\*≈", "40 + 2 + 1 job page", 40 + 2 + 1),
     Fact("docs/scaling.md", r"an hour for the collections, (\d+) for the reserved units", "1h / capacity_interval", HOUR / JOBS_DEFAULTS.capacity_interval),
     Fact("docs/scaling.md", r"for the reserved units, (\d+) for the media processors", "1h / capacity.PROCESSORS_INTERVAL", HOUR / PROCESSORS_INTERVAL),
     Fact("docs/scaling.md", r"Azure AD requests and (\d+) \+ \d+ \+ \d+ \+ 1 \+ 1 =", "2,000 // client.PAGE_SIZE + 1", 2000 // PAGE_SIZE + 1),
