@@ -10,6 +10,7 @@ scrapes one account, formats alternate. After every step the body must equal the
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,7 +33,7 @@ from exporter.expose.contract import (
 from exporter.expose.linecache import JobLineCache
 from exporter.expose.negotiation import negotiate
 from exporter.expose.reference import Exposition, build_families
-from exporter.expose.writer import _is_openmetrics, _number, render
+from exporter.expose.writer import _CyclicGcPause, _is_openmetrics, _number, render
 from exporter.version import Build
 
 BUILD = Build("1.0.0", "0" * 40, "2026-12-02T01:00:00Z", "3.12.8")
@@ -349,3 +350,31 @@ def test_a_job_that_left_leaves_the_cache():
 @given(st.floats() | st.integers(-(10**20), 10**20) | st.sampled_from([1e6, -1e6, 999999.9999]))
 def test_the_quick_number_is_prometheus_clients_number(value):
     assert _number(value) == floatToGoString(value)
+
+
+def test_the_collector_is_paused_while_any_body_is_written_and_resumed_after():
+    assert gc.isenabled()
+    first, second = _CyclicGcPause(), None
+    first.__enter__()
+    assert not gc.isenabled()
+    first.__enter__()  # a second writer, overlapping
+    first.__exit__(None, None, None)
+    assert not gc.isenabled(), "the first writer to finish must not resume the collector"
+    first.__exit__(None, None, None)
+    assert gc.isenabled()
+    gc.disable()  # paused by someone else: a write leaves it paused
+    try:
+        second = _CyclicGcPause()
+        with second:
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    accounts = _accounts(START)
+    render(
+        _scrape(Collection(START, tuple(a.result() for a in accounts))),
+        negotiate(TEXT),
+        CollectorRegistry(),
+        JobLineCache(),
+    )
+    assert gc.isenabled()
