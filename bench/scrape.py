@@ -58,6 +58,9 @@ EXPORTER_REQUESTS = re.compile(
     rb'^ams_api_requests_total\{[^}]*api="ams"[^}]*\} (\S+)$', re.MULTILINE
 )
 NAIVE_REQUESTS = re.compile(rb"^naive_ams_requests_total\{[^}]*\} (\S+)$", re.MULTILINE)
+COLLECTION_DURATION = re.compile(
+    rb'^ams_collection_duration_seconds\{account="bench"\} (\S+)$', re.MULTILINE
+)
 _UP = b'\nams_up{account="bench"} 1.0\n'
 
 
@@ -73,6 +76,8 @@ class ScrapeRun:
     body_bytes: int
     series: int
     gzip: bool
+    # The exporter's own ams_collection_duration_seconds: the upstream part of the wall time.
+    collection_seconds: float | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +198,18 @@ def scrape(
     if _UP not in body:
         raise RuntimeError(f"the collection of {url} failed (ams_up is not 1)")
     total = sum(int(float(value)) for value in counted.findall(body))
-    return ScrapeRun(wall, first, cpu, total, len(wire), len(body), count_series(body), compressed)
+    collection = COLLECTION_DURATION.search(body)
+    return ScrapeRun(
+        wall,
+        first,
+        cpu,
+        total,
+        len(wire),
+        len(body),
+        count_series(body),
+        compressed,
+        None if collection is None else float(collection.group(1)),
+    )
 
 
 def measure(jobs: int, latency_ms: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -330,6 +346,9 @@ def _summary(
             "wall_seconds": exp_wall,
             "wall_seconds_min": min(run.wall_seconds for run in identity),
             "headers_seconds": statistics.median(run.headers_seconds for run in identity),
+            "collection_seconds": statistics.median(
+                run.collection_seconds or 0.0 for run in identity
+            ),
             "cpu_seconds": exp_cpu,
             "requests_per_scrape": steady_requests,
             "requests_per_scrape_all": per_scrape,
