@@ -201,7 +201,9 @@ def _job_rows(
     these jobs."""
     rows: list[tuple[JobLines, _Labelled]] = []
     collection = scrape.collection
-    until_ended = [_moves(metric) is Moves.UNTIL_ENDED for metric in kept]
+    until_ended = [
+        index for index, metric in enumerate(kept) if _moves(metric) is Moves.UNTIL_ENDED
+    ]
     kept_writers = [writers[metric.name] for metric in kept]
     for account in collection.accounts:
         name = account.account
@@ -214,16 +216,12 @@ def _job_rows(
                 labelled = (lines.labels, name, view)
             else:
                 labelled = (_job_labels(name, job.id, job.name), name, view)
+                texts = [write(labelled).encode() for write in kept_writers]
                 ended = view.ended
-                lines = JobLines(
-                    key,
-                    labelled[0],
-                    ended,
-                    tuple(
-                        b"" if moving and not ended else write(labelled).encode()
-                        for write, moving in zip(kept_writers, until_ended, strict=True)
-                    ),
-                )
+                if not ended:  # written by every scrape until then: not kept
+                    for index in until_ended:
+                        texts[index] = b""
+                lines = JobLines(key, labelled[0], ended, tuple(texts))
             after[job.id] = lines
             rows.append((lines, labelled))
         cache.store(name, kept, after)
