@@ -245,6 +245,12 @@ class AccountPoller:
         if jobs is None:
             jobs = self._list_jobs(now, deadline, unreadable)
         in_scope_jobs = [job for job in jobs if in_scope(job, jobs_config, now)]
+        log.debug(
+            "account %s: %s listing, %d jobs in scope",
+            self.config.name,
+            "full" if since is None else "changes",
+            len(in_scope_jobs),
+        )
         if self._dates_in_filter and unreadable.counts()["job"] == 0:
             # Complete: the next listing may ask only for what changed since this one.
             self._listed = {job.id: job for job in in_scope_jobs}
