@@ -1939,3 +1939,26 @@ def test_capacity_interval_errors_name_the_key(value: object, message: str) -> N
     with pytest.raises(ConfigError) as caught:
         parse(account(jobs={"capacity_interval": value}))
     assert str(caught.value) == f"accounts[0].jobs.capacity_interval: {message}"
+
+
+def test_full_listing_interval_defaults_to_ten_minutes_and_takes_0s_and_1d() -> None:
+    assert first(account()).jobs.full_listing_interval == 600.0
+    assert first(account(jobs={"full_listing_interval": "0s"})).jobs.full_listing_interval == 0.0
+    assert first(account(jobs={"full_listing_interval": "1d"})).jobs.full_listing_interval == 86400
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1d1ms", "must be at most 1d (0s lists every in-scope job on every collection), got 1d1ms"),
+        ("2d", "must be at most 1d (0s lists every in-scope job on every collection), got 2d"),
+        (600, "expected a duration such as 30s, 5m or 24h, got the number 600 (add a unit, e.g. 600s)"),
+        ("-5m", "expected a duration such as 30s, 5m or 24h, got '-5m'"),
+        (None, "expected a duration such as 30s, 5m or 24h, got an empty value"),
+        ([], "expected a duration such as 30s, 5m or 24h, got a list"),
+    ],
+)  # fmt: skip
+def test_full_listing_interval_errors_name_the_key(value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(account(jobs={"full_listing_interval": value}))
+    assert str(caught.value) == f"accounts[0].jobs.full_listing_interval: {message}"
