@@ -38,6 +38,9 @@ from exporter.wiring import DEMO_MAX_JOBS, Demo, build_exporter, listen, start_d
 
 log = logging.getLogger("exporter")
 
+# How long the main thread waits for a signal before it looks again (see _run_until_stopped).
+SIGNAL_POLL_SECONDS = 0.5
+
 DEFAULT_LISTEN_ADDRESS = ":10267"
 # Seconds a stopping exporter gives a scrape beyond the longest collection to be written.
 SHUTDOWN_MARGIN = 2.0
@@ -287,7 +290,10 @@ def _run_until_stopped(reloader: Reloader, received: queue.SimpleQueue[int]) -> 
     """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration (in this thread)."""
     while True:
         try:
-            signum = received.get(timeout=3600)
+            # A short wait: the kernel may deliver a signal to any thread, and Python runs its
+            # handler only when the main thread next runs bytecode, which a long wait would put
+            # off until it ends.
+            signum = received.get(timeout=SIGNAL_POLL_SECONDS)
         except queue.Empty:
             continue
         name = signal.Signals(signum).name
