@@ -3,9 +3,9 @@
 ``AccountPoller`` collects one account: it lists the in-scope jobs, fetches the tasks of the jobs that
 need them and remembers what never changes (tasks of jobs in Error, final jobs). Between two full
 listings (``jobs.full_listing_interval``) it lists only what can have changed since the previous
-listing: the active jobs, and the jobs modified since then (see :meth:`AccountPoller._list_jobs`).
-``Poller`` runs the accounts
-concurrently; each account's collection in flight is shared by every caller meanwhile (several
+listing: the active jobs, and the jobs modified since then (:meth:`AccountPoller._list_changes`).
+``Poller`` runs the accounts concurrently; each account's collection in flight is shared by every
+caller meanwhile (several
 Prometheus replicas, a probe of that account, a status-page refresh) instead of multiplying upstream
 load.
 """

@@ -201,10 +201,11 @@ def _job_rows(
     these jobs."""
     rows: list[tuple[JobLines, _Labelled]] = []
     collection = scrape.collection
-    until_ended = [
-        index for index, metric in enumerate(kept) if _moves(metric) is Moves.UNTIL_ENDED
+    ended_writers = [writers[metric.name] for metric in kept]
+    # Until a job has ended, the metrics that move until then are written by every scrape.
+    live_writers = [
+        _nothing if _moves(metric) is Moves.UNTIL_ENDED else writers[metric.name] for metric in kept
     ]
-    kept_writers = [writers[metric.name] for metric in kept]
     for account in collection.accounts:
         name = account.account
         before = cache.lines_of(name, kept)
@@ -216,18 +217,20 @@ def _job_rows(
                 labelled = (lines.labels, name, view)
             else:
                 labelled = (_job_labels(name, job.id, job.name), name, view)
-                texts = [write(labelled).encode() for write in kept_writers]
                 ended = view.ended
-                if not ended:  # written by every scrape until then: not kept
-                    for index in until_ended:
-                        texts[index] = b""
-                lines = JobLines(key, labelled[0], ended, tuple(texts))
+                writing = ended_writers if ended else live_writers
+                texts = tuple([write(labelled).encode() for write in writing])
+                lines = JobLines(key, labelled[0], ended, texts)
             after[job.id] = lines
             rows.append((lines, labelled))
         cache.store(name, kept, after)
     if scrape.account is None:
         cache.keep_only({account.account for account in collection.accounts})
     return rows
+
+
+def _nothing(_labelled: _Labelled) -> str:
+    return ""
 
 
 def _header(metric: Metric, om: bool) -> str:
