@@ -297,8 +297,7 @@ class AccountPoller:
         listing). An active job that is not listed again no longer exists.
         """
         filters = server_filters(self.config.jobs, now, since=since)
-        listing = self._list_filtered(filters, deadline, unreadable, "changes")
-        fresh = {job.id: job for job in listing}
+        fresh = self._list_filtered(filters, deadline, unreadable, "changes")
         merged: dict[str, Job] = {}
         for job_id, job in previous.items():
             listed = fresh.pop(job_id, None)
@@ -313,9 +312,10 @@ class AccountPoller:
         jobs_config = self.config.jobs
         if not self._dates_in_filter:
             filters = server_filters(jobs_config, now, with_dates=False)
-            return self._list_filtered(filters, deadline, unreadable)
+            return list(self._list_filtered(filters, deadline, unreadable).values())
         try:
-            return self._list_filtered(server_filters(jobs_config, now), deadline, unreadable)
+            filters = server_filters(jobs_config, now)
+            return list(self._list_filtered(filters, deadline, unreadable).values())
         except AmsApiError as error:
             if error.status != 400 or self._selection_refused:
                 raise
@@ -342,7 +342,7 @@ class AccountPoller:
             self.config.name,
             refusal.upstream_message,
         )
-        return jobs
+        return list(jobs.values())
 
     def _list_filtered(
         self,
@@ -350,12 +350,13 @@ class AccountPoller:
         deadline: Deadline,
         unreadable: Unreadable,
         kind: str = "full",
-    ) -> list[Job]:
+    ) -> dict[str, Job]:
+        """The jobs of the listings of ``filters``, by Id (the first listing that returns one)."""
         seen: dict[str, Job] = {}
         for odata_filter in filters:
             for job in self._client.list_jobs(odata_filter, deadline, unreadable, kind=kind):
                 seen.setdefault(job.id, job)
-        return list(seen.values())
+        return seen
 
     def _tasks(
         self, jobs: Sequence[Job], deadline: Deadline, unreadable: Unreadable
