@@ -14,6 +14,7 @@ import enum
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from exporter.ams.model import ENTITY_KINDS, JobState
 from exporter.collect.history import Count, Distribution, HistorySnapshot
@@ -245,30 +246,22 @@ def _unreadable(result: AccountResult) -> list[Sample]:
     return [((entity,), result.unreadable.get(entity, 0)) for entity in ENTITY_KINDS]
 
 
-def _counters(
-    series: Callable[[HistorySnapshot], Iterable[tuple[tuple[str, ...], Count]]],
-) -> Callable[[AccountResult], list[CounterPoint]]:
-    """The points of one of the history's counters, none for a result without history."""
+_Value = TypeVar("_Value", Count, Distribution)
+_Point = TypeVar("_Point", CounterPoint, HistogramPoint)
 
-    def points(result: AccountResult) -> list[CounterPoint]:
+
+def _history_points(
+    series: Callable[[HistorySnapshot], Iterable[tuple[tuple[str, ...], _Value]]],
+    point: Callable[[tuple[str, ...], _Value, float], _Point],
+) -> Callable[[AccountResult], list[_Point]]:
+    """The points of one of the history's counters or histograms, none for a result without
+    history."""
+
+    def points(result: AccountResult) -> list[_Point]:
         history = result.history
         if history is None:
             return []
-        return [CounterPoint(key, count, history.created) for key, count in series(history)]
-
-    return points
-
-
-def _histograms(
-    series: Callable[[HistorySnapshot], Iterable[tuple[tuple[str, ...], Distribution]]],
-) -> Callable[[AccountResult], list[HistogramPoint]]:
-    """The points of one of the history's histograms, none for a result without history."""
-
-    def points(result: AccountResult) -> list[HistogramPoint]:
-        history = result.history
-        if history is None:
-            return []
-        return [HistogramPoint(key, values, history.created) for key, values in series(history)]
+        return [point(key, value, history.created) for key, value in series(history)]
 
     return points
 
@@ -468,7 +461,7 @@ JOBS_ENDED = AccountCounter(
     "first sees it in that state; from the process start, or the stored watermark with "
     "--storage.path.",
     Group.HISTORY,
-    _counters(lambda history: history.ended),
+    _history_points(lambda history: history.ended, CounterPoint),
 )
 JOB_DURATION = AccountHistogram(
     "ams_job_duration_seconds",
@@ -477,7 +470,7 @@ JOB_DURATION = AccountHistogram(
     "RunningDuration of the jobs that ended, observed once per job when it is counted in "
     "ams_jobs_ended_total (buckets: jobs.history.duration_buckets).",
     Group.HISTORY,
-    _histograms(lambda history: history.durations),
+    _history_points(lambda history: history.durations, HistogramPoint),
 )
 JOB_QUEUE_WAIT = AccountHistogram(
     "ams_job_queue_wait_seconds",
@@ -486,7 +479,10 @@ JOB_QUEUE_WAIT = AccountHistogram(
     "StartTime minus Created, observed once per job when a collection first sees it started "
     "(buckets: jobs.history.queue_wait_buckets).",
     Group.HISTORY,
-    _histograms(lambda history: (((group,), values) for group, values in history.queue_waits)),
+    _history_points(
+        lambda history: (((group,), values) for group, values in history.queue_waits),
+        HistogramPoint,
+    ),
 )
 JOB_ERRORS = AccountCounter(
     "ams_job_errors_total",
@@ -495,7 +491,7 @@ JOB_ERRORS = AccountCounter(
     "ErrorDetails codes of the tasks of jobs that ended in Error, once per job and code "
     "(documented codes, others as Unknown).",
     Group.HISTORY,
-    _counters(lambda history: history.errors),
+    _history_points(lambda history: history.errors, CounterPoint),
 )
 GROUP_LAST_ENDED = AccountSeries(
     "ams_group_last_ended_timestamp_seconds",
